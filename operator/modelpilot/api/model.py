@@ -1,0 +1,268 @@
+"""The ManagedModel object, and parsing it into one list of clear problems.
+
+Each problem names a field path and says how to fix it, one line each, the same whether
+`modelpilot validate` or the operator reads the object.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from modelpilot.api.spec import (
+    MAX_MODEL_PLUS_VERSION,
+    ManagedModelSpec,
+    SpecModel,
+)
+from modelpilot.api.status import ManagedModelStatus
+
+GROUP = "modelpilot.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "ManagedModel"
+PLURAL = "managedmodels"
+SINGULAR = "managedmodel"
+SHORT_NAMES = ("mm",)
+CATEGORIES = ("modelpilot",)
+
+DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+# Labels the operator or KServe own: a user label with one of these keys would confuse
+# KServe's orphan cleanup or our own child selection.
+RESERVED_LABEL_KEYS = (
+    "app.kubernetes.io/managed-by",
+    "serving.kserve.io/inferenceservice",
+    "component",
+)
+RESERVED_LABEL_PREFIX = "modelpilot.io/"
+GPU_RESOURCE_HINTS = ("gpu", "nvidia.com/", "amd.com/")
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+class InvalidManagedModel(ValueError):
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+class ObjectMeta(BaseModel):
+    # Only what modelpilot reads; the rest of metadata is the apiserver's business.
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    name: str
+    namespace: str = "default"
+    generation: int | None = None
+    uid: str | None = None
+    annotations: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class ManagedModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+    api_version: str = Field(alias="apiVersion")
+    kind: str
+    metadata: ObjectMeta
+    spec: ManagedModelSpec
+    status: ManagedModelStatus | None = None
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def namespace(self) -> str:
+        return self.metadata.namespace
+
+
+def parse_managed_model(doc: Any) -> ManagedModel:
+    """Parse and check a ManagedModel; raise InvalidManagedModel listing every problem."""
+    if not isinstance(doc, dict):
+        raise InvalidManagedModel([Problem("(document)", "expected a mapping (a YAML object)")])
+    problems = _envelope_problems(doc)
+    try:
+        model = ManagedModel.model_validate(doc)
+    except ValidationError as err:
+        problems += [_from_pydantic(e) for e in err.errors()]
+        raise InvalidManagedModel(_unique(problems)) from None
+    problems += check_rules(model)
+    if problems:
+        raise InvalidManagedModel(_unique(problems))
+    return model
+
+
+def _envelope_problems(doc: dict[str, Any]) -> list[Problem]:
+    problems = []
+    if doc.get("apiVersion") != API_VERSION:
+        problems.append(Problem("apiVersion", f"must be {API_VERSION}"))
+    if doc.get("kind") != KIND:
+        problems.append(Problem("kind", f"must be {KIND}"))
+    return problems
+
+
+def check_rules(model: ManagedModel) -> list[Problem]:
+    """The cross-field rules the CRD also enforces with CEL."""
+    spec = model.spec
+    problems: list[Problem] = []
+    name = model.metadata.name
+    if not DNS1035_LABEL.match(name):
+        problems.append(
+            Problem(
+                "metadata.name",
+                f"{name!r} must be a DNS-1035 label (lower-case letters, digits and '-', "
+                "starting with a letter, no dots): it names Services",
+            )
+        )
+    seen: dict[str, int] = {}
+    for index, version in enumerate(spec.versions):
+        path = f"spec.versions[{index}]"
+        if version.name in seen:
+            problems.append(
+                Problem(
+                    f"{path}.name",
+                    f"{version.name!r} repeats spec.versions[{seen[version.name]}]; "
+                    "version names must be unique",
+                )
+            )
+        seen.setdefault(version.name, index)
+        if (version.storage_uri is None) == (version.storage is None):
+            problems.append(Problem(path, "set exactly one of storageUri or storage"))
+        if len(name) + len(version.name) > MAX_MODEL_PLUS_VERSION:
+            problems.append(
+                Problem(
+                    f"{path}.name",
+                    f"'{name}-{version.name}-predictor' is longer than 63 characters; "
+                    f"keep model and version names within {MAX_MODEL_PLUS_VERSION} "
+                    "characters together",
+                )
+            )
+        if version.resources is not None:
+            problems += _gpu_in_resources(f"{path}.resources", version.resources)
+    known = ", ".join(v.name for v in spec.versions)
+    target = spec.rollout.target
+    if target is not None and spec.version(target) is None:
+        problems.append(Problem("spec.rollout.target", f"names no version; known: {known}"))
+    if target is None and len(spec.versions) > 1:
+        problems.append(
+            Problem(
+                "spec.rollout.target",
+                f"required when there is more than one version; known: {known}",
+            )
+        )
+    weights = spec.rollout.step_weights
+    if any(b <= a for a, b in pairwise(weights)):
+        problems.append(
+            Problem("spec.rollout.stepWeights", f"must be strictly increasing (got {weights})")
+        )
+    scaling = spec.autoscaling
+    if scaling.min_replicas > scaling.max_replicas:
+        problems.append(
+            Problem(
+                "spec.autoscaling.minReplicas",
+                f"{scaling.min_replicas} exceeds maxReplicas {scaling.max_replicas}",
+            )
+        )
+    for index, metric in enumerate(scaling.metrics):
+        path = f"spec.autoscaling.metrics[{index}]"
+        if metric.type != "pods" and metric.average_utilization is None:
+            problems.append(Problem(path, f"a {metric.type} metric needs averageUtilization"))
+        if metric.type == "pods" and (metric.metric_name is None or metric.average_value is None):
+            problems.append(Problem(path, "a pods metric needs metricName and averageValue"))
+    problems += _gpu_in_resources("spec.resources", spec.resources)
+    for key in spec.serving.labels:
+        if key in RESERVED_LABEL_KEYS or key.startswith(RESERVED_LABEL_PREFIX):
+            problems.append(
+                Problem(
+                    f"spec.serving.labels.{key}",
+                    "is set by modelpilot or KServe; choose another label key",
+                )
+            )
+    return problems
+
+
+def _gpu_in_resources(path: str, resources: SpecModel) -> list[Problem]:
+    problems = []
+    for field in ("requests", "limits"):
+        for key in getattr(resources, field):
+            if any(hint in key for hint in GPU_RESOURCE_HINTS):
+                problems.append(
+                    Problem(
+                        f"{path}.{field}.{key}",
+                        "GPUs are set in spec.gpu (count, resourceName), not in resources",
+                    )
+                )
+    return problems
+
+
+def _from_pydantic(error: Any) -> Problem:
+    loc = error["loc"]
+    path = _path(loc)
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        known = _known_fields(loc[:-1])
+        hint = f"; known fields: {', '.join(known)}" if known else ""
+        return Problem(path, f"unknown field{hint}")
+    if kind == "missing":
+        return Problem(path, "required")
+    if path.endswith("minReplicas") and kind == "greater_than_equal":
+        return Problem(path, "must be at least 1: an HPA cannot scale to zero")
+    message = str(error["msg"])
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    if kind == "string_pattern_mismatch" and path.endswith(".name"):
+        message = "must be a DNS-1123 label: lower-case letters, digits and '-'"
+    elif kind == "string_pattern_mismatch":
+        message = "must be a duration such as 30s, 10m or 1h30m"
+    return Problem(path, message)
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif str(part) in ("int", "str") or "[" in str(part):
+            continue  # union branch names pydantic adds; not part of the user's path
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _known_fields(loc: tuple[Any, ...]) -> list[str]:
+    """The camelCase fields allowed at a location, to suggest the right spelling."""
+    current: type[BaseModel] | None = ManagedModel
+    for part in loc:
+        if current is None or isinstance(part, int):
+            continue
+        field = next((f for n, f in current.model_fields.items() if part in (n, f.alias)), None)
+        if field is None:
+            return []
+        current = _model_in(field.annotation)
+    if current is None:
+        return []
+    return sorted(f.alias or n for n, f in current.model_fields.items())
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _unique(problems: list[Problem]) -> list[Problem]:
+    return list(dict.fromkeys(problems))

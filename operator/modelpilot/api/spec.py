@@ -1,0 +1,420 @@
+"""The ManagedModel spec: what the user declares. The CRD schema is generated from it.
+
+Every field carries a description: it becomes `kubectl explain` text. Cross-field rules
+that the apiserver enforces with CEL sit next to the model they constrain
+(`x-kubernetes-validations`); `modelpilot.api.checks` enforces the same rules in Python
+so that `modelpilot validate` and the operator say the same thing as admission.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+
+DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# Go-style durations as Kubernetes users write them: "30s", "10m", "1h30m".
+DURATION = r"^([0-9]+(ms|s|m|h))+$"
+# Quantities are ints or strings ("500m", "8Gi"); the CRD says x-kubernetes-int-or-string.
+Quantity = int | str
+Duration = Annotated[str, Field(pattern=DURATION, max_length=32)]
+
+# The longest DNS-1035 label is 63 characters and "-predictor" plus the "-" joining model
+# and version take 11 of them: `<model>-<version>-predictor` names a Service.
+MAX_MODEL_PLUS_VERSION = 63 - len("-predictor") - 1
+MAX_VERSIONS = 15
+MAX_HOSTNAMES = 16
+
+
+def rules(*pairs: tuple[str, str]) -> dict[str, Any]:
+    """CEL rules for the CRD, as `json_schema_extra`."""
+    return {"x-kubernetes-validations": [{"rule": r, "message": m} for r, m in pairs]}
+
+
+class SpecModel(BaseModel):
+    """Base: camelCase in YAML, unknown fields refused, immutable once parsed."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+class ModelFormat(SpecModel):
+    name: str = Field(
+        min_length=1,
+        max_length=63,
+        description="Model format KServe selects a runtime by, e.g. sklearn, xgboost, "
+        "huggingface, pytorch, tensorflow, onnx.",
+    )
+    version: str | None = Field(
+        default=None,
+        max_length=32,
+        description='Format version, e.g. "1" for sklearn 1.x. Narrows runtime choice to '
+        "runtimes that list this version.",
+    )
+
+
+class EnvVar(SpecModel):
+    name: str = Field(min_length=1, max_length=256, description="Environment variable name.")
+    value: str | None = Field(default=None, description="Literal value.")
+    value_from: dict[str, Any] | None = Field(
+        default=None,
+        description="Source for the value (a Kubernetes EnvVarSource: secretKeyRef, "
+        "configMapKeyRef, fieldRef, resourceFieldRef), passed through unchanged.",
+    )
+
+
+class Resources(SpecModel):
+    requests: dict[str, Quantity] = Field(
+        default_factory=dict,
+        description="Minimum resources per predictor pod, e.g. {cpu: 500m, memory: 1Gi}. "
+        "GPUs are set in spec.gpu, not here.",
+    )
+    limits: dict[str, Quantity] = Field(
+        default_factory=dict,
+        description="Maximum resources per predictor pod. GPUs are set in spec.gpu, not here.",
+    )
+
+
+class Storage(SpecModel):
+    key: str | None = Field(default=None, description="Key of the storage secret entry.")
+    path: str | None = Field(default=None, description="Path of the model in the storage.")
+    parameters: dict[str, str] = Field(
+        default_factory=dict, description="Storage parameters that override the secret's."
+    )
+
+
+class ModelVersion(SpecModel):
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "has(self.storageUri) != has(self.storage)",
+                "set exactly one of storageUri or storage",
+            )
+        )
+    )
+
+    name: str = Field(
+        min_length=1,
+        max_length=MAX_MODEL_PLUS_VERSION - 1,
+        pattern=DNS1123_LABEL,
+        description="Version name, a DNS-1123 label (e.g. v1). Versions are meant to be "
+        "immutable: publish a new artifact under a new name.",
+    )
+    storage_uri: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Where KServe loads the model from, e.g. gs://bucket/iris/v1, "
+        "s3://..., pvc://claim/path, hf://org/model. Exactly one of storageUri or storage.",
+    )
+    storage: Storage | None = Field(
+        default=None,
+        description="Storage spec with a key into KServe's storage secret. Exactly one of "
+        "storageUri or storage.",
+    )
+    runtime: str | None = Field(
+        default=None, description="Serving runtime for this version (overrides spec.runtime)."
+    )
+    runtime_version: str | None = Field(
+        default=None,
+        description="Runtime image tag for this version (overrides spec.runtimeVersion).",
+    )
+    model_format_version: str | None = Field(
+        default=None,
+        max_length=32,
+        description="Model format version for this version (overrides spec.modelFormat.version).",
+    )
+    resources: Resources | None = Field(
+        default=None,
+        description="Resources for this version; keys here override spec.resources.",
+    )
+    args: list[str] = Field(default_factory=list, description="Arguments appended after spec.args.")
+    env: list[EnvVar] = Field(
+        default_factory=list, description="Environment merged over spec.env by name."
+    )
+    service_account_name: str | None = Field(
+        default=None,
+        description="Service account for this version's pods (overrides "
+        "spec.serving.serviceAccountName).",
+    )
+
+
+class Gpu(SpecModel):
+    count: int = Field(ge=1, le=64, description="GPUs per predictor pod.")
+    resource_name: str = Field(
+        default="nvidia.com/gpu",
+        min_length=1,
+        description="Extended resource name: nvidia.com/gpu, amd.com/gpu, or a MIG profile "
+        "such as nvidia.com/mig-1g.5gb.",
+    )
+    product: str | None = Field(
+        default=None,
+        description="GPU product; becomes the nodeSelector nvidia.com/gpu.product, "
+        "e.g. NVIDIA-A100-SXM4-80GB.",
+    )
+    tolerate: bool = Field(
+        default=True,
+        description="Tolerate the NoSchedule taint that GPU node pools commonly carry "
+        "(key = resourceName, operator Exists).",
+    )
+
+
+class Metric(SpecModel):
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "self.type in ['cpu', 'memory', 'gpu'] ? has(self.averageUtilization) : true",
+                "cpu, memory and gpu metrics need averageUtilization",
+            ),
+            (
+                "self.type == 'pods' ? has(self.metricName) && has(self.averageValue) : true",
+                "pods metrics need metricName and averageValue",
+            ),
+        )
+    )
+
+    type: Literal["cpu", "memory", "gpu", "pods"] = Field(
+        description="cpu or memory: resource utilization; gpu: a per-pod GPU utilization "
+        "metric (DCGM by default); pods: any per-pod custom metric."
+    )
+    average_utilization: int | None = Field(
+        default=None,
+        ge=1,
+        le=100,
+        description="Target utilization in percent (cpu, memory, gpu).",
+    )
+    metric_name: str | None = Field(
+        default=None,
+        description="Custom metric name (pods; gpu defaults to DCGM_FI_DEV_GPU_UTIL).",
+    )
+    average_value: Quantity | None = Field(
+        default=None, description="Target average value per pod (pods), e.g. 10 queued requests."
+    )
+
+
+class Autoscaling(SpecModel):
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            ("self.minReplicas <= self.maxReplicas", "minReplicas must not exceed maxReplicas")
+        )
+    )
+
+    min_replicas: int = Field(
+        default=1,
+        ge=1,
+        description="Fewest pods per version, at least 1 (an HPA cannot scale to zero).",
+    )
+    max_replicas: int = Field(default=1, ge=1, description="Most pods per version.")
+    metrics: list[Metric] = Field(
+        default_factory=lambda: [Metric(type="cpu", average_utilization=80)],
+        max_length=8,
+        description="What the HPA scales on (default: CPU at 80%).",
+    )
+    behavior: dict[str, Any] | None = Field(
+        default=None,
+        description="HPA scaling behavior in the autoscaling/v2 shape, passed through.",
+    )
+
+
+class Serving(SpecModel):
+    deployment_mode: Literal["Standard"] = Field(
+        default="Standard",
+        description="KServe deployment mode. Standard (plain Deployments) is the only one.",
+    )
+    service_account_name: str | None = Field(
+        default=None, description="Service account for the predictor pods."
+    )
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Node selector for the predictor pods."
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list, description="Tolerations for the predictor pods."
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="Extra labels on every InferenceService."
+    )
+    annotations: dict[str, str] = Field(
+        default_factory=dict, description="Extra annotations on every InferenceService."
+    )
+    timeout: int | None = Field(
+        default=None,
+        ge=1,
+        description="Request timeout in seconds: the predictor's and the route's.",
+    )
+    deployment_strategy: dict[str, Any] | None = Field(
+        default=None,
+        description="Deployment strategy of the predictor, passed through; "
+        "rollingUpdate.maxSurge 0 matters when no spare GPU exists.",
+    )
+
+
+class Toleration(SpecModel):
+    key: str | None = Field(default=None, description="Taint key to tolerate.")
+    operator: Literal["Exists", "Equal"] | None = Field(
+        default=None, description="Exists or Equal (default Equal)."
+    )
+    value: str | None = Field(default=None, description="Taint value (with Equal).")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="Taint effect to tolerate; empty means all."
+    )
+    toleration_seconds: int | None = Field(
+        default=None, description="How long a NoExecute taint is tolerated."
+    )
+
+
+class GatewayRef(SpecModel):
+    name: str = Field(min_length=1, description="Gateway name.")
+    namespace: str | None = Field(
+        default=None, description="Gateway namespace (default: the model's)."
+    )
+    section_name: str | None = Field(
+        default=None, description="Listener of the Gateway to attach to."
+    )
+
+
+class Traffic(SpecModel):
+    gateway_ref: GatewayRef = Field(description="The Gateway the model's HTTPRoute attaches to.")
+    hostnames: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_HOSTNAMES,
+        description="Hostnames the route serves (at most 16, a Gateway API limit).",
+    )
+    pin_header: str = Field(
+        default="x-model-version",
+        min_length=1,
+        max_length=256,
+        description="A request carrying this header, with a version name as its value, "
+        "goes to that version.",
+    )
+
+
+class Rollout(SpecModel):
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "self.stepWeights.isSorted() && "
+                "self.stepWeights.all(w, self.stepWeights.exists_one(x, x == w))",
+                "stepWeights must be strictly increasing",
+            )
+        )
+    )
+
+    target: str | None = Field(
+        default=None,
+        max_length=63,
+        description="The version that should end up with all traffic. Changing it starts a "
+        "canary from the current stable version. Required when there is more than one "
+        "version.",
+    )
+    step_weights: list[Annotated[int, Field(ge=1, le=99)]] = Field(
+        default_factory=lambda: [10, 25, 50],
+        min_length=1,
+        max_length=20,
+        description="Canary traffic percentages, strictly increasing within 1..99.",
+    )
+    interval: Duration = Field(
+        default="60s", description="Time at each weight before the next step."
+    )
+    promotion: Literal["manual", "auto"] = Field(
+        default="manual",
+        description="manual: wait at the last step for modelpilot.io/promote; auto: "
+        "promote after the last step.",
+    )
+    capacity: Literal["Surge", "Shared"] = Field(
+        default="Surge",
+        description="Surge: the canary runs beside the full stable version. Shared: the "
+        "stable version shrinks as the canary grows, so no spare GPUs are needed.",
+    )
+    progress_deadline: Duration = Field(
+        default="10m", description="A canary not Ready by then fails the rollout."
+    )
+    scale_down_delay: Duration = Field(
+        default="10m",
+        description="How long a replaced stable version stays warm for an instant rollback.",
+    )
+
+
+class ManagedModelSpec(SpecModel):
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "self.versions.all(v, self.versions.exists_one(w, w.name == v.name))",
+                "version names must be unique",
+            ),
+            (
+                "has(self.rollout) && has(self.rollout.target) ? "
+                "self.versions.exists(v, v.name == self.rollout.target) : true",
+                "rollout.target must name a version in spec.versions",
+            ),
+            (
+                "size(self.versions) == 1 || (has(self.rollout) && has(self.rollout.target))",
+                "rollout.target is required when there is more than one version",
+            ),
+        )
+    )
+
+    model_format: ModelFormat = Field(description="The model's format.")
+    runtime: str | None = Field(
+        default=None,
+        description="ServingRuntime or ClusterServingRuntime to use; default: the one KServe "
+        "selects for the format and protocol.",
+    )
+    runtime_version: str | None = Field(
+        default=None, description="Runtime image tag, e.g. a -gpu TensorFlow image."
+    )
+    protocol_version: str | None = Field(
+        default=None,
+        description="Inference protocol, v1 or v2. Left unset, KServe chooses (v1). gRPC "
+        "protocols are not supported yet.",
+        json_schema_extra={"enum": ["v1", "v2"]},
+    )
+    args: list[str] = Field(
+        default_factory=list, description="Arguments for the model server, every version."
+    )
+    env: list[EnvVar] = Field(
+        default_factory=list, description="Environment for the model server, every version."
+    )
+    resources: Resources = Field(
+        default_factory=Resources, description="Resources per predictor pod, every version."
+    )
+    versions: list[ModelVersion] = Field(
+        min_length=1,
+        max_length=MAX_VERSIONS,
+        description="The model's versions; each gets an InferenceService and an HPA.",
+    )
+    gpu: Gpu | None = Field(default=None, description="GPUs per predictor pod.")
+    autoscaling: Autoscaling = Field(
+        default_factory=Autoscaling, description="Per-version horizontal autoscaling."
+    )
+    serving: Serving = Field(default_factory=Serving, description="How KServe runs the model.")
+    traffic: Traffic = Field(description="How clients reach the model through a Gateway.")
+    served_model_name: str | None = Field(
+        default=None,
+        max_length=253,
+        description="The name clients call (/v1/models/<name>:predict); the same for every "
+        "version. Default: the ManagedModel's name.",
+    )
+    rollout: Rollout = Field(default_factory=Rollout, description="How versions take over.")
+
+    @field_validator("protocol_version")
+    @classmethod
+    def _http_protocols_only(cls, value: str | None) -> str | None:
+        if value is None or value in ("v1", "v2"):
+            return value
+        if value.startswith("grpc"):
+            raise ValueError(
+                f"{value} is not supported yet: an HTTPRoute cannot carry gRPC; use v1 or v2"
+            )
+        raise ValueError(f"{value!r} is not a protocol; use v1 or v2")
+
+    def version(self, name: str) -> ModelVersion | None:
+        return next((v for v in self.versions if v.name == name), None)
+
+    @property
+    def target(self) -> str:
+        """The version meant to carry all traffic (the only one when just one exists)."""
+        return self.rollout.target or self.versions[0].name
+
+
+Serving.model_rebuild()

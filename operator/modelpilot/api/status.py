@@ -1,0 +1,107 @@
+"""The ManagedModel status: where traffic is and what the operator saw.
+
+The operator is the only writer. Progress lives here and nowhere else, so a restarted
+operator resumes exactly where it was.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+Phase = Literal[
+    "Pending", "Stable", "Progressing", "WaitingPromotion", "Promoting", "Paused", "Aborted",
+    "Failed", "Degraded",
+]  # fmt: skip
+
+
+class StatusModel(BaseModel):
+    # Unknown fields are ignored (not refused): status written by a newer operator must
+    # still be readable by an older one during an upgrade.
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class Condition(StatusModel):
+    type: str = Field(description="Ready, Progressing or Degraded.")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(default="", description="One CamelCase word saying why.")
+    message: str = Field(default="", description="What happened, for humans.")
+    last_transition_time: str | None = Field(
+        default=None, description="When status last changed (RFC 3339)."
+    )
+    observed_generation: int | None = Field(
+        default=None, description="The spec generation this condition describes."
+    )
+
+
+class VersionStatus(StatusModel):
+    name: str = Field(description="Version name.")
+    inference_service: str = Field(default="", description="The version's InferenceService.")
+    runtime: str = Field(default="", description="The serving runtime KServe runs it on.")
+    ready: bool = Field(
+        default=False,
+        description="InferenceService Ready and its predictor Deployment rolled out.",
+    )
+    stopped: bool = Field(default=False, description="Stopped to free its resources.")
+    url: str = Field(default="", description="The InferenceService's own address.")
+    message: str = Field(default="", description="Why the version is not ready, if known.")
+
+
+class LastCommand(StatusModel):
+    name: str = Field(description="The command: promote, abort, pause, ...")
+    version: str = Field(default="", description="The version the command named.")
+    outcome: str = Field(default="", description="Applied, or why it was refused.")
+    at: str = Field(default="", description="When it was handled (RFC 3339).")
+
+
+class HistoryEntry(StatusModel):
+    version: str = Field(description="The candidate version.")
+    result: str = Field(description="Promoted, Aborted, Failed, RolledBack or Superseded.")
+    start: str = Field(default="", description="When the rollout began (RFC 3339).")
+    end: str = Field(default="", description="When it ended (RFC 3339).")
+
+
+class ManagedModelStatus(StatusModel):
+    observed_generation: int | None = Field(
+        default=None, description="The spec generation this status describes."
+    )
+    phase: Phase | None = Field(default=None, description="Where the model's rollout is.")
+    stable_version: str | None = Field(
+        default=None, description="The version with all traffic when no rollout runs."
+    )
+    canary_version: str | None = Field(default=None, description="The version being rolled out.")
+    canary_weight: int | None = Field(default=None, description="Percent of traffic on the canary.")
+    step_index: int | None = Field(default=None, description="Index into rollout.stepWeights.")
+    weights: dict[str, int] = Field(
+        default_factory=dict, description="Weight per version as last applied to the route."
+    )
+    ready_versions: str | None = Field(
+        default=None, description="Ready versions out of all, e.g. 2/2."
+    )
+    url: str | None = Field(default=None, description="The model's address via the gateway.")
+    versions: list[VersionStatus] = Field(default_factory=list, description="Per version.")
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Ready, Progressing and Degraded."
+    )
+    rollout_started_at: str | None = Field(default=None, description="When the rollout began.")
+    step_started_at: str | None = Field(
+        default=None, description="When the current weight was applied."
+    )
+    shared_base_replicas: int | None = Field(
+        default=None, description="Stable replicas when a Shared rollout began."
+    )
+    promoted_at: str | None = Field(default=None, description="When the last promotion ended.")
+    previous_stable_version: str | None = Field(
+        default=None, description="The stable version before the last promotion."
+    )
+    revision: str | None = Field(
+        default=None, description="Hash of the canary's rendered InferenceService spec."
+    )
+    last_command: LastCommand | None = Field(
+        default=None, description="The last annotation command handled."
+    )
+    history: list[HistoryEntry] = Field(
+        default_factory=list, description="The last 10 finished rollouts."
+    )

@@ -1,0 +1,68 @@
+"""Jinja2 templates that emit YAML, every value through a JSON filter, parsed back.
+
+Templates lay out structure; values never get spliced in as raw text. JSON is valid
+YAML, so a value that contains quotes, colons or newlines cannot change the document's
+shape. The result is parsed with yaml.safe_load and checked, never concatenated.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+import jinja2
+import yaml
+
+
+class RenderError(ValueError):
+    """A template produced something that is not one well-formed Kubernetes object."""
+
+
+def _to_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("modelpilot.render", "templates"),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["json"] = _to_json
+    return env
+
+
+def render_template(template: str, /, **context: Any) -> dict[str, Any]:
+    """Render one template into one checked Kubernetes object."""
+    text = _environment().get_template(template).render(**context)
+    try:
+        obj = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise RenderError(f"{template} produced invalid YAML: {err}") from err
+    if not isinstance(obj, dict):
+        raise RenderError(f"{template} produced {type(obj).__name__}, not an object")
+    for key in ("apiVersion", "kind"):
+        if not isinstance(obj.get(key), str):
+            raise RenderError(f"{template} produced an object without {key}")
+    metadata = obj.get("metadata")
+    if not isinstance(metadata, dict) or not metadata.get("name"):
+        raise RenderError(f"{template} produced an object without metadata.name")
+    _drop_nulls(obj)
+    return obj
+
+
+def _drop_nulls(node: Any) -> None:
+    # Optional fields render as null when unset; the API should see them absent.
+    if isinstance(node, dict):
+        for key in [k for k, v in node.items() if v is None]:
+            del node[key]
+        for value in node.values():
+            _drop_nulls(value)
+    elif isinstance(node, list):
+        for item in node:
+            _drop_nulls(item)

@@ -1,0 +1,161 @@
+"""Pure builders: a ManagedModel and a render state in, Kubernetes manifests out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelpilot.api import ManagedModel, Problem
+from modelpilot.api.spec import Metric
+from modelpilot.render import names
+from modelpilot.render.engine import RenderError, render_template
+from modelpilot.render.predictor import Predictor, plan_predictor
+from modelpilot.render.state import RenderState
+from modelpilot.runtimes import ServingRuntimeInfo
+
+DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
+AUTOSCALER_CLASS = "serving.kserve.io/autoscalerClass"
+STOP = "serving.kserve.io/stop"
+DEFAULT_GPU_METRIC = "DCGM_FI_DEV_GPU_UTIL"
+
+
+class UnservableModel(ValueError):
+    """Some version cannot be served: no runtime fits it."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Rendered:
+    objects: list[dict[str, Any]]
+    warnings: list[str] = field(default_factory=list)
+    runtimes: dict[str, str | None] = field(default_factory=dict)  # version -> runtime
+
+
+def plan_predictors(
+    model: ManagedModel, runtimes: Sequence[ServingRuntimeInfo]
+) -> dict[str, Predictor]:
+    planned: dict[str, Predictor] = {}
+    problems: list[Problem] = []
+    for version in model.spec.versions:
+        result = plan_predictor(model, version, runtimes)
+        if isinstance(result, Problem):
+            problems.append(result)
+        else:
+            planned[version.name] = result
+    if problems:
+        raise UnservableModel(problems)
+    return planned
+
+
+def render_inference_service(
+    model: ManagedModel, predictor: Predictor, state: RenderState
+) -> dict[str, Any]:
+    spec = model.spec
+    version_state = state.of(predictor.version)
+    annotations = {
+        **spec.serving.annotations,
+        DEPLOYMENT_MODE: "RawDeployment" if state.legacy_raw_deployment else "Standard",
+        AUTOSCALER_CLASS: "external",
+    }
+    if version_state.stopped:
+        annotations[STOP] = "true"
+    return render_template(
+        "inference_service.yaml.j2",
+        name=names.inference_service_name(model.name, predictor.version),
+        namespace=model.namespace,
+        labels={**spec.serving.labels, **names.common_labels(model.name, predictor.version)},
+        annotations=annotations,
+        min_replicas=version_state.min_replicas or spec.autoscaling.min_replicas,
+        max_replicas=version_state.max_replicas or spec.autoscaling.max_replicas,
+        timeout=spec.serving.timeout,
+        deployment_strategy=spec.serving.deployment_strategy,
+        p=predictor,
+    )
+
+
+def render_autoscaler(model: ManagedModel, version: str, state: RenderState) -> dict[str, Any]:
+    scaling = model.spec.autoscaling
+    version_state = state.of(version)
+    return render_template(
+        "autoscaler.yaml.j2",
+        name=names.autoscaler_name(model.name, version),
+        namespace=model.namespace,
+        labels=names.common_labels(model.name, version),
+        deployment=names.predictor_name(model.name, version),
+        min_replicas=version_state.min_replicas or scaling.min_replicas,
+        max_replicas=version_state.max_replicas or scaling.max_replicas,
+        metrics=[_hpa_metric(m) for m in scaling.metrics],
+        behavior=scaling.behavior,
+    )
+
+
+def _hpa_metric(metric: Metric) -> dict[str, Any]:
+    if metric.type in ("cpu", "memory"):
+        target = {"type": "Utilization", "averageUtilization": metric.average_utilization}
+        return {"type": "Resource", "resource": {"name": metric.type, "target": target}}
+    if metric.type == "gpu":
+        name = metric.metric_name or DEFAULT_GPU_METRIC
+        value: Any = metric.average_utilization
+    else:
+        name, value = metric.metric_name or "", metric.average_value
+    # Quantities as strings: the form the apiserver stores, so a re-apply is a no-op.
+    target = {"type": "AverageValue", "averageValue": str(value)}
+    return {"type": "Pods", "pods": {"metric": {"name": name}, "target": target}}
+
+
+def render_route(model: ManagedModel, state: RenderState) -> dict[str, Any]:
+    spec = model.spec
+    weights = state.weights
+    if sum(weights.values()) != 100:
+        raise RenderError(f"route weights must sum to 100, got {weights}")
+    order = [v.name for v in spec.versions]
+    backends = [
+        {"service": names.predictor_name(model.name, v), "weight": weights[v]}
+        for v in order
+        if v in weights
+    ]
+    pins = [
+        {"version": v, "service": names.predictor_name(model.name, v)}
+        for v in order
+        if state.of(v).pinned and not state.of(v).stopped
+    ]
+    gateway = spec.traffic.gateway_ref
+    return render_template(
+        "route.yaml.j2",
+        name=names.route_name(model.name),
+        namespace=model.namespace,
+        labels=names.common_labels(model.name),
+        gateway=gateway,
+        hostnames=spec.traffic.hostnames,
+        pin_header=spec.traffic.pin_header,
+        pins=pins,
+        backends=backends,
+        timeout=f"{spec.serving.timeout}s" if spec.serving.timeout else None,
+    )
+
+
+def render_model(
+    model: ManagedModel, state: RenderState, runtimes: Sequence[ServingRuntimeInfo]
+) -> Rendered:
+    """Every child of the model, in a stable order: per version its InferenceService and
+    HPA (none while stopped), then the HTTPRoute."""
+    predictors = plan_predictors(model, runtimes)
+    objects: list[dict[str, Any]] = []
+    warnings: list[str] = []
+    for version in model.spec.versions:
+        predictor = predictors[version.name]
+        warnings += predictor.warnings
+        objects.append(render_inference_service(model, predictor, state))
+        if not state.of(version.name).stopped:
+            objects.append(render_autoscaler(model, version.name, state))
+    if state.route and state.weights:
+        objects.append(render_route(model, state))
+    return Rendered(
+        objects=objects,
+        warnings=warnings,
+        runtimes={name: p.resolved_runtime for name, p in predictors.items()},
+    )

@@ -1,0 +1,34 @@
+"""Names and labels of the children a ManagedModel owns."""
+
+from __future__ import annotations
+
+MANAGED_BY = "app.kubernetes.io/managed-by"
+MODEL_LABEL = "modelpilot.io/model"
+VERSION_LABEL = "modelpilot.io/version"
+FIELD_MANAGER = "modelpilot"
+
+
+def inference_service_name(model: str, version: str) -> str:
+    return f"{model}-{version}"
+
+
+def predictor_name(model: str, version: str) -> str:
+    """KServe's Standard mode names the Deployment and Service after the predictor."""
+    return f"{inference_service_name(model, version)}-predictor"
+
+
+def autoscaler_name(model: str, version: str) -> str:
+    return inference_service_name(model, version)
+
+
+def route_name(model: str) -> str:
+    return model
+
+
+def common_labels(model: str, version: str | None = None) -> dict[str, str]:
+    # Deliberately not KServe's serving.kserve.io/inferenceservice + component=predictor:
+    # KServe's orphan cleanup owns those.
+    labels = {MANAGED_BY: "modelpilot", MODEL_LABEL: model}
+    if version is not None:
+        labels[VERSION_LABEL] = version
+    return labels

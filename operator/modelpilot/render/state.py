@@ -1,0 +1,69 @@
+"""The traffic and capacity state a render is made for.
+
+The CLI renders the state at rest (the target carries everything); the operator passes
+the state it observed and the rollout decided on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from modelpilot.api import ManagedModel
+
+
+@dataclass(frozen=True)
+class VersionState:
+    weight: int = 0
+    pinned: bool = False
+    min_replicas: int | None = None  # overrides spec.autoscaling (Shared capacity)
+    max_replicas: int | None = None
+    stopped: bool = False  # KServe's serving.kserve.io/stop: pods gone, GPUs freed
+
+
+@dataclass(frozen=True)
+class RenderState:
+    versions: Mapping[str, VersionState] = field(default_factory=dict)
+    route: bool = True  # a brand-new model gets no route until its target is ready
+    legacy_raw_deployment: bool = False  # KServe < 0.16 calls Standard "RawDeployment"
+
+    def of(self, version: str) -> VersionState:
+        return self.versions.get(version, VersionState())
+
+    @property
+    def weights(self) -> dict[str, int]:
+        return {name: s.weight for name, s in self.versions.items() if s.weight > 0}
+
+
+def default_render_state(
+    model: ManagedModel,
+    weights: Mapping[str, int] | None = None,
+    *,
+    legacy_raw_deployment: bool = False,
+) -> RenderState:
+    """At rest: the target carries 100% (or the given weights); every version is pinned."""
+    chosen = dict(weights) if weights else {model.spec.target: 100}
+    return RenderState(
+        versions={
+            v.name: VersionState(weight=chosen.get(v.name, 0), pinned=True)
+            for v in model.spec.versions
+        },
+        legacy_raw_deployment=legacy_raw_deployment,
+    )
+
+
+def parse_weights(text: str, known: list[str]) -> dict[str, int]:
+    """Parse `v1=90,v2=10`; the weights must name known versions and sum to 100."""
+    weights: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        if not sep or not value.strip().isdigit():
+            raise ValueError(f"--weights: {part!r} is not VERSION=PERCENT (e.g. v1=90,v2=10)")
+        if name.strip() not in known:
+            raise ValueError(
+                f"--weights: {name.strip()!r} names no version; known: {', '.join(known)}"
+            )
+        weights[name.strip()] = int(value)
+    if sum(weights.values()) != 100:
+        raise ValueError(f"--weights: must sum to 100 (got {sum(weights.values())})")
+    return weights

@@ -1,0 +1,268 @@
+"""Which serving runtime KServe will pick for a model, and how that runtime names it.
+
+One resolver serves both the offline `modelpilot render` (against KServe's default
+ClusterServingRuntimes, written below from KServe's documented defaults) and the operator
+(against the runtimes the cluster really has). It follows KServe's own selection order:
+the namespace's ServingRuntimes first, then the ClusterServingRuntimes; within each, the
+runtime whose matching format has the higher priority wins; disabled, multi-model and
+multi-node runtimes never match; only formats marked autoSelect match when no runtime is
+named.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+# KServe's runtimes name the served model through a Go template in their container
+# args or env; the runtime's own template tells us which knob to turn.
+NAME_TEMPLATE = "{{.Name}}"
+
+NamingKind = Literal["arg", "env", "artifact"]
+
+
+@dataclass(frozen=True)
+class SupportedFormat:
+    name: str
+    version: str | None
+    auto_select: bool
+    priority: int
+
+
+@dataclass(frozen=True)
+class Naming:
+    """How a runtime learns the served model's name.
+
+    kind "arg": a flag such as `--model_name=`; "env": an environment variable;
+    "artifact": the runtime reads it from the model artifact (TorchServe, Triton), so
+    modelpilot cannot set it and warns instead.
+    """
+
+    kind: NamingKind
+    key: str = ""
+
+
+@dataclass(frozen=True)
+class ServingRuntimeInfo:
+    name: str
+    cluster_scoped: bool
+    formats: tuple[SupportedFormat, ...]
+    protocols: tuple[str, ...]
+    naming: Naming
+    disabled: bool = False
+    multi_model: bool = False
+    multi_node: bool = False
+
+    @property
+    def kind(self) -> str:
+        return "ClusterServingRuntime" if self.cluster_scoped else "ServingRuntime"
+
+    def supports_protocol(self, protocol: str | None) -> bool:
+        # A runtime that lists no protocol versions accepts any; an unset protocol is v1.
+        return not self.protocols or (protocol or "v1") in self.protocols
+
+    def format_priority(self, name: str, version: str | None, *, auto_only: bool) -> int | None:
+        """Priority of the best supported format matching name[:version], else None."""
+        best: int | None = None
+        for fmt in self.formats:
+            if fmt.name.lower() != name.lower():
+                continue
+            if version is not None and fmt.version != version:
+                continue
+            if auto_only and not fmt.auto_select:
+                continue
+            if best is None or fmt.priority > best:
+                best = fmt.priority
+        return best
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """The runtime a version will run on, or why none fits."""
+
+    runtime: ServingRuntimeInfo | None
+    error: str = ""
+
+
+def parse_serving_runtime(obj: Mapping[str, Any]) -> ServingRuntimeInfo:
+    """Read a ServingRuntime or ClusterServingRuntime object (as the API returns it)."""
+    spec = obj.get("spec") or {}
+    formats = tuple(
+        SupportedFormat(
+            name=str(f.get("name", "")),
+            version=None if f.get("version") is None else str(f["version"]),
+            auto_select=bool(f.get("autoSelect", False)),
+            priority=int(f.get("priority") or 0),
+        )
+        for f in spec.get("supportedModelFormats") or []
+    )
+    return ServingRuntimeInfo(
+        name=str(obj.get("metadata", {}).get("name", "")),
+        cluster_scoped=obj.get("kind") == "ClusterServingRuntime",
+        formats=formats,
+        protocols=tuple(str(p) for p in spec.get("protocolVersions") or []),
+        naming=_naming_from_containers(spec.get("containers") or []),
+        disabled=bool(spec.get("disabled", False)),
+        multi_model=bool(spec.get("multiModel", False)),
+        multi_node=spec.get("workerSpec") is not None,
+    )
+
+
+def _naming_from_containers(containers: Iterable[Mapping[str, Any]]) -> Naming:
+    for container in containers:
+        for arg in container.get("args") or []:
+            if NAME_TEMPLATE in str(arg):
+                return Naming("arg", str(arg).split(NAME_TEMPLATE, 1)[0])
+        for env in container.get("env") or []:
+            if NAME_TEMPLATE in str(env.get("value", "")):
+                return Naming("env", str(env["name"]))
+    return Naming("artifact")
+
+
+def resolve_runtime(
+    runtimes: Iterable[ServingRuntimeInfo],
+    *,
+    model_format: str,
+    model_format_version: str | None,
+    protocol: str | None,
+    runtime_name: str | None,
+) -> Resolution:
+    """Pick the runtime KServe would pick for one predictor."""
+    candidates = [r for r in runtimes if not r.disabled]
+    wanted = f"{model_format}:{model_format_version}" if model_format_version else model_format
+    if runtime_name:
+        # A named runtime: KServe looks in the namespace first, then the cluster.
+        named = sorted(
+            (r for r in candidates if r.name == runtime_name), key=lambda r: r.cluster_scoped
+        )
+        if not named:
+            return Resolution(None, f"runtime {runtime_name!r} does not exist")
+        runtime = named[0]
+        if runtime.format_priority(model_format, model_format_version, auto_only=False) is None:
+            return Resolution(None, f"runtime {runtime_name!r} does not serve format {wanted}")
+        if not runtime.supports_protocol(protocol):
+            return Resolution(
+                None, f"runtime {runtime_name!r} does not speak protocol {protocol or 'v1'}"
+            )
+        return Resolution(runtime)
+
+    ranked: list[tuple[bool, int, str, ServingRuntimeInfo]] = []
+    for runtime in candidates:
+        if runtime.multi_model or runtime.multi_node or not runtime.supports_protocol(protocol):
+            continue
+        priority = runtime.format_priority(model_format, model_format_version, auto_only=True)
+        if priority is not None:
+            ranked.append((runtime.cluster_scoped, -priority, runtime.name, runtime))
+    if not ranked:
+        return Resolution(
+            None,
+            f"no serving runtime serves format {wanted} on protocol {protocol or 'v1'}",
+        )
+    ranked.sort(key=lambda entry: entry[:3])
+    return Resolution(ranked[0][3])
+
+
+# KServe's default ClusterServingRuntimes as documented for late 2026: formats with
+# priorities, protocols, and how each names the served model. Written by this project
+# from those facts (not copied): images are placeholders, since no pod of them ever runs
+# in the simulated cluster.
+_DEFAULTS: tuple[tuple[str, list[tuple[str, list[str], int, bool]], list[str], str, str], ...] = (
+    # (name, [(format, versions, priority, autoSelect)], protocols, naming kind, key)
+    ("kserve-sklearnserver", [("sklearn", ["1"], 1, True)], ["v1", "v2"], "arg", "--model_name="),
+    ("kserve-xgbserver", [("xgboost", ["2"], 1, True)], ["v1", "v2"], "arg", "--model_name="),
+    ("kserve-lgbserver", [("lightgbm", ["4"], 1, True)], ["v1", "v2"], "arg", "--model_name="),
+    (
+        "kserve-mlserver",
+        [
+            ("sklearn", ["0", "1"], 2, True),
+            ("xgboost", ["1", "2"], 2, True),
+            ("lightgbm", ["3", "4"], 2, True),
+            ("mlflow", ["1", "2"], 1, True),
+        ],
+        ["v2"],
+        "env",
+        "MLSERVER_MODEL_NAME",
+    ),
+    (
+        "kserve-huggingfaceserver",
+        [("huggingface", ["1"], 1, True)],
+        ["v2", "v1"],
+        "arg",
+        "--model_name=",
+    ),
+    (
+        "kserve-tensorflow-serving",
+        [("tensorflow", ["1", "2"], 2, True)],
+        ["v1", "grpc-v1"],
+        "arg",
+        "--model_name=",
+    ),
+    ("kserve-torchserve", [("pytorch", ["1"], 2, True)], ["v1", "v2", "grpc-v2"], "artifact", ""),
+    (
+        "kserve-tritonserver",
+        [
+            ("tensorrt", ["8"], 1, True),
+            ("tensorflow", ["1", "2"], 1, True),
+            ("onnx", ["1"], 1, True),
+            ("triton", ["2"], 1, True),
+            ("pytorch", ["1"], 1, False),
+        ],
+        ["v2", "grpc-v2"],
+        "artifact",
+        "",
+    ),
+    ("kserve-pmmlserver", [("pmml", ["3", "4"], 1, True)], ["v1", "v2"], "arg", "--model_name="),
+    ("kserve-paddleserver", [("paddle", ["2"], 1, True)], ["v1", "v2"], "arg", "--model_name="),
+    (
+        "kserve-autogluonserver",
+        [("autogluon", ["1"], 1, True)],
+        ["v1", "v2"],
+        "arg",
+        "--model_name=",
+    ),
+    ("kserve-vllmserver", [("vLLM", ["1"], 1, True)], [], "arg", "--served-model-name="),
+)
+
+
+def default_cluster_serving_runtimes() -> list[dict[str, Any]]:
+    """KServe's default ClusterServingRuntimes as API objects (for the offline resolver
+    and for installing into the simulated cluster)."""
+    objects: list[dict[str, Any]] = []
+    for name, formats, protocols, naming_kind, key in _DEFAULTS:
+        container: dict[str, Any] = {
+            "name": "kserve-container",
+            "image": f"example.invalid/modelpilot-placeholder/{name}:latest",
+            "args": ["--model_dir=/mnt/models", "--http_port=8080"],
+        }
+        if naming_kind == "arg":
+            container["args"] = [f"{key}{NAME_TEMPLATE}", *container["args"]]
+        elif naming_kind == "env":
+            container["args"] = []
+            container["env"] = [
+                {"name": key, "value": NAME_TEMPLATE},
+                {"name": "MLSERVER_MODEL_URI", "value": "/mnt/models"},
+            ]
+        spec: dict[str, Any] = {
+            "supportedModelFormats": [
+                {"name": fmt, "version": version, "autoSelect": auto, "priority": priority}
+                for fmt, versions, priority, auto in formats
+                for version in versions
+            ],
+            "containers": [container],
+        }
+        if protocols:
+            spec["protocolVersions"] = protocols
+        objects.append(
+            {
+                "apiVersion": "serving.kserve.io/v1alpha1",
+                "kind": "ClusterServingRuntime",
+                "metadata": {"name": name},
+                "spec": spec,
+            }
+        )
+    return objects
+
+
+def default_runtimes() -> list[ServingRuntimeInfo]:
+    return [parse_serving_runtime(obj) for obj in default_cluster_serving_runtimes()]
