@@ -13,7 +13,7 @@ from pydantic.alias_generators import to_camel
 
 Phase = Literal[
     "Pending", "Stable", "Progressing", "WaitingPromotion", "Promoting", "Paused", "Aborted",
-    "Failed", "Degraded",
+    "Failed",
 ]  # fmt: skip
 
 

@@ -1,0 +1,5 @@
+import sys
+
+from modelpilot.cli import main
+
+sys.exit(main())

@@ -1,0 +1,153 @@
+"""A small synchronous facade over the kubernetes DynamicClient: reads, server-side
+apply, deletes and status patches, with retries for what is worth retrying."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
+
+from kubernetes import client, config
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError
+from kubernetes.dynamic.resource import Resource
+
+from modelpilot.render.names import FIELD_MANAGER
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Status codes worth another try: conflicts (re-read and re-apply), throttling, and the
+# apiserver or etcd being briefly unavailable.
+RETRYABLE = frozenset({409, 429, 500, 502, 503, 504})
+
+
+class ApiError(RuntimeError):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+
+
+def api_client(kubeconfig: str | None = None) -> client.ApiClient:
+    """In-cluster credentials when running in a pod, else the kubeconfig."""
+    configuration = client.Configuration()
+    if kubeconfig is None:
+        try:
+            config.load_incluster_config(client_configuration=configuration)
+            return client.ApiClient(configuration)
+        except config.ConfigException:
+            pass
+    config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    return client.ApiClient(configuration)
+
+
+class Kube:
+    def __init__(self, api: client.ApiClient, *, attempts: int = 5) -> None:
+        self.api = api
+        self.dynamic = DynamicClient(api)
+        self.attempts = attempts
+        self._resources: dict[tuple[str, str], Resource] = {}
+
+    def resource(self, api_version: str, kind: str) -> Resource:
+        key = (api_version, kind)
+        if key not in self._resources:
+            self._resources[key] = self.dynamic.resources.get(api_version=api_version, kind=kind)
+        return self._resources[key]
+
+    def get(self, api_version: str, kind: str, name: str, namespace: str | None) -> dict | None:
+        resource = self.resource(api_version, kind)
+        try:
+            return self._retry(lambda: resource.get(name=name, namespace=namespace).to_dict())
+        except NotFoundError:
+            return None
+
+    def list(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> list[dict[str, Any]]:
+        resource = self.resource(api_version, kind)
+        selector = ",".join(f"{k}={v}" for k, v in (labels or {}).items()) or None
+        result = self._retry(
+            lambda: resource.get(namespace=namespace, label_selector=selector).to_dict()
+        )
+        return list(result.get("items") or [])
+
+    def apply(self, obj: Mapping[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
+        """Server-side apply with force: the operator owns the fields it renders."""
+        resource = self.resource(obj["apiVersion"], obj["kind"])
+        return self._retry(
+            lambda: resource.server_side_apply(
+                body=dict(obj),
+                field_manager=FIELD_MANAGER,
+                force_conflicts=True,
+                dry_run="All" if dry_run else None,
+            ).to_dict()
+        )
+
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None) -> None:
+        resource = self.resource(api_version, kind)
+        with contextlib.suppress(NotFoundError):
+            self._retry(
+                lambda: resource.delete(
+                    name=name, namespace=namespace, propagation_policy="Background"
+                )
+            )
+
+    def patch_status(self, obj: Mapping[str, Any], status: Mapping[str, Any]) -> dict:
+        """Merge-patch the status subresource (status is the operator's alone)."""
+        resource = self.resource(obj["apiVersion"], obj["kind"])
+        meta = obj["metadata"]
+        return self._retry(
+            lambda: resource.status.patch(
+                name=meta["name"],
+                namespace=meta.get("namespace"),
+                body={"status": dict(status)},
+                content_type="application/merge-patch+json",
+            ).to_dict()
+        )
+
+    def patch(self, obj: Mapping[str, Any], body: Mapping[str, Any]) -> dict[str, Any]:
+        resource = self.resource(obj["apiVersion"], obj["kind"])
+        meta = obj["metadata"]
+        return self._retry(
+            lambda: resource.patch(
+                name=meta["name"],
+                namespace=meta.get("namespace"),
+                body=dict(body),
+                content_type="application/merge-patch+json",
+            ).to_dict()
+        )
+
+    def _retry(self, call: Callable[[], T]) -> T:
+        delay = 0.2
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return call()
+            except NotFoundError:
+                raise
+            except DynamicApiError as err:
+                status = int(getattr(err, "status", 0) or 0)
+                if status not in RETRYABLE or attempt == self.attempts:
+                    raise ApiError(status, _reason(err)) from None
+                log.info("API %s, retrying in %.1fs: %s", status, delay, _reason(err))
+            time.sleep(delay * (1 + random.random() / 2))
+            delay = min(delay * 2, 5.0)
+        raise AssertionError("unreachable")
+
+
+def _reason(err: DynamicApiError) -> str:
+    summary = getattr(err, "summary", None)
+    if callable(summary):
+        return str(summary())
+    return str(getattr(err, "body", "") or err)
+
+
+def names_of(objects: Iterable[Mapping[str, Any]]) -> set[str]:
+    return {o["metadata"]["name"] for o in objects}

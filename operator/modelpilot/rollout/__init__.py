@@ -1,0 +1,17 @@
+"""The canary phase machine, pure: spec, status, observations and the time in; the next
+status, the route weights, replica pins and stopped versions out."""
+
+from modelpilot.rollout.commands import Command, parse_commands
+from modelpilot.rollout.machine import decide, stamp
+from modelpilot.rollout.types import Event, Observations, Plan, VersionObservation
+
+__all__ = [
+    "Command",
+    "Event",
+    "Observations",
+    "Plan",
+    "VersionObservation",
+    "decide",
+    "parse_commands",
+    "stamp",
+]

@@ -1,0 +1,540 @@
+"""The rollout phase machine: (spec, status, observations, now) -> plan. No I/O.
+
+Phases: Pending (no version has served yet) -> Stable -> Progressing (steps) ->
+WaitingPromotion (manual) -> Promoting -> Stable; Paused; Aborted; Failed. Progress lives
+only in status, so the same inputs after a restart give the same plan.
+
+Invariants, whatever the inputs: weights sum to 100 or are empty; a canary that is not
+ready has weight 0; the stable version is never stopped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from modelpilot.api.spec import ManagedModelSpec
+from modelpilot.api.status import HistoryEntry, LastCommand, ManagedModelStatus, Phase
+from modelpilot.rollout.capacity import shared_replicas
+from modelpilot.rollout.commands import Command
+from modelpilot.rollout.durations import parse_duration
+from modelpilot.rollout.types import Event, Observations, Plan
+
+ROLLING: frozenset[str] = frozenset({"Progressing", "WaitingPromotion", "Paused", "Promoting"})
+HALTED: frozenset[str] = frozenset({"Aborted", "Failed"})
+HISTORY_LIMIT = 10
+PENDING_RESYNC = 30.0  # seconds; child events wake a model sooner
+
+
+def stamp(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_stamp(text: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+
+
+@dataclass
+class Working:
+    """The mutable copy of status the machine works on during one decision."""
+
+    spec: ManagedModelSpec
+    obs: Observations
+    now: dt.datetime
+    phase: Phase | None
+    stable: str | None
+    canary: str | None
+    weight: int
+    step: int
+    rollout_started: str | None
+    step_started: str | None
+    base: int | None
+    promoted_at: str | None
+    previous: str | None
+    revision: str | None
+    last_command: LastCommand | None
+    history: list[HistoryEntry]
+    stopped: set[str]
+    events: list[Event] = field(default_factory=list)
+    message: str = ""
+    wake: list[float] = field(default_factory=list)
+
+    @property
+    def steps(self) -> list[int]:
+        return self.spec.rollout.step_weights
+
+    @property
+    def shared(self) -> bool:
+        return self.spec.rollout.capacity == "Shared"
+
+    def seconds_since(self, text: str | None) -> float:
+        moment = parse_stamp(text)
+        return (self.now - moment).total_seconds() if moment else 0.0
+
+    def event(self, kind: str, reason: str, message: str) -> None:
+        self.events.append(Event(kind, reason, message))  # type: ignore[arg-type]
+
+    def finish(self, result: str) -> None:
+        if self.canary is None:
+            return
+        entry = HistoryEntry(
+            version=self.canary,
+            result=result,
+            start=self.rollout_started or "",
+            end=stamp(self.now),
+        )
+        self.history = [*self.history, entry][-HISTORY_LIMIT:]
+
+
+def decide(
+    spec: ManagedModelSpec, status: ManagedModelStatus, obs: Observations, now: dt.datetime
+) -> Plan:
+    w = Working(
+        spec=spec,
+        obs=obs,
+        now=now,
+        phase=status.phase,
+        stable=status.stable_version,
+        canary=status.canary_version,
+        weight=status.canary_weight or 0,
+        step=status.step_index or 0,
+        rollout_started=status.rollout_started_at,
+        step_started=status.step_started_at,
+        base=status.shared_base_replicas,
+        promoted_at=status.promoted_at,
+        previous=status.previous_stable_version,
+        revision=status.revision,
+        last_command=status.last_command,
+        history=list(status.history),
+        stopped={v.name for v in status.versions if v.stopped},
+    )
+    if w.stable is None:
+        _bootstrap(w)
+    else:
+        if w.phase in (None, "Pending"):
+            w.phase = "Stable" if w.canary is None else "Progressing"
+        for command in obs.commands:
+            _command(w, command)
+        _follow_target(w)
+        _advance(w)
+        _scale_down(w)
+    return _plan(w, status)
+
+
+def _bootstrap(w: Working) -> None:
+    """A brand-new model: no route until the target is ready, then 100% on it."""
+    target = w.spec.target
+    for command in w.obs.commands:
+        _record(w, command, "refused: no version serves yet")
+    if w.obs.ready(target):
+        w.phase, w.stable, w.canary, w.weight = "Stable", target, None, 0
+        w.event("Normal", "Serving", f"{target} is ready and takes all traffic")
+        w.message = f"{target} serves all traffic"
+    else:
+        w.phase = "Pending"
+        why = w.obs.of(target).message or "not ready yet"
+        w.message = f"waiting for {target} to become ready: {why}"
+        w.wake.append(PENDING_RESYNC)
+
+
+def _start(w: Working, candidate: str) -> None:
+    w.phase, w.canary, w.weight, w.step = "Progressing", candidate, 0, 0
+    w.rollout_started = w.step_started = stamp(w.now)
+    w.revision = w.obs.revisions.get(candidate)
+    w.stopped.discard(candidate)  # started again before it gets weight
+    if w.shared:
+        stable_obs = w.obs.of(w.stable or "")
+        w.base = max(1, stable_obs.replicas or w.spec.autoscaling.min_replicas)
+    w.event("Normal", "RolloutStarted", f"canary {candidate} from stable {w.stable}")
+
+
+def _follow_target(w: Working) -> None:
+    """The spec says where to go: a changed target starts, restarts or ends a rollout."""
+    target = w.spec.target
+    if w.phase == "Stable":
+        if target != w.stable:
+            _start(w, target)
+        return
+    if w.phase in ROLLING and target != w.canary:
+        w.finish("Superseded")
+        if target == w.stable:
+            w.event(
+                "Normal", "RolloutCancelled", f"target is {target} again: all traffic back on it"
+            )
+            _settle(w)
+        else:
+            w.event(
+                "Normal",
+                "RolloutRestarted",
+                f"target changed to {target}: traffic back on {w.stable} first",
+            )
+            _start(w, target)
+        return
+    if w.phase in HALTED:
+        if target == w.stable:
+            _settle(w)
+        elif target != w.canary:
+            _start(w, target)
+        return
+    if (
+        w.phase in ROLLING
+        and w.revision
+        and w.obs.revisions.get(target, w.revision) != (w.revision)
+    ):
+        w.finish("Superseded")
+        w.event(
+            "Warning",
+            "CanaryChanged",
+            f"{target} changed during its rollout: starting over from step 0",
+        )
+        _start(w, target)
+
+
+def _settle(w: Working) -> None:
+    w.phase, w.canary, w.weight, w.step = "Stable", None, 0, 0
+    w.rollout_started = w.step_started = None
+    w.base = w.revision = None
+
+
+def _fail(w: Working, reason: str, message: str) -> None:
+    w.finish("Failed")
+    w.phase, w.weight = "Failed", 0
+    w.event(
+        "Warning", reason, f"rollout of {w.canary} failed: {message}; all traffic on {w.stable}"
+    )
+    w.message = message
+
+
+def _advance(w: Working) -> None:
+    if w.phase == "Stable":
+        w.message = f"{w.stable} serves all traffic"
+    elif w.phase in HALTED:
+        w.message = w.message or (
+            f"{w.phase.lower()} rollout of {w.canary}; all traffic on {w.stable}. Retry with "
+            f"modelpilot.io/retry: {w.canary}, or set spec.rollout.target to {w.stable}"
+        )
+    elif w.phase == "Paused":
+        _hold_unready_at_zero(w)
+        w.message = f"paused with {w.canary} at {w.weight}%"
+    elif w.phase == "Progressing":
+        _progress(w)
+    elif w.phase == "WaitingPromotion":
+        if _hold_unready_at_zero(w):
+            w.phase = "Progressing"
+            _progress(w)
+            return
+        w.message = (
+            f"{w.canary} at {w.weight}%: waiting for modelpilot.io/promote: {w.canary} "
+            "(or `modelpilot promote`)"
+        )
+    elif w.phase == "Promoting":
+        _promote(w)
+
+
+def _hold_unready_at_zero(w: Working) -> bool:
+    """A canary that stops being ready loses its weight at once."""
+    if w.obs.ready(w.canary) or w.weight == 0:
+        return False
+    why = w.obs.of(w.canary or "").message or "not ready"
+    w.event(
+        "Warning",
+        "CanaryNotReady",
+        f"{w.canary} stopped being ready ({why}): its weight drops to 0",
+    )
+    w.weight = 0
+    w.step_started = stamp(w.now)
+    return True
+
+
+def _progress(w: Working) -> None:
+    rollout = w.spec.rollout
+    deadline = parse_duration(rollout.progress_deadline)
+    canary = w.canary or ""
+    _hold_unready_at_zero(w)
+    w.step = min(w.step, len(w.steps) - 1)
+    wanted = w.steps[w.step]
+    if not w.obs.ready(canary):
+        waited = w.seconds_since(w.step_started or w.rollout_started)
+        why = w.obs.of(canary).message or "not ready"
+        if waited >= deadline:
+            _fail(
+                w,
+                "CanaryNotReady",
+                f"{canary} was not ready within {rollout.progress_deadline}: {why}",
+            )
+            return
+        w.message = f"waiting for canary {canary} to become ready: {why}"
+        if "Insufficient" in why and not w.shared:
+            w.message += (
+                "; under capacity Surge the canary needs spare capacity beside the stable "
+                "version: spec.rollout.capacity: Shared shrinks the stable version instead"
+            )
+        w.wake.append(deadline - waited)
+        return
+    if w.shared and w.weight < wanted:
+        _, needed = shared_replicas(w.base or 1, wanted)
+        have = w.obs.of(canary).available_replicas
+        if have < needed:
+            waited = w.seconds_since(w.step_started)
+            if waited >= deadline:
+                _fail(
+                    w,
+                    "CanaryNotReady",
+                    f"{canary} did not get {needed} available pods within "
+                    f"{rollout.progress_deadline}",
+                )
+                return
+            w.message = f"waiting for {needed} canary pods before {wanted}% ({have} available)"
+            w.wake.append(deadline - waited)
+            return
+    if w.weight != wanted:
+        w.weight = wanted
+        w.step_started = stamp(w.now)
+        w.event("Normal", "StepWeight", f"{canary} at {wanted}% (step {w.step + 1}/{len(w.steps)})")
+        w.message = f"{canary} at {wanted}%"
+        w.wake.append(parse_duration(rollout.interval))
+        return
+    if not _route_settled(w, deadline):
+        return
+    interval = parse_duration(rollout.interval)
+    held = w.seconds_since(w.step_started)
+    if held < interval:
+        w.message = f"{canary} at {w.weight}% for {int(held)}s of {rollout.interval}"
+        w.wake.append(interval - held)
+        return
+    if w.step + 1 < len(w.steps):
+        w.step += 1
+        _progress(w)
+    elif rollout.promotion == "auto":
+        w.phase = "Promoting"
+        _promote(w)
+    else:
+        w.phase = "WaitingPromotion"
+        w.event(
+            "Normal",
+            "WaitingPromotion",
+            f"{canary} passed every step at {w.weight}%: annotate modelpilot.io/promote: "
+            f"{canary} to promote it",
+        )
+        w.message = f"{canary} at {w.weight}%: waiting for modelpilot.io/promote: {canary}"
+
+
+def _route_settled(w: Working, deadline: float) -> bool:
+    """The gateway accepted the route that carries the current weights (the route gate)."""
+    if not w.obs.route_gate or w.obs.route_accepted:
+        return True
+    waited = w.seconds_since(w.step_started)
+    if waited >= deadline:
+        _fail(
+            w,
+            "RouteNotAccepted",
+            f"the gateway did not accept the HTTPRoute within {w.spec.rollout.progress_deadline}",
+        )
+        return False
+    w.message = "waiting for the gateway to accept the HTTPRoute"
+    w.wake.append(min(5.0, deadline - waited))
+    return False
+
+
+def _promote(w: Working) -> None:
+    canary = w.canary or ""
+    if not w.obs.ready(canary):
+        w.phase = "Progressing"
+        _progress(w)
+        return
+    if w.weight != 100:
+        w.weight = 100
+        w.step_started = stamp(w.now)
+        w.message = f"promoting {canary}: all traffic on it"
+        w.wake.append(1.0)
+        return
+    if not _route_settled(w, parse_duration(w.spec.rollout.progress_deadline)):
+        return
+    w.finish("Promoted")
+    w.previous, w.stable = w.stable, canary
+    w.promoted_at = stamp(w.now)
+    w.event(
+        "Normal",
+        "Promoted",
+        f"{canary} is stable; {w.previous} stays warm for "
+        f"{w.spec.rollout.scale_down_delay} (modelpilot.io/rollback: {w.previous})",
+    )
+    _settle(w)
+    w.message = f"{canary} serves all traffic"
+
+
+def _scale_down(w: Working) -> None:
+    """Stop the replaced version after the rollback window; keep needed ones running."""
+    delay = parse_duration(w.spec.rollout.scale_down_delay)
+    previous = w.previous
+    if previous and w.promoted_at and previous not in w.stopped:
+        left = delay - w.seconds_since(w.promoted_at)
+        if previous in (w.stable, w.canary, w.spec.target):
+            pass
+        elif left <= 0:
+            w.stopped.add(previous)
+            w.event(
+                "Normal",
+                "ScaledDown",
+                f"{previous} stopped after its {w.spec.rollout.scale_down_delay} rollback "
+                "window: its pods and GPUs are freed",
+            )
+        else:
+            w.wake.append(left)
+    if w.phase in HALTED and w.shared and w.canary:
+        w.stopped.add(w.canary)  # the stable version gets its GPUs back
+    keep = {w.stable} | (set() if w.phase in HALTED else {w.spec.target})
+    keep |= {w.canary} if w.phase in ROLLING else set()
+    w.stopped -= keep
+    known = {v.name for v in w.spec.versions}
+    w.stopped &= known
+
+
+def _command(w: Working, command: Command) -> None:
+    if command.error:
+        _record(w, command, f"refused: {command.error}")
+        return
+    if command.name == "rollback":
+        _rollback(w, command)
+        return
+    if w.canary is None:
+        _record(w, command, "refused: no rollout in progress")
+        return
+    if command.version != w.canary:
+        _record(w, command, f"refused: meant for {command.version}, but the canary is {w.canary}")
+        return
+    allowed = {
+        "promote": ROLLING - {"Promoting"},
+        "abort": ROLLING,
+        "pause": {"Progressing", "WaitingPromotion"},
+        "resume": {"Paused"},
+        "retry": HALTED,
+        "set-weight": ROLLING - {"Promoting"},
+    }[command.name]
+    if w.phase not in allowed:
+        _record(w, command, f"refused: not possible while {w.phase}")
+        return
+    needs_ready = command.name == "promote" or (
+        command.name == "set-weight" and (command.weight or 0) > 0
+    )
+    if needs_ready and not w.obs.ready(w.canary):
+        _record(w, command, f"refused: {w.canary} is not ready")
+        return
+    if command.name == "promote":
+        w.phase = "Promoting"
+    elif command.name == "abort":
+        w.finish("Aborted")
+        w.phase, w.weight = "Aborted", 0
+        w.event("Warning", "Aborted", f"rollout of {w.canary} aborted: all traffic on {w.stable}")
+    elif command.name == "pause":
+        w.phase = "Paused"
+    elif command.name == "resume":
+        w.phase = "Progressing"
+        higher = [i for i, s in enumerate(w.steps) if s >= w.weight]
+        w.step = higher[0] if higher else len(w.steps) - 1
+        if w.weight > w.steps[w.step]:
+            w.weight = w.steps[w.step]
+        w.step_started = stamp(w.now)
+    elif command.name == "retry":
+        _start(w, w.canary)
+    elif command.name == "set-weight":
+        w.phase, w.weight = "Paused", command.weight or 0
+        w.step_started = stamp(w.now)
+    _record(w, command, "applied")
+
+
+def _rollback(w: Working, command: Command) -> None:
+    delay = parse_duration(w.spec.rollout.scale_down_delay)
+    if w.phase != "Stable" or not w.previous or not w.promoted_at:
+        _record(w, command, "refused: no promotion to roll back")
+        return
+    if command.version != w.previous:
+        _record(
+            w,
+            command,
+            f"refused: meant for {command.version}, but the previous stable "
+            f"version is {w.previous}",
+        )
+        return
+    if w.previous in w.stopped or w.seconds_since(w.promoted_at) > delay:
+        _record(
+            w,
+            command,
+            f"refused: the rollback window ({w.spec.rollout.scale_down_delay}) "
+            f"has passed; set spec.rollout.target to {w.previous} instead",
+        )
+        return
+    if not w.obs.ready(w.previous):
+        _record(w, command, f"refused: {w.previous} is not ready")
+        return
+    rolled_back = w.stable
+    w.stable, w.canary = w.previous, rolled_back
+    w.rollout_started = w.promoted_at
+    w.finish("RolledBack")
+    w.phase, w.weight, w.previous, w.promoted_at = "Aborted", 0, None, None
+    w.event(
+        "Warning",
+        "RolledBack",
+        f"all traffic back on {w.stable}; {rolled_back} is treated as aborted",
+    )
+    _record(w, command, "applied")
+
+
+def _record(w: Working, command: Command, outcome: str) -> None:
+    w.last_command = LastCommand(
+        name=command.name, version=command.version, outcome=outcome, at=stamp(w.now)
+    )
+    kind = "Normal" if outcome == "applied" else "Warning"
+    w.event(
+        kind,
+        f"Command{command.name.title().replace('-', '')}",
+        f"{command.annotation}: {command.version or '(empty)'}: {outcome}",
+    )
+
+
+def _plan(w: Working, status: ManagedModelStatus) -> Plan:
+    weights: dict[str, int] = {}
+    replicas: dict[str, int] = {}
+    if w.stable is not None:
+        canary_weight = w.weight if (w.phase in ROLLING and w.obs.ready(w.canary)) else 0
+        weights = {w.stable: 100 - canary_weight}
+        if w.canary and canary_weight:
+            weights[w.canary] = canary_weight
+        weights = {v: p for v, p in weights.items() if p > 0}
+        w.weight = canary_weight if w.phase in ROLLING else 0
+    if w.shared and w.phase in ROLLING and w.base and w.stable and w.canary:
+        if w.phase == "Promoting":
+            replicas[w.stable] = shared_replicas(w.base, w.steps[-1])[0]
+        else:
+            basis = w.weight if w.phase == "Paused" else max(w.weight, w.steps[w.step])
+            replicas[w.stable], replicas[w.canary] = shared_replicas(w.base, basis)
+    rolling = w.phase in ROLLING or w.phase in HALTED
+    next_status = status.model_copy(
+        update={
+            "phase": w.phase,
+            "stable_version": w.stable,
+            "canary_version": w.canary if rolling else None,
+            "canary_weight": w.weight if rolling else None,
+            "step_index": w.step if w.phase in ROLLING else None,
+            "weights": weights,
+            "rollout_started_at": w.rollout_started if rolling else None,
+            "step_started_at": w.step_started if w.phase in ROLLING else None,
+            "shared_base_replicas": w.base if rolling else None,
+            "promoted_at": w.promoted_at,
+            "previous_stable_version": w.previous,
+            "revision": w.revision if rolling else None,
+            "last_command": w.last_command,
+            "history": w.history,
+        }
+    )
+    wake = [s for s in w.wake if s is not None]
+    return Plan(
+        status=next_status,
+        weights=weights,
+        replicas=replicas,
+        stopped=frozenset(w.stopped),
+        events=w.events,
+        consumed=[c.annotation for c in w.obs.commands],
+        message=w.message,
+        requeue_after=max(0.5, min(wake)) if wake else None,
+    )

@@ -1,0 +1,54 @@
+"""What the phase machine reads (observations) and returns (a plan)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from modelpilot.api.status import ManagedModelStatus
+from modelpilot.rollout.commands import Command
+
+
+@dataclass(frozen=True)
+class Event:
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class VersionObservation:
+    ready: bool = False
+    message: str = ""  # why not ready, e.g. the scheduler's reason
+    available_replicas: int = 0
+    replicas: int = 0  # the predictor Deployment's spec.replicas (what the HPA chose)
+
+
+@dataclass(frozen=True)
+class Observations:
+    versions: Mapping[str, VersionObservation] = field(default_factory=dict)
+    # The HTTPRoute carries status.weights and its gateway Accepted that generation;
+    # None when there is no route yet.
+    route_accepted: bool | None = None
+    commands: Sequence[Command] = ()
+    revisions: Mapping[str, str] = field(default_factory=dict)  # version -> spec hash
+    route_gate: bool = True
+
+    def ready(self, version: str | None) -> bool:
+        return version is not None and self.versions.get(version, VersionObservation()).ready
+
+    def of(self, version: str) -> VersionObservation:
+        return self.versions.get(version, VersionObservation())
+
+
+@dataclass(frozen=True)
+class Plan:
+    status: ManagedModelStatus  # the rollout's part of the next status
+    weights: dict[str, int]  # empty: no route yet
+    replicas: dict[str, int]  # Shared capacity: pinned replicas per version
+    stopped: frozenset[str]
+    events: list[Event]
+    consumed: list[str]  # annotation keys to remove
+    message: str  # what the rollout is doing or waiting for
+    requeue_after: float | None  # seconds until a deadline or interval; None: idle
