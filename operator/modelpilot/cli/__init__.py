@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from modelpilot import __version__
-from modelpilot.cli import offline
+from modelpilot.cli import offline, run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"modelpilot {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     offline.add_commands(commands)
+    run.add_commands(commands)
     return parser
 
 

@@ -35,6 +35,8 @@ class ApiError(RuntimeError):
 def api_client(kubeconfig: str | None = None) -> client.ApiClient:
     """In-cluster credentials when running in a pod, else the kubeconfig."""
     configuration = client.Configuration()
+    # Reconciles run in a thread pool and share the client: room for each of them.
+    configuration.connection_pool_maxsize = 16
     if kubeconfig is None:
         try:
             config.load_incluster_config(client_configuration=configuration)
@@ -79,13 +81,15 @@ class Kube:
         )
         return list(result.get("items") or [])
 
-    def apply(self, obj: Mapping[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
+    def apply(
+        self, obj: Mapping[str, Any], *, dry_run: bool = False, manager: str = FIELD_MANAGER
+    ) -> dict[str, Any]:
         """Server-side apply with force: the operator owns the fields it renders."""
         resource = self.resource(obj["apiVersion"], obj["kind"])
         return self._retry(
             lambda: resource.server_side_apply(
                 body=dict(obj),
-                field_manager=FIELD_MANAGER,
+                field_manager=manager,
                 force_conflicts=True,
                 dry_run="All" if dry_run else None,
             ).to_dict()

@@ -5,20 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from kubernetes import client
 
+from modelpilot.rollout.types import Event
+
 log = logging.getLogger(__name__)
 COMPONENT = "modelpilot"
-
-
-@dataclass(frozen=True)
-class Event:
-    type: Literal["Normal", "Warning"]
-    reason: str
-    message: str
 
 
 def post_event(api: client.ApiClient, owner: Mapping[str, Any], event: Event) -> None:

@@ -299,7 +299,10 @@ def _progress(w: Working) -> None:
     interval = parse_duration(rollout.interval)
     held = w.seconds_since(w.step_started)
     if held < interval:
-        w.message = f"{canary} at {w.weight}% for {int(held)}s of {rollout.interval}"
+        w.message = (
+            f"{canary} at {w.weight}% (step {w.step + 1}/{len(w.steps)}); the next step "
+            f"comes {rollout.interval} after this one began"
+        )
         w.wake.append(interval - held)
         return
     if w.step + 1 < len(w.steps):

@@ -1,0 +1,68 @@
+"""`modelpilot run`: the operator."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from typing import Any
+
+
+def add_commands(commands: Any) -> None:
+    run = commands.add_parser(
+        "run",
+        help="run the operator",
+        description="Run the modelpilot operator against the current cluster (in-cluster "
+        "credentials, else the kubeconfig). Run one replica: two would fight over routes.",
+    )
+    run.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        metavar="NS",
+        help="watch this namespace (repeatable); default: all namespaces",
+    )
+    run.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube)")
+    run.add_argument(
+        "--no-route-gate",
+        action="store_true",
+        help="do not wait for the gateway to accept the HTTPRoute between steps (for "
+        "clusters without a Gateway API controller)",
+    )
+    run.add_argument(
+        "--kserve-legacy-raw-deployment",
+        action="store_true",
+        help="write deploymentMode RawDeployment, as KServe older than 0.16 needs",
+    )
+    run.add_argument("--liveness-port", type=int, default=8080, help="serves /healthz")
+    run.add_argument("--metrics-port", type=int, default=8081, help="serves /metrics")
+    run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    run.set_defaults(handler=run_operator_command)
+
+
+def run_operator_command(args: argparse.Namespace) -> int:
+    # Imported here: `modelpilot render` should not pay for kopf and the client.
+    from modelpilot.handlers.manage import Settings
+    from modelpilot.handlers.runner import run_operator
+    from modelpilot.k8s.client import Kube, api_client
+
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    kube = Kube(api_client(args.kubeconfig))
+    settings = Settings(
+        route_gate=not args.no_route_gate,
+        legacy_raw_deployment=args.kserve_legacy_raw_deployment,
+    )
+    asyncio.run(
+        run_operator(
+            kube,
+            settings,
+            namespaces=args.namespace,
+            liveness=f"http://0.0.0.0:{args.liveness_port}/healthz",
+            metrics_port=args.metrics_port,
+        )
+    )
+    return 0

@@ -1,0 +1,1 @@
+"""kopf wiring and the one reconcile it calls."""

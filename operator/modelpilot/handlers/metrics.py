@@ -1,0 +1,86 @@
+"""Prometheus metrics for the operator, exposed in the text format (no extra
+dependency: the exposition format is small, and kopf already brings aiohttp)."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Mapping
+
+from aiohttp import web
+
+BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, float("inf"))
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reconciles = 0
+        self.errors = 0
+        self.child_writes = 0
+        self._buckets = [0] * len(BUCKETS)
+        self._duration_sum = 0.0
+        self._phases: dict[tuple[str, str], str] = {}
+
+    def observe(self, seconds: float, writes: int, error: bool) -> None:
+        with self._lock:
+            self.reconciles += 1
+            self.errors += int(error)
+            self.child_writes += writes
+            self._duration_sum += seconds
+            for index, bound in enumerate(BUCKETS):
+                if seconds <= bound:
+                    self._buckets[index] += 1
+
+    def set_phase(self, namespace: str, name: str, phase: str | None) -> None:
+        with self._lock:
+            if phase is None:
+                self._phases.pop((namespace, name), None)
+            else:
+                self._phases[(namespace, name)] = phase
+
+    def phases(self) -> Mapping[str, int]:
+        with self._lock:
+            return dict(Counter(self._phases.values()))
+
+    def render(self) -> str:
+        with self._lock:
+            lines = [
+                "# HELP modelpilot_reconciles_total Reconciles run.",
+                "# TYPE modelpilot_reconciles_total counter",
+                f"modelpilot_reconciles_total {self.reconciles}",
+                "# HELP modelpilot_reconcile_errors_total Reconciles that raised.",
+                "# TYPE modelpilot_reconcile_errors_total counter",
+                f"modelpilot_reconcile_errors_total {self.errors}",
+                "# HELP modelpilot_child_writes_total Children applied or deleted.",
+                "# TYPE modelpilot_child_writes_total counter",
+                f"modelpilot_child_writes_total {self.child_writes}",
+                "# HELP modelpilot_reconcile_duration_seconds Time per reconcile.",
+                "# TYPE modelpilot_reconcile_duration_seconds histogram",
+            ]
+            for bound, count in zip(BUCKETS, self._buckets, strict=True):
+                label = "+Inf" if bound == float("inf") else repr(bound)
+                lines.append(
+                    f'modelpilot_reconcile_duration_seconds_bucket{{le="{label}"}} {count}'
+                )
+            lines += [
+                f"modelpilot_reconcile_duration_seconds_sum {self._duration_sum:.6f}",
+                f"modelpilot_reconcile_duration_seconds_count {self.reconciles}",
+                "# HELP modelpilot_models Managed models per rollout phase.",
+                "# TYPE modelpilot_models gauge",
+            ]
+            for phase, count in sorted(Counter(self._phases.values()).items()):
+                lines.append(f'modelpilot_models{{phase="{phase}"}} {count}')
+        return "\n".join(lines) + "\n"
+
+
+async def serve_metrics(metrics: Metrics, port: int, host: str = "0.0.0.0") -> web.AppRunner:
+    async def handle(_request: web.Request) -> web.Response:
+        return web.Response(text=metrics.render(), content_type="text/plain", charset="utf-8")
+
+    app = web.Application()
+    app.router.add_get("/metrics", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner

@@ -1,0 +1,194 @@
+"""Thin kopf wiring: every event about a model or its children wakes that model's loop,
+and the loop runs the one reconcile (`manage`).
+
+Each ManagedModel gets one kopf daemon: a loop that reconciles, then sleeps until it is
+poked (a change to the model, or to one of its children) or until the rollout has a
+deadline or interval to keep. An idle model sleeps without a timeout, so it costs no
+reads or writes. One loop per model also means a model is never reconciled twice at
+once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from modelpilot.api.model import GROUP, PLURAL, VERSION
+from modelpilot.handlers.manage import Settings, manage
+from modelpilot.handlers.metrics import Metrics, serve_metrics
+from modelpilot.k8s.client import Kube
+from modelpilot.k8s.runtime_index import RuntimeIndex
+from modelpilot.render.names import MODEL_LABEL
+
+log = logging.getLogger(__name__)
+# kopf's own annotations. Not "modelpilot.io": kopf ignores annotations under its own
+# prefix when it compares old and new objects, so the user's modelpilot.io/* commands
+# would never count as a change.
+KOPF_PREFIX = "kopf.modelpilot.io"
+MAX_BACKOFF = 60.0
+
+
+@dataclass
+class Runtime:
+    """What the handlers share within one operator process (kopf's memo)."""
+
+    kube: Kube
+    settings: Settings = field(default_factory=Settings)
+    runtimes: RuntimeIndex = field(default_factory=RuntimeIndex)
+    metrics: Metrics = field(default_factory=Metrics)
+    metrics_port: int | None = None
+    # Touched only from the operator's event loop (the handlers below are async).
+    pokes: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
+    seen: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def poke(self, namespace: str | None, name: str | None) -> None:
+        if namespace and name:
+            self.pokes.setdefault((namespace, name), asyncio.Event()).set()
+
+
+def _runtime(memo: Any) -> Runtime:
+    return memo.runtime  # type: ignore[no-any-return]
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+    settings.persistence.finalizer = f"{KOPF_PREFIX}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=KOPF_PREFIX, key="last-handled-configuration"
+    )
+    settings.posting.enabled = False  # modelpilot posts its own Events, with reasons
+    settings.watching.server_timeout = 300
+    settings.networking.connect_timeout = 10
+    runtime = _runtime(memo)
+    runtime.runtimes.replace_all(await asyncio.to_thread(_list_runtimes, runtime.kube))
+    if runtime.metrics_port is not None:
+        memo.metrics_server = await serve_metrics(runtime.metrics, runtime.metrics_port)
+
+
+@kopf.on.cleanup()
+async def shut_down(memo: Any, **_: Any) -> None:
+    server = getattr(memo, "metrics_server", None)
+    if server is not None:
+        await server.cleanup()
+
+
+def _list_runtimes(kube: Kube) -> list[dict[str, Any]]:
+    # Listed once at start so the first reconciles see every runtime; watch events
+    # keep the index current afterwards.
+    found: list[dict[str, Any]] = []
+    for kind in ("ClusterServingRuntime", "ServingRuntime"):
+        try:
+            found += [
+                {**item, "kind": kind} for item in kube.list("serving.kserve.io/v1alpha1", kind)
+            ]
+        except Exception as err:  # KServe's CRDs may be missing: nothing resolves then
+            log.warning("cannot list %ss: %s", kind, err)
+    return found
+
+
+@kopf.on.login()
+def login(memo: Any, **_: Any) -> kopf.ConnectionInfo:
+    """Log kopf in with the same credentials as the operator's own client."""
+    config = _runtime(memo).kube.api.configuration
+    header = config.get_api_key_with_prefix("BearerToken") or config.get_api_key_with_prefix(
+        "authorization"
+    )
+    token = header.split(" ", 1)[-1] if header else None
+    return kopf.ConnectionInfo(
+        server=config.host,
+        ca_path=config.ssl_ca_cert,
+        insecure=not config.verify_ssl,
+        scheme="Bearer" if token else None,
+        token=token,
+        certificate_path=config.cert_file,
+        private_key_path=config.key_file,
+    )
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=2.0)
+async def model_loop(
+    namespace: str, name: str, stopped: kopf.DaemonStopped, memo: Any, **_: Any
+) -> None:
+    runtime = _runtime(memo)
+    poke = runtime.pokes.setdefault((namespace, name), asyncio.Event())
+    backoff = 1.0
+    try:
+        while not stopped:
+            poke.clear()
+            started = time.monotonic()
+            try:
+                outcome = await asyncio.to_thread(
+                    manage, runtime.kube, namespace, name, runtime.runtimes, runtime.settings
+                )
+            except Exception:
+                runtime.metrics.observe(time.monotonic() - started, 0, error=True)
+                log.exception(
+                    "reconcile of %s/%s failed; retrying in %.0fs", namespace, name, backoff
+                )
+                timeout: float | None = backoff
+                backoff = min(backoff * 2, MAX_BACKOFF)
+            else:
+                runtime.metrics.observe(time.monotonic() - started, outcome.writes, error=False)
+                runtime.metrics.set_phase(namespace, name, outcome.phase)
+                timeout, backoff = outcome.requeue_after, 1.0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(poke.wait(), timeout)
+    finally:
+        runtime.pokes.pop((namespace, name), None)
+        runtime.seen.pop((namespace, name), None)
+        runtime.metrics.set_phase(namespace, name, None)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def model_changed(
+    event: dict[str, Any], namespace: str, name: str, memo: Any, **_: Any
+) -> None:
+    # Only what the user changes (spec, annotations) wakes the loop, not the status
+    # the loop itself just wrote.
+    runtime = _runtime(memo)
+    meta = (event.get("object") or {}).get("metadata") or {}
+    annotations = {
+        k: v for k, v in (meta.get("annotations") or {}).items() if not k.startswith(KOPF_PREFIX)
+    }
+    key = json.dumps([meta.get("generation"), annotations], sort_keys=True)
+    if runtime.seen.get((namespace, name)) != key:
+        runtime.seen[(namespace, name)] = key
+        runtime.poke(namespace, name)
+
+
+async def _child_changed(labels: dict[str, str], namespace: str, memo: Any, **_: Any) -> None:
+    _runtime(memo).poke(namespace, labels.get(MODEL_LABEL))
+
+
+for _group, _version, _plural in (
+    ("serving.kserve.io", "v1beta1", "inferenceservices"),
+    ("autoscaling", "v2", "horizontalpodautoscalers"),
+    ("gateway.networking.k8s.io", "v1", "httproutes"),
+    # KServe's predictor Deployments carry their InferenceService's labels.
+    ("apps", "v1", "deployments"),
+):
+    kopf.on.event(_group, _version, _plural, labels={MODEL_LABEL: kopf.PRESENT})(_child_changed)
+
+
+async def _runtime_changed(event: dict[str, Any], body: Any, memo: Any, **_: Any) -> None:
+    runtime = _runtime(memo)
+    obj = dict(body)
+    if event.get("type") == "DELETED":
+        runtime.runtimes.remove(obj)
+    else:
+        runtime.runtimes.upsert(obj)
+    # A runtime appearing can make a Degraded (NoRuntime) model servable.
+    for namespace, name in list(runtime.pokes):
+        runtime.poke(namespace, name)
+
+
+for _kind_plural in ("servingruntimes", "clusterservingruntimes"):
+    kopf.on.event("serving.kserve.io", "v1alpha1", _kind_plural)(_runtime_changed)

@@ -1,0 +1,105 @@
+"""Reads: what the cluster says about a model's children, turned into observations."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelpilot.api import ManagedModel
+from modelpilot.k8s.client import Kube
+from modelpilot.k8s.readiness import Readiness, condition, version_readiness
+from modelpilot.render import names
+
+ISVC = ("serving.kserve.io/v1beta1", "InferenceService")
+HPA = ("autoscaling/v2", "HorizontalPodAutoscaler")
+ROUTE = ("gateway.networking.k8s.io/v1", "HTTPRoute")
+DEPLOYMENT = ("apps/v1", "Deployment")
+POD = ("v1", "Pod")
+GATEWAY = ("gateway.networking.k8s.io/v1", "Gateway")
+KSERVE_ISVC_LABEL = "serving.kserve.io/inferenceservice"
+
+
+@dataclass
+class Snapshot:
+    """Everything one reconcile read about a model's children."""
+
+    isvcs: dict[str, dict[str, Any]] = field(default_factory=dict)  # by version
+    hpas: dict[str, dict[str, Any]] = field(default_factory=dict)
+    deployments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    route: dict[str, Any] | None = None
+    readiness: dict[str, Readiness] = field(default_factory=dict)
+
+    def live(self, obj: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The live counterpart of a desired child."""
+        version = (obj["metadata"].get("labels") or {}).get(names.VERSION_LABEL)
+        if obj["kind"] == "HTTPRoute":
+            return self.route
+        table = self.isvcs if obj["kind"] == "InferenceService" else self.hpas
+        return table.get(version or "")
+
+
+def snapshot(kube: Kube, model: ManagedModel, versions: list[str]) -> Snapshot:
+    ns, found = model.namespace, Snapshot()
+    for version in versions:
+        isvc_name = names.inference_service_name(model.name, version)
+        isvc = kube.get(*ISVC, isvc_name, ns)
+        hpa = kube.get(*HPA, names.autoscaler_name(model.name, version), ns)
+        deployment = kube.get(*DEPLOYMENT, names.predictor_name(model.name, version), ns)
+        if isvc is not None:
+            found.isvcs[version] = isvc
+        if hpa is not None:
+            found.hpas[version] = hpa
+        if deployment is not None:
+            found.deployments[version] = deployment
+        pods: list[dict[str, Any]] = []
+        first = version_readiness(isvc, deployment)
+        if not first.ready and deployment is not None:
+            # Only a version that is not ready costs a pod list: the scheduler's reason.
+            pods = kube.list(*POD, ns, {KSERVE_ISVC_LABEL: isvc_name})
+        found.readiness[version] = version_readiness(isvc, deployment, pods) if pods else first
+    found.route = kube.get(*ROUTE, names.route_name(model.name), ns)
+    return found
+
+
+def route_weights(route: Mapping[str, Any] | None, model: str) -> dict[str, int]:
+    """The weights the live route carries, per version."""
+    if not route:
+        return {}
+    prefix, suffix = f"{model}-", "-predictor"
+    weights: dict[str, int] = {}
+    for rule in (route.get("spec") or {}).get("rules") or []:
+        if rule.get("matches") and any(m.get("headers") for m in rule["matches"]):
+            continue  # a pin rule
+        for backend in rule.get("backendRefs") or []:
+            service = str(backend.get("name", ""))
+            if service.startswith(prefix) and service.endswith(suffix):
+                version = service[len(prefix) : -len(suffix)]
+                weights[version] = int(backend.get("weight", 1))
+    return weights
+
+
+def route_accepted(route: Mapping[str, Any] | None) -> bool | None:
+    """Accepted by its gateway for the route's current generation; None without a route."""
+    if not route:
+        return None
+    generation = (route.get("metadata") or {}).get("generation")
+    parents = (route.get("status") or {}).get("parents") or []
+    if not parents:
+        return False
+    for parent in parents:
+        accepted = condition({"status": parent}, "Accepted")
+        if not accepted or accepted.get("status") != "True":
+            return False
+        if accepted.get("observedGeneration") != generation:
+            return False
+    return True
+
+
+def replicas_of(deployment: Mapping[str, Any] | None) -> tuple[int, int]:
+    """(spec.replicas, availableReplicas) of a predictor Deployment."""
+    if not deployment:
+        return 0, 0
+    spec = int((deployment.get("spec") or {}).get("replicas", 0) or 0)
+    available = int((deployment.get("status") or {}).get("availableReplicas", 0) or 0)
+    return spec, available

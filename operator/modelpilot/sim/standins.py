@@ -1,0 +1,390 @@
+"""Stand-ins for the two controllers the simulated cluster does not run: KServe and a
+Gateway API implementation. They are simulations and say so; every test and the demo
+that uses them says so too.
+
+The KServe stand-in plays KServe's Standard-mode controller: for each InferenceService
+it creates the `<isvc>-predictor` Deployment (pod template with the predictor's
+resources, GPUs included, nodeSelector and tolerations; replicas from minReplicas, set at
+creation only, as KServe does under an external autoscaler) and Service, and writes the
+InferenceService's status as KServe does: Ready from the Deployment's Available
+condition, a url, and the Deployment's observedGeneration. It honours
+`serving.kserve.io/stop: "true"` by deleting the Deployment. So readiness follows real
+scheduling on the kwok nodes. In instant mode (benchmarks) the Deployment has zero
+replicas: Ready at once, no pods.
+
+The gateway stand-in marks every HTTPRoute Accepted for its current generation.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from kubernetes import client, watch
+from kubernetes.client.rest import ApiException
+
+from modelpilot.k8s.children import contains
+
+log = logging.getLogger(__name__)
+
+KSERVE = ("serving.kserve.io", "v1beta1", "inferenceservices")
+ROUTES = ("gateway.networking.k8s.io", "v1", "httproutes")
+ISVC_LABEL = "serving.kserve.io/inferenceservice"
+STOP = "serving.kserve.io/stop"
+STANDIN_IMAGE = "example.invalid/kserve-standin/predictor:latest"
+GATEWAY_CONTROLLER = "modelpilot.io/gateway-standin"
+WATCH_SECONDS = 20
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _ignore_missing(call: Callable[[], Any]) -> Any:
+    try:
+        return call()
+    except ApiException as err:
+        if err.status in (404, 409):
+            return None
+        raise
+
+
+class _Controller:
+    """Watches feed keys into a queue; one worker handles one key at a time."""
+
+    name = "controller"
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        self.custom = client.CustomObjectsApi(api)
+        self.apps = client.AppsV1Api(api)
+        self.core = client.CoreV1Api(api)
+        self._keys: queue.Queue[tuple[str, str] | None] = queue.Queue()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def watches(self) -> list[Callable[..., Any]]:
+        raise NotImplementedError
+
+    def key_of(self, obj: dict[str, Any]) -> tuple[str, str] | None:
+        meta = obj.get("metadata") or {}
+        return meta.get("namespace"), meta.get("name")
+
+    def handle(self, namespace: str, name: str) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        for index, lister in enumerate(self.watches()):
+            self._spawn(f"{self.name}-watch-{index}", self._watch, lister)
+        self._spawn(f"{self.name}-worker", self._work)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._keys.put(None)
+        for thread in self._threads:
+            thread.join(WATCH_SECONDS + 5)
+
+    def _spawn(self, name: str, target: Callable[..., None], *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _watch(self, lister: Callable[..., Any]) -> None:
+        while not self._stop.is_set():
+            try:
+                for event in self._stream(lister):
+                    obj = event["object"]
+                    if not isinstance(obj, dict):
+                        obj = self.api.sanitize_for_serialization(obj)
+                    key = self.key_of(obj)
+                    if key and all(key):
+                        self._keys.put(key)
+                    if self._stop.is_set():
+                        return
+            except Exception as err:  # a dropped watch is reopened
+                if not self._stop.is_set():
+                    log.debug("%s watch restarts: %s", self.name, err)
+                    self._stop.wait(0.5)
+
+    def _stream(self, lister: Callable[..., Any]) -> Iterator[dict[str, Any]]:
+        return watch.Watch().stream(lister, timeout_seconds=WATCH_SECONDS)
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            key = self._keys.get()
+            if key is None:
+                return
+            try:
+                self.handle(*key)
+            except Exception as err:
+                log.warning("%s: %s/%s: %s; retrying", self.name, key[0], key[1], err)
+                self._stop.wait(0.5)
+                self._keys.put(key)
+
+
+class KServeStandIn(_Controller):
+    name = "kserve-standin"
+
+    def __init__(self, api: client.ApiClient, *, instant: bool = False) -> None:
+        super().__init__(api)
+        self.instant = instant
+
+    def watches(self) -> list[Callable[..., Any]]:
+        group, version, plural = KSERVE
+
+        def isvcs(**kw: Any) -> Any:
+            return self.custom.list_cluster_custom_object(group, version, plural, **kw)
+
+        def deployments(**kw: Any) -> Any:
+            return self.apps.list_deployment_for_all_namespaces(label_selector=ISVC_LABEL, **kw)
+
+        return [isvcs, deployments]
+
+    def key_of(self, obj: dict[str, Any]) -> tuple[str, str] | None:
+        meta = obj.get("metadata") or {}
+        if obj.get("kind") == "InferenceService":
+            return meta.get("namespace"), meta.get("name")
+        return meta.get("namespace"), (meta.get("labels") or {}).get(ISVC_LABEL)
+
+    def handle(self, namespace: str, name: str) -> None:
+        group, version, plural = KSERVE
+        isvc = _ignore_missing(
+            lambda: self.custom.get_namespaced_custom_object(
+                group, version, plural, namespace, name
+            )
+        )
+        if isvc is None or isvc["metadata"].get("deletionTimestamp"):
+            return  # the garbage collector removes what it owned
+        predictor = f"{name}-predictor"
+        stopped = (isvc["metadata"].get("annotations") or {}).get(STOP) == "true"
+        deployment = _ignore_missing(
+            lambda: self.apps.read_namespaced_deployment(predictor, namespace)
+        )
+        if stopped:
+            if deployment is not None:
+                _ignore_missing(
+                    lambda: self.apps.delete_namespaced_deployment(predictor, namespace)
+                )
+            self._write_status(isvc, None, stopped=True)
+            return
+        wanted = self._deployment(isvc)
+        if deployment is None:
+            deployment = self.apps.create_namespaced_deployment(namespace, wanted)
+        else:
+            current = self.api.sanitize_for_serialization(deployment)["spec"]
+            template, strategy = wanted["spec"]["template"], wanted["spec"].get("strategy")
+            if not contains(current["template"], template) or (
+                strategy and not contains(current.get("strategy"), strategy)
+            ):
+                patch: dict[str, Any] = {"spec": {"template": template}}
+                if strategy:
+                    patch["spec"]["strategy"] = strategy
+                deployment = self.apps.patch_namespaced_deployment(predictor, namespace, patch)
+        self._ensure_service(isvc)
+        self._write_status(isvc, self.api.sanitize_for_serialization(deployment), stopped=False)
+
+    def _owner(self, isvc: dict[str, Any]) -> list[dict[str, Any]]:
+        meta = isvc["metadata"]
+        return [
+            {
+                "apiVersion": isvc["apiVersion"],
+                "kind": "InferenceService",
+                "name": meta["name"],
+                "uid": meta["uid"],
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+
+    def _labels(self, isvc: dict[str, Any]) -> dict[str, str]:
+        name = isvc["metadata"]["name"]
+        return {
+            **(isvc["metadata"].get("labels") or {}),
+            ISVC_LABEL: name,
+            "component": "predictor",
+            "app": f"isvc.{name}-predictor",
+        }
+
+    def _deployment(self, isvc: dict[str, Any]) -> dict[str, Any]:
+        meta, spec = isvc["metadata"], isvc["spec"]["predictor"]
+        model = spec.get("model") or {}
+        container: dict[str, Any] = {
+            "name": "kserve-container",
+            "image": STANDIN_IMAGE,
+            "args": list(model.get("args") or []),
+            "env": [e for e in model.get("env") or [] if "value" in e],
+            "resources": model.get("resources") or {},
+            "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+        }
+        pod_spec: dict[str, Any] = {"containers": [container]}
+        for key in ("nodeSelector", "tolerations"):
+            if spec.get(key):
+                pod_spec[key] = spec[key]
+        labels = self._labels(isvc)
+        deployment: dict[str, Any] = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {
+                "name": f"{meta['name']}-predictor",
+                "namespace": meta["namespace"],
+                "labels": labels,
+                "ownerReferences": self._owner(isvc),
+            },
+            "spec": {
+                "replicas": 0 if self.instant else int(spec.get("minReplicas") or 1),
+                "selector": {"matchLabels": {"app": labels["app"]}},
+                "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+            },
+        }
+        if spec.get("deploymentStrategy"):
+            deployment["spec"]["strategy"] = spec["deploymentStrategy"]
+        return deployment
+
+    def _ensure_service(self, isvc: dict[str, Any]) -> None:
+        meta = isvc["metadata"]
+        labels = self._labels(isvc)
+        service = {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {
+                "name": f"{meta['name']}-predictor",
+                "namespace": meta["namespace"],
+                "labels": labels,
+                "ownerReferences": self._owner(isvc),
+            },
+            "spec": {
+                "selector": {"app": labels["app"]},
+                "ports": [{"name": "http", "port": 80, "targetPort": 8080}],
+            },
+        }
+        _ignore_missing(lambda: self.core.create_namespaced_service(meta["namespace"], service))
+
+    def _write_status(
+        self, isvc: dict[str, Any], deployment: dict[str, Any] | None, *, stopped: bool
+    ) -> None:
+        meta = isvc["metadata"]
+        available = next(
+            (
+                c
+                for c in ((deployment or {}).get("status") or {}).get("conditions") or []
+                if c.get("type") == "Available"
+            ),
+            None,
+        )
+        if stopped:
+            ready, reason, message = "False", "Stopped", "stopped by serving.kserve.io/stop"
+        elif available is None:
+            ready, reason, message = "False", "PredictorNotReady", "Deployment has no status yet"
+        else:
+            ready = available.get("status", "Unknown")
+            reason = available.get("reason") or ""
+            message = available.get("message") or ""
+        url = f"http://{meta['name']}.{meta['namespace']}.svc.cluster.local"
+        previous = isvc.get("status") or {}
+        old = {c.get("type"): c for c in previous.get("conditions") or []}
+
+        def cond(kind: str) -> dict[str, Any]:
+            moved = (old.get(kind) or {}).get("status") != ready
+            when = _now() if moved else old[kind].get("lastTransitionTime")
+            return {
+                "type": kind,
+                "status": ready,
+                "reason": reason,
+                "message": message,
+                "lastTransitionTime": when,
+            }
+
+        status = {
+            "url": url,
+            "address": {"url": url},
+            "observedGeneration": ((deployment or {}).get("status") or {}).get(
+                "observedGeneration", 0
+            ),
+            "conditions": [cond("PredictorReady"), cond("Ready")],
+        }
+        if {k: previous.get(k) for k in status} == status:
+            return
+        group, version, plural = KSERVE
+        _ignore_missing(
+            lambda: self.custom.patch_namespaced_custom_object_status(
+                group, version, plural, meta["namespace"], meta["name"], {"status": status}
+            )
+        )
+
+
+class GatewayStandIn(_Controller):
+    name = "gateway-standin"
+
+    def watches(self) -> list[Callable[..., Any]]:
+        group, version, plural = ROUTES
+
+        def routes(**kw: Any) -> Any:
+            return self.custom.list_cluster_custom_object(group, version, plural, **kw)
+
+        return [routes]
+
+    def handle(self, namespace: str, name: str) -> None:
+        group, version, plural = ROUTES
+        route = _ignore_missing(
+            lambda: self.custom.get_namespaced_custom_object(
+                group, version, plural, namespace, name
+            )
+        )
+        if route is None:
+            return
+        generation = route["metadata"].get("generation")
+        parents = []
+        for ref in route["spec"].get("parentRefs") or []:
+            conditions = [
+                {
+                    "type": kind,
+                    "status": "True",
+                    "reason": kind,
+                    "message": "simulated gateway",
+                    "observedGeneration": generation,
+                    "lastTransitionTime": _now(),
+                }
+                for kind in ("Accepted", "ResolvedRefs")
+            ]
+            parents.append(
+                {"parentRef": ref, "controllerName": GATEWAY_CONTROLLER, "conditions": conditions}
+            )
+        current = (route.get("status") or {}).get("parents") or []
+        if current and all(
+            c.get("observedGeneration") == generation
+            for p in current
+            for c in p.get("conditions") or []
+        ):
+            return
+        _ignore_missing(
+            lambda: self.custom.patch_namespaced_custom_object_status(
+                group, version, plural, namespace, name, {"status": {"parents": parents}}
+            )
+        )
+
+
+class StandIns:
+    """Both stand-ins, started and stopped together."""
+
+    def __init__(self, api: client.ApiClient, *, instant: bool = False) -> None:
+        self.kserve = KServeStandIn(api, instant=instant)
+        self.gateway = GatewayStandIn(api)
+
+    def start(self) -> StandIns:
+        self.kserve.start()
+        self.gateway.start()
+        return self
+
+    def stop(self) -> None:
+        self.kserve.stop()
+        self.gateway.stop()
+
+    def __enter__(self) -> StandIns:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()

@@ -1,0 +1,72 @@
+"""Small helpers for cluster tests: polling with deadlines, objects by name."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from modelpilot.k8s.client import Kube
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parents[2]
+MM = ("modelpilot.io/v1alpha1", "ManagedModel")
+ISVC = ("serving.kserve.io/v1beta1", "InferenceService")
+HPA = ("autoscaling/v2", "HorizontalPodAutoscaler")
+ROUTE = ("gateway.networking.k8s.io/v1", "HTTPRoute")
+DEPLOYMENT = ("apps/v1", "Deployment")
+POD = ("v1", "Pod")
+
+
+def eventually(
+    probe: Callable[[], T | None],
+    *,
+    timeout: float = 60.0,
+    interval: float = 0.25,
+    what: str = "condition",
+) -> T:
+    """Poll until probe returns something truthy; fail with the last value seen."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
+
+
+def sample(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
+    document = yaml.safe_load((ROOT / "manifests" / "samples" / f"{name}.yaml").read_text())
+    document["metadata"]["namespace"] = namespace
+    document["spec"].update(copy.deepcopy(spec))
+    return document
+
+
+def model(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
+    found = kube.get(*MM, name, namespace)
+    assert found is not None, f"ManagedModel {name} is gone"
+    return found
+
+
+def condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any] | None:
+    for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if cond.get("type") == kind:
+            return cond
+    return None
+
+
+def children(kube: Kube, namespace: str) -> dict[tuple[str, str], dict[str, Any]]:
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for api_version, kind in (ISVC, HPA, ROUTE):
+        for obj in kube.list(api_version, kind, namespace):
+            found[(kind, obj["metadata"]["name"])] = obj
+    return found
+
+
+def resource_versions(kube: Kube, namespace: str) -> dict[tuple[str, str], str]:
+    return {k: v["metadata"]["resourceVersion"] for k, v in children(kube, namespace).items()}
