@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from modelpilot import __version__
-from modelpilot.cli import offline, run
+from modelpilot.cli import control, offline, run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     offline.add_commands(commands)
     run.add_commands(commands)
+    control.add_commands(commands)
     return parser
 
 

@@ -1,0 +1,59 @@
+"""`modelpilot status` text and the command defaults (no cluster needed)."""
+
+from __future__ import annotations
+
+from modelpilot.cli.control import default_version
+from modelpilot.cli.status_view import progress_bar, render_status
+
+
+def test_progress_bar_marks_steps_and_fill() -> None:
+    bar = progress_bar([10, 25, 50], 25, "Progressing")
+    assert bar.startswith("[###|") and bar.endswith("] 25% (step 2/3, Progressing)")
+    assert bar.count("|") == 3
+    assert progress_bar([10, 25, 50], 0, "Progressing").startswith("[---|")
+
+
+def test_render_status() -> None:
+    model = {
+        "metadata": {"name": "iris", "namespace": "ml"},
+        "spec": {"rollout": {"target": "v2", "stepWeights": [10, 25, 50]}},
+        "status": {
+            "phase": "Progressing",
+            "stableVersion": "v1",
+            "canaryVersion": "v2",
+            "canaryWeight": 10,
+            "weights": {"v1": 90, "v2": 10},
+            "versions": [
+                {"name": "v1", "ready": True, "runtime": "kserve-sklearnserver"},
+                {
+                    "name": "v2",
+                    "ready": False,
+                    "runtime": "kserve-sklearnserver",
+                    "message": "0/1 predictor pods available",
+                },
+            ],
+            "conditions": [{"type": "Ready", "status": "True", "reason": "Serving"}],
+            "lastCommand": {"name": "pause", "version": "v2", "outcome": "applied"},
+        },
+    }
+    events = [
+        {
+            "type": "Normal",
+            "reason": "StepWeight",
+            "message": "v2 at 10%",
+            "lastTimestamp": "2026-11-27T12:00:05Z",
+        }
+    ]
+    text = render_status(model, events)
+    assert "  weights:  v1=90%, v2=10%" in text
+    assert "v2               not ready  kserve-sklearnserver  0/1 predictor pods available" in text
+    assert "  last command: pause v2 -> applied" in text
+    assert "12:00:05 Normal  StepWeight         v2 at 10%" in text
+    assert "(step 1/3, Progressing)" in text
+
+
+def test_default_version() -> None:
+    status = {"canaryVersion": "v2", "previousStableVersion": "v1"}
+    assert default_version("promote", status) == "v2"
+    assert default_version("rollback", status) == "v1"
+    assert default_version("abort", {}) is None
