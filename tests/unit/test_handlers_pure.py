@@ -1,0 +1,93 @@
+"""Pure parts of the handlers layer: metrics text, conditions, the runtime index."""
+
+from __future__ import annotations
+
+from modelpilot.api.status import Condition
+from modelpilot.handlers.conditions import set_condition
+from modelpilot.handlers.metrics import Metrics
+from modelpilot.k8s.observe import route_accepted, route_weights
+from modelpilot.k8s.runtime_index import RuntimeIndex
+from modelpilot.runtimes import default_cluster_serving_runtimes
+
+
+def test_metrics_exposition() -> None:
+    metrics = Metrics()
+    metrics.observe(0.03, writes=2, error=False)
+    metrics.observe(3.0, writes=0, error=True)
+    metrics.set_phase("ml", "iris", "Progressing")
+    metrics.set_phase("ml", "churn", "Stable")
+    metrics.set_phase("ml", "gone", "Stable")
+    metrics.set_phase("ml", "gone", None)
+    text = metrics.render()
+    assert "modelpilot_reconciles_total 2\n" in text
+    assert "modelpilot_reconcile_errors_total 1\n" in text
+    assert "modelpilot_child_writes_total 2\n" in text
+    assert 'modelpilot_reconcile_duration_seconds_bucket{le="0.05"} 1\n' in text
+    assert 'modelpilot_reconcile_duration_seconds_bucket{le="+Inf"} 2\n' in text
+    assert 'modelpilot_models{phase="Stable"} 1\n' in text
+    assert 'modelpilot_models{phase="Progressing"} 1\n' in text
+
+
+def test_condition_transition_time_moves_only_with_status() -> None:
+    first = set_condition([], "Ready", False, "NotReady", "waiting", 1, "t1")
+    same = set_condition(first, "Ready", False, "NotReady", "still waiting", 2, "t2")
+    flipped = set_condition(same, "Ready", True, "Serving", "", 2, "t3")
+    assert same[0].last_transition_time == "t1" and same[0].message == "still waiting"
+    assert flipped[0].last_transition_time == "t3" and flipped[0].status == "True"
+    assert flipped == [
+        Condition(
+            type="Ready",
+            status="True",
+            reason="Serving",
+            message="",
+            last_transition_time="t3",
+            observed_generation=2,
+        )
+    ]
+
+
+def test_runtime_index_scopes_namespaces() -> None:
+    index = RuntimeIndex()
+    index.replace_all(default_cluster_serving_runtimes())
+    team = {
+        "kind": "ServingRuntime",
+        "metadata": {"name": "mine", "namespace": "team"},
+        "spec": {"supportedModelFormats": [{"name": "sklearn", "autoSelect": True}]},
+    }
+    index.upsert(team)
+    assert "mine" in [r.name for r in index.for_namespace("team")]
+    assert "mine" not in [r.name for r in index.for_namespace("other")]
+    index.remove(team)
+    assert "mine" not in [r.name for r in index.for_namespace("team")]
+    assert len(index.for_namespace("x")) == len(default_cluster_serving_runtimes())
+
+
+def route(generation: int, observed: int | None, status: str = "True") -> dict:
+    conditions = [{"type": "Accepted", "status": status, "observedGeneration": observed}]
+    return {
+        "metadata": {"generation": generation},
+        "spec": {
+            "rules": [
+                {
+                    "matches": [{"headers": [{"name": "x", "value": "v1"}]}],
+                    "backendRefs": [{"name": "iris-v1-predictor", "port": 80}],
+                },
+                {
+                    "backendRefs": [
+                        {"name": "iris-v1-predictor", "weight": 90},
+                        {"name": "iris-v2-predictor", "weight": 10},
+                    ]
+                },
+            ]
+        },
+        "status": {"parents": [{"conditions": conditions}]},
+    }
+
+
+def test_route_observations() -> None:
+    assert route_weights(route(2, 2), "iris") == {"v1": 90, "v2": 10}
+    assert route_accepted(route(2, 2)) is True
+    assert route_accepted(route(3, 2)) is False  # accepted, but an older generation
+    assert route_accepted(route(2, 2, "False")) is False
+    assert route_accepted(None) is None
+    assert route_accepted({"metadata": {"generation": 1}}) is False
