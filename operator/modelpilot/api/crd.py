@@ -121,7 +121,8 @@ def crd_schema() -> dict[str, Any]:
         "properties": {
             "apiVersion": {"type": "string", "description": "modelpilot.io/v1alpha1"},
             "kind": {"type": "string", "description": "ManagedModel"},
-            "metadata": {"type": "object", "description": "Standard object metadata."},
+            # The apiserver allows nothing here but the type (and name rules).
+            "metadata": {"type": "object"},
             "spec": spec,
             "status": status,
         },
