@@ -5,6 +5,7 @@ from KServe's SDK) and Gateway API's own CRDs by a server-side-apply dry run."""
 from __future__ import annotations
 
 import copy
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,13 @@ pytestmark = pytest.mark.cluster
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = sorted((ROOT / "manifests" / "samples").glob("*.yaml"))
+
+
+@pytest.fixture(scope="session")
+def kubectl(control_plane: Any) -> str:
+    from modelpilot.sim import tools
+
+    return str(tools.binary_path("kubectl"))
 
 
 def sample(path: Path, namespace: str) -> dict[str, Any]:
@@ -141,7 +149,7 @@ def test_cel_rule_rejects(case: str, namespace: str, dynamic: DynamicClient) -> 
     with pytest.raises(DynamicApiError) as caught:
         apply(dynamic, document)
     assert caught.value.status == 422
-    assert message in str(caught.value.body)
+    assert message in json.loads(caught.value.body)["message"]
 
 
 def test_valid_iris_accepted_with_defaults(namespace: str, dynamic: DynamicClient) -> None:

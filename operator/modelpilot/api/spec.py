@@ -196,7 +196,11 @@ class Metric(SpecModel):
 class Autoscaling(SpecModel):
     model_config = ConfigDict(
         json_schema_extra=rules(
-            ("self.minReplicas <= self.maxReplicas", "minReplicas must not exceed maxReplicas")
+            (
+                "!has(self.minReplicas) || !has(self.maxReplicas) || "
+                "self.minReplicas <= self.maxReplicas",
+                "minReplicas must not exceed maxReplicas",
+            )
         )
     )
 
@@ -293,8 +297,8 @@ class Rollout(SpecModel):
     model_config = ConfigDict(
         json_schema_extra=rules(
             (
-                "self.stepWeights.isSorted() && "
-                "self.stepWeights.all(w, self.stepWeights.exists_one(x, x == w))",
+                "!has(self.stepWeights) || (self.stepWeights.isSorted() && "
+                "self.stepWeights.all(w, self.stepWeights.exists_one(x, x == w)))",
                 "stepWeights must be strictly increasing",
             )
         )
@@ -307,8 +311,9 @@ class Rollout(SpecModel):
         "canary from the current stable version. Required when there is more than one "
         "version.",
     )
+    # A plain default (pydantic copies it) so the CRD carries it too.
     step_weights: list[Annotated[int, Field(ge=1, le=99)]] = Field(
-        default_factory=lambda: [10, 25, 50],
+        default=[10, 25, 50],
         min_length=1,
         max_length=20,
         description="Canary traffic percentages, strictly increasing within 1..99.",
