@@ -11,7 +11,6 @@ once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -139,12 +138,21 @@ async def model_loop(
                 runtime.metrics.observe(time.monotonic() - started, outcome.writes, error=False)
                 runtime.metrics.set_phase(namespace, name, outcome.phase)
                 timeout, backoff = outcome.requeue_after, 1.0
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(poke.wait(), timeout)
+            await _sleep(poke, stopped, timeout)
     finally:
         runtime.pokes.pop((namespace, name), None)
         runtime.seen.pop((namespace, name), None)
         runtime.metrics.set_phase(namespace, name, None)
+
+
+async def _sleep(poke: asyncio.Event, stopped: kopf.DaemonStopped, timeout: float | None) -> None:
+    """Until poked, stopped, or the timeout (None: no timeout) passes."""
+    waiters = [asyncio.ensure_future(poke.wait()), asyncio.ensure_future(stopped.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)

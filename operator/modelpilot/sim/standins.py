@@ -154,7 +154,7 @@ class KServeStandIn(_Controller):
         group, version, plural = KSERVE
         isvc = _ignore_missing(
             lambda: self.custom.get_namespaced_custom_object(
-                group, version, plural, namespace, name
+                group, version, namespace, plural, name
             )
         )
         if isvc is None or isvc["metadata"].get("deletionTimestamp"):
@@ -311,7 +311,7 @@ class KServeStandIn(_Controller):
         group, version, plural = KSERVE
         _ignore_missing(
             lambda: self.custom.patch_namespaced_custom_object_status(
-                group, version, plural, meta["namespace"], meta["name"], {"status": status}
+                group, version, meta["namespace"], plural, meta["name"], {"status": status}
             )
         )
 
@@ -331,7 +331,7 @@ class GatewayStandIn(_Controller):
         group, version, plural = ROUTES
         route = _ignore_missing(
             lambda: self.custom.get_namespaced_custom_object(
-                group, version, plural, namespace, name
+                group, version, namespace, plural, name
             )
         )
         if route is None:
@@ -362,7 +362,7 @@ class GatewayStandIn(_Controller):
             return
         _ignore_missing(
             lambda: self.custom.patch_namespaced_custom_object_status(
-                group, version, plural, namespace, name, {"status": {"parents": parents}}
+                group, version, namespace, plural, name, {"status": {"parents": parents}}
             )
         )
 

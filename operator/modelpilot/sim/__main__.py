@@ -1,0 +1,83 @@
+"""Run the simulated cluster in the foreground: `python -m modelpilot.sim`.
+
+Builds missing tools first, prints the `export KUBECONFIG=...` line to use it, and
+stops everything it started on Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from types import FrameType
+
+from modelpilot.sim import tools
+from modelpilot.sim.cluster import ControlPlane
+from modelpilot.sim.nodes import NodeGroup, NodePool
+from modelpilot.sim.procs import ClusterError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m modelpilot.sim",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--cpu-nodes", type=int, default=2)
+    parser.add_argument("--gpu-nodes", type=int, default=2)
+    parser.add_argument("--gpus-per-node", type=int, default=2)
+    parser.add_argument(
+        "--no-crds", action="store_true", help="skip the ManagedModel, KServe and Gateway API CRDs"
+    )
+    args = parser.parse_args(argv)
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    # SIGTERM (e.g. from `make` or a supervisor) gets the same clean stop as Ctrl-C.
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    try:
+        tools.ensure_all(log=lambda line: print(line, file=sys.stderr))
+    except tools.ToolError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    pool = NodePool(
+        (
+            NodeGroup("cpu", args.cpu_nodes),
+            NodeGroup("gpu", args.gpu_nodes, gpus=args.gpus_per_node),
+        )
+    )
+    plane = ControlPlane(pool, install_crds=not args.no_crds)
+    try:
+        plane.start()
+    except ClusterError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    try:
+        steps = ", ".join(f"{k} {v:.1f}s" for k, v in plane.timings.items())
+        print(f"control plane up at {plane.server} ({steps})", file=sys.stderr)
+        print(f"logs: {plane.log_dir}", file=sys.stderr)
+        print(f"kubectl: {tools.binary_path('kubectl')}", file=sys.stderr)
+        print(f"export KUBECONFIG={plane.kubeconfig}", flush=True)
+        print("Ctrl-C stops it.", file=sys.stderr)
+        while not stop.wait(1.0):
+            for process in plane.processes:
+                if not process.alive():
+                    print(
+                        f"error: {process.name} exited; log tail:\n{process.log_tail()}",
+                        file=sys.stderr,
+                    )
+                    return 1
+    finally:
+        plane.stop()
+        print("stopped", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
