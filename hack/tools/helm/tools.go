@@ -1,0 +1,9 @@
+//go:build tools
+
+// Package tools keeps this module's requirement through `go mod tidy`; the binary is
+// built from the imported main package by `python -m modelpilot.sim.tools`.
+package tools
+
+import (
+	_ "helm.sh/helm/v3/cmd/helm"
+)

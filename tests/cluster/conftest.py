@@ -1,0 +1,127 @@
+"""Fixtures for tests against the simulated control plane (modelpilot.sim).
+
+The control plane is started once per session. Its binaries are built on first use
+(several minutes cold; `python -m modelpilot.sim.tools` does it ahead of time). Without
+Go and without built tools, cluster tests skip with one reason, except under CI=true,
+where a missing tool is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Generator, Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+from kubernetes.dynamic import DynamicClient
+
+from modelpilot.sim import tools
+from modelpilot.sim.cluster import ControlPlane
+
+_NO_GO = "cluster tests need Go to build the control-plane tools (go not found)"
+_PLANE = pytest.StashKey[ControlPlane]()
+_STARTUP = pytest.StashKey[str]()
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _skip_without_go() -> None:
+    if tools.missing() and tools.go_binary() is None and not _in_ci():
+        pytest.skip(_NO_GO)
+
+
+@pytest.fixture(scope="session")
+def control_plane(request: pytest.FixtureRequest) -> Iterator[ControlPlane]:
+    _skip_without_go()
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    # A cold build takes many minutes; say so rather than look hung.
+    built = tools.ensure_all(
+        log=lambda line: (
+            reporter.write_line(f"[tools] {line}")
+            if reporter is not None and not line.endswith(": cached")
+            else None
+        )
+    )
+    plane = ControlPlane()
+    plane.start()
+    request.config.stash[_PLANE] = plane
+    request.config.stash[_STARTUP] = ", ".join(
+        [f"built {name} {secs:.0f}s" for name, secs in built.items()]
+        + [f"{step} {secs:.1f}s" for step, secs in plane.timings.items()]
+    )
+    try:
+        yield plane
+    finally:
+        del request.config.stash[_PLANE]
+        plane.stop()
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(control_plane: ControlPlane) -> Path:
+    return control_plane.kubeconfig
+
+
+@pytest.fixture(scope="session")
+def api_client(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
+    with control_plane.api_client() as api:
+        yield api
+
+
+@pytest.fixture(scope="session")
+def dynamic(api_client: client.ApiClient) -> DynamicClient:
+    return DynamicClient(api_client)
+
+
+@pytest.fixture
+def namespace(api_client: client.ApiClient) -> Iterator[str]:
+    """A fresh namespace, deleted (without waiting) after the test."""
+    core = client.CoreV1Api(api_client)
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    core.create_namespace({"metadata": {"name": name}})
+    # Pods are refused until the namespace's default service account exists.
+    deadline = time.monotonic() + 30
+    while not core.list_namespaced_service_account(
+        name, field_selector="metadata.name=default"
+    ).items:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no default service account in {name} after 30s")
+        time.sleep(0.1)
+    try:
+        yield name
+    finally:
+        try:
+            core.delete_namespace(name)
+        except ApiException as err:
+            if err.status != 404:
+                raise
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, None]:
+    outcome = yield
+    report = outcome.get_result()
+    if (
+        report.skipped
+        and isinstance(report.longrepr, tuple)
+        and report.longrepr[2].endswith(_NO_GO)
+    ):
+        # pytest files a fixture's skip under each test's line; one shared location
+        # folds them into a single summary line.
+        report.longrepr = (__file__, _skip_without_go.__code__.co_firstlineno, _NO_GO)
+    plane = item.config.stash.get(_PLANE, None)
+    if report.failed and plane is not None and "control_plane" in item.fixturenames:
+        report.sections.append(("control plane logs", plane.format_log_tails()))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    startup = terminalreporter.config.stash.get(_STARTUP, None)
+    if startup:
+        terminalreporter.write_line(f"control plane start: {startup}")
