@@ -70,3 +70,17 @@ def children(kube: Kube, namespace: str) -> dict[tuple[str, str], dict[str, Any]
 
 def resource_versions(kube: Kube, namespace: str) -> dict[tuple[str, str], str]:
     return {k: v["metadata"]["resourceVersion"] for k, v in children(kube, namespace).items()}
+
+
+def spec_versions(kube: Kube, namespace: str) -> dict[tuple[str, str], tuple[Any, ...]]:
+    """What only a spec or metadata write changes (status writes by other controllers,
+    such as the HPA controller's, do not count)."""
+    return {
+        key: (
+            obj["metadata"].get("generation"),
+            obj["metadata"].get("annotations"),
+            obj["metadata"].get("labels"),
+            obj["metadata"].get("ownerReferences"),
+        )
+        for key, obj in children(kube, namespace).items()
+    }

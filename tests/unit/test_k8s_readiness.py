@@ -93,3 +93,14 @@ def test_scheduler_reason_is_reported() -> None:
         "1/2 predictor pods available; pod iris-v1-predictor-abc unschedulable: "
         "0/4 nodes are available: 2 Insufficient nvidia.com/gpu."
     )
+
+
+def test_available_with_no_pod_is_not_ready() -> None:
+    # maxUnavailable 1 with one replica: the Deployment says Available with zero pods.
+    result = version_readiness(isvc(), deployment(replicas=1, updated=1, available_replicas=0))
+    assert not result.ready and result.message == "0/1 predictor pods available"
+
+
+def test_zero_replicas_is_ready() -> None:
+    # The stand-in's instant mode (benchmarks): no pods by design.
+    assert version_readiness(isvc(), deployment(replicas=0, updated=0, available_replicas=0)).ready

@@ -94,8 +94,8 @@ def test_gpu_scheduling_and_limits(doc: Doc) -> None:
     )
     predictor = objects[("InferenceService", "iris-v2")]["spec"]["predictor"]
     assert predictor["model"]["resources"] == {
-        "requests": {"nvidia.com/gpu": 2},
-        "limits": {"memory": "16Gi", "nvidia.com/gpu": 2},
+        "requests": {"nvidia.com/gpu": "2"},
+        "limits": {"memory": "16Gi", "nvidia.com/gpu": "2"},
     }
     assert predictor["nodeSelector"] == {
         "pool": "gpu",
@@ -111,7 +111,7 @@ def test_gpu_without_toleration_and_other_vendor(doc: Doc) -> None:
     objects = render(doc(gpu={"count": 1, "resourceName": "amd.com/gpu", "tolerate": False}))
     predictor = objects[("InferenceService", "iris-v1")]["spec"]["predictor"]
     assert "tolerations" not in predictor and "nodeSelector" not in predictor
-    assert predictor["model"]["resources"]["limits"] == {"amd.com/gpu": 1}
+    assert predictor["model"]["resources"]["limits"] == {"amd.com/gpu": "1"}
 
 
 def test_version_overrides(doc: Doc) -> None:

@@ -47,7 +47,10 @@ def version_readiness(
     if int(status.get("updatedReplicas", 0) or 0) < desired:
         return Readiness(False, _waiting(status, desired, pods, "updated"), url)
     available = condition(deployment, "Available")
-    if available is None or available.get("status") != "True":
+    # "Available" only means the strategy's minimum: with maxUnavailable 1 and one
+    # replica that minimum is zero pods. A version serves only with a pod that does.
+    serving = int(status.get("availableReplicas", 0) or 0) >= min(1, desired)
+    if available is None or available.get("status") != "True" or not serving:
         return Readiness(False, _waiting(status, desired, pods, "available"), url)
     ready = condition(isvc, "Ready")
     if ready is None or ready.get("status") != "True":

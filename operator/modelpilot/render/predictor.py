@@ -114,7 +114,8 @@ def _resources(spec: ManagedModelSpec, version: ModelVersion) -> dict[str, dict[
             values.update(getattr(version.resources, kind))
         if spec.gpu is not None:
             # Extended resources must have requests equal to limits; say both.
-            values[spec.gpu.resource_name] = spec.gpu.count
+            # As a string, the form quantities take in Kubernetes' own types.
+            values[spec.gpu.resource_name] = str(spec.gpu.count)
         if values:
             out[kind] = values
     return out

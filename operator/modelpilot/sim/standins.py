@@ -217,7 +217,11 @@ class KServeStandIn(_Controller):
             "image": STANDIN_IMAGE,
             "args": list(model.get("args") or []),
             "env": [e for e in model.get("env") or [] if "value" in e],
-            "resources": model.get("resources") or {},
+            # The typed client takes quantities as strings only.
+            "resources": {
+                kind: {k: str(v) for k, v in values.items()}
+                for kind, values in (model.get("resources") or {}).items()
+            },
             "ports": [{"containerPort": 8080, "protocol": "TCP"}],
         }
         pod_spec: dict[str, Any] = {"containers": [container]}
