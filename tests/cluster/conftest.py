@@ -19,8 +19,12 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 from kubernetes.dynamic import DynamicClient
 
+from modelpilot.handlers.runner import OperatorThread
+from modelpilot.k8s import client as k8s_client
+from modelpilot.k8s.client import Kube
 from modelpilot.sim import tools
 from modelpilot.sim.cluster import ControlPlane
+from modelpilot.sim.standins import StandIns
 
 _NO_GO = "cluster tests need Go to build the control-plane tools (go not found)"
 _PLANE = pytest.StashKey[ControlPlane]()
@@ -125,3 +129,26 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     startup = terminalreporter.config.stash.get(_STARTUP, None)
     if startup:
         terminalreporter.write_line(f"control plane start: {startup}")
+
+
+# --- the operator and the stand-ins for KServe and the gateway ------------------------
+# No KServe and no gateway controller run in the simulated cluster:
+# modelpilot.sim.standins plays both (see its docstring).
+
+
+@pytest.fixture(scope="session")
+def kube(control_plane: ControlPlane) -> Kube:
+    """The operator's own client (a separate connection pool from the tests')."""
+    return Kube(k8s_client.api_client(str(control_plane.kubeconfig)))
+
+
+@pytest.fixture(scope="session")
+def standins(control_plane: ControlPlane) -> Iterator[StandIns]:
+    with StandIns(k8s_client.api_client(str(control_plane.kubeconfig))) as running:
+        yield running
+
+
+@pytest.fixture
+def operator(kube: Kube, namespace: str, standins: StandIns) -> Iterator[OperatorThread]:
+    with OperatorThread(kube, namespaces=[namespace]) as running:
+        yield running

@@ -11,7 +11,6 @@ real scheduling on the fake nodes.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -41,27 +40,6 @@ from tests.cluster.helpers import (
 
 pytestmark = pytest.mark.cluster
 USER = "test-user"  # the field manager a person's kubectl would use
-
-
-@pytest.fixture(scope="session")
-def kube(control_plane: Any) -> Kube:
-    from modelpilot.k8s.client import api_client
-
-    return Kube(api_client(str(control_plane.kubeconfig)))
-
-
-@pytest.fixture(scope="session")
-def standins(control_plane: Any) -> Iterator[StandIns]:
-    from modelpilot.k8s.client import api_client
-
-    with StandIns(api_client(str(control_plane.kubeconfig))) as running:
-        yield running
-
-
-@pytest.fixture
-def operator(kube: Kube, namespace: str, standins: StandIns) -> Iterator[OperatorThread]:
-    with OperatorThread(kube, namespaces=[namespace]) as running:
-        yield running
 
 
 def apply(kube: Kube, document: dict[str, Any]) -> dict[str, Any]:

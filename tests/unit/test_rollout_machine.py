@@ -455,3 +455,21 @@ def test_restart_resumes_from_status() -> None:
     resumed.now = run.now
     plan = resumed.step(61)
     assert plan.weights == {"v1": 50, "v2": 50}
+
+
+def test_shared_promotion_keeps_previous_warm_at_last_step_size() -> None:
+    run = Run(
+        spec(capacity="Shared", stepWeights=[25, 50, 75], promotion="auto", scaleDownDelay="30s"),
+        ManagedModelStatus(phase="Stable", stable_version="v1", weights={"v1": 100}),
+    )
+    stable4 = {"v1": VersionObservation(ready=True, available_replicas=4, replicas=4)}
+    for _ in range(12):
+        obs = {**stable4, "v2": VersionObservation(ready=True, available_replicas=3)}
+        plan = run.step(61 if run.phase != "Promoting" else 1, versions=obs)
+        if run.phase == "Stable" and run.status.stable_version == "v2":
+            break
+    assert run.status.stable_version == "v2"
+    assert plan.replicas == {"v1": 1}  # warm for rollback, but only at 1 of 4
+    plan = run.step(31, versions=obs)
+    assert plan.stopped == {"v1"} and plan.replicas == {}
+    assert run.status.shared_base_replicas is None

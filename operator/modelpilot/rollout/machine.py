@@ -356,6 +356,7 @@ def _promote(w: Working) -> None:
     w.finish("Promoted")
     w.previous, w.stable = w.stable, canary
     w.promoted_at = stamp(w.now)
+    base = w.base
     w.event(
         "Normal",
         "Promoted",
@@ -363,6 +364,9 @@ def _promote(w: Working) -> None:
         f"{w.spec.rollout.scale_down_delay} (modelpilot.io/rollback: {w.previous})",
     )
     _settle(w)
+    # Under Shared the replaced version stays warm at its last step's size, not its
+    # full size, until it is stopped: the GPUs went to the new stable version.
+    w.base = base if w.shared else None
     w.message = f"{canary} serves all traffic"
 
 
@@ -505,6 +509,9 @@ def _plan(w: Working, status: ManagedModelStatus) -> Plan:
             weights[w.canary] = canary_weight
         weights = {v: p for v, p in weights.items() if p > 0}
         w.weight = canary_weight if w.phase in ROLLING else 0
+    warm = w.previous if w.previous and w.previous not in w.stopped else None
+    if w.shared and w.phase == "Stable" and w.base and warm:
+        replicas[warm] = shared_replicas(w.base, w.steps[-1])[0]
     if w.shared and w.phase in ROLLING and w.base and w.stable and w.canary:
         if w.phase == "Promoting":
             replicas[w.stable] = shared_replicas(w.base, w.steps[-1])[0]
@@ -522,7 +529,7 @@ def _plan(w: Working, status: ManagedModelStatus) -> Plan:
             "weights": weights,
             "rollout_started_at": w.rollout_started if rolling else None,
             "step_started_at": w.step_started if w.phase in ROLLING else None,
-            "shared_base_replicas": w.base if rolling else None,
+            "shared_base_replicas": w.base if (rolling or replicas) else None,
             "promoted_at": w.promoted_at,
             "previous_stable_version": w.previous,
             "revision": w.revision if rolling else None,

@@ -12,10 +12,12 @@ import sys
 import threading
 from types import FrameType
 
+from modelpilot.k8s.client import api_client
 from modelpilot.sim import tools
 from modelpilot.sim.cluster import ControlPlane
 from modelpilot.sim.nodes import NodeGroup, NodePool
 from modelpilot.sim.procs import ClusterError
+from modelpilot.sim.standins import StandIns
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gpus-per-node", type=int, default=2)
     parser.add_argument(
         "--no-crds", action="store_true", help="skip the ManagedModel, KServe and Gateway API CRDs"
+    )
+    parser.add_argument(
+        "--no-standins",
+        action="store_true",
+        help="do not run the simulated KServe and gateway controllers",
     )
     args = parser.parse_args(argv)
 
@@ -53,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     plane = ControlPlane(pool, install_crds=not args.no_crds)
+    standins: StandIns | None = None
     try:
         plane.start()
     except ClusterError as err:
@@ -63,6 +71,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"control plane up at {plane.server} ({steps})", file=sys.stderr)
         print(f"logs: {plane.log_dir}", file=sys.stderr)
         print(f"kubectl: {tools.binary_path('kubectl')}", file=sys.stderr)
+        if not args.no_standins:
+            standins = StandIns(api_client(str(plane.kubeconfig))).start()
+            print(
+                "simulated: KServe (a Deployment + Service per InferenceService, Ready from "
+                "the Deployment) and a gateway (HTTPRoutes Accepted); pods are kwok's",
+                file=sys.stderr,
+            )
         print(f"export KUBECONFIG={plane.kubeconfig}", flush=True)
         print("Ctrl-C stops it.", file=sys.stderr)
         while not stop.wait(1.0):
@@ -74,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     return 1
     finally:
+        if standins is not None:
+            standins.stop()
         plane.stop()
         print("stopped", file=sys.stderr)
     return 0
