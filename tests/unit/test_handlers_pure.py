@@ -91,3 +91,30 @@ def test_route_observations() -> None:
     assert route_accepted(route(2, 2, "False")) is False
     assert route_accepted(None) is None
     assert route_accepted({"metadata": {"generation": 1}}) is False
+
+
+def test_merge_patch_removes_keys_at_every_depth() -> None:
+    from modelpilot.handlers.manage import merge_patch
+
+    before = {"weights": {"v1": 50, "v2": 50}, "phase": "Promoting", "canaryVersion": "v2"}
+    after = {"weights": {"v2": 100}, "phase": "Stable"}
+    assert merge_patch(before, after) == {
+        "weights": {"v1": None, "v2": 100},
+        "phase": "Stable",
+        "canaryVersion": None,
+    }
+    assert merge_patch(after, after) == {}
+
+    # Applying the patch (RFC 7386) to before gives after.
+    def apply(target: dict, patch: dict) -> dict:
+        out = dict(target)
+        for key, value in patch.items():
+            if value is None:
+                out.pop(key, None)
+            elif isinstance(value, dict):
+                out[key] = apply(out.get(key) or {}, value)
+            else:
+                out[key] = value
+        return out
+
+    assert apply(before, merge_patch(before, after)) == after

@@ -121,11 +121,23 @@ def _write_status(
     after = new.model_dump(by_alias=True, exclude_none=True)
     if before == after:
         return False
-    # A merge patch drops a key only when told so with null.
-    patch: dict[str, Any] = {key: None for key in before if key not in after}
-    patch.update(after)
-    kube.patch_status(body, patch)
+    kube.patch_status(body, merge_patch(before, after))
     return True
+
+
+def merge_patch(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7386) that turns before into after: a key that is gone
+    must be sent as null, at every depth (weights {v1: 50, v2: 50} -> {v2: 100})."""
+    patch: dict[str, Any] = {key: None for key in before if key not in after}
+    for key, value in after.items():
+        old = before.get(key)
+        if isinstance(value, dict) and isinstance(old, dict):
+            nested = merge_patch(old, value)
+            if nested:
+                patch[key] = nested
+        elif value != old:
+            patch[key] = value
+    return patch
 
 
 class Reconcile:
