@@ -121,7 +121,7 @@ def test_abort_midway_restores_stable_in_one_reconcile(
 ) -> None:
     document = stable_iris(kube, namespace, interval="10m")
     with Recorder(api_client, namespace, "iris") as recorder:
-        retarget(kube, document, "v2")
+        document = retarget(kube, document, "v2")
         eventually(
             lambda: status(kube, namespace, "iris").get("weights") == {"v1": 90, "v2": 10},
             what="canary at 10%",

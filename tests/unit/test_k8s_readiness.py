@@ -8,12 +8,8 @@ from modelpilot.k8s.readiness import version_readiness
 
 
 def isvc(ready: str = "True", message: str = "") -> dict[str, Any]:
-    return {
-        "status": {
-            "url": "http://iris-v1.ml",
-            "conditions": [{"type": "Ready", "status": ready, "message": message}],
-        }
-    }
+    conditions = [{"type": "Ready", "status": ready, "message": message}]
+    return {"status": {"url": "http://iris-v1.ml", "conditions": conditions}}
 
 
 def deployment(
@@ -22,17 +18,18 @@ def deployment(
     observed: int = 2,
     replicas: int = 2,
     updated: int = 2,
-    available: str = "True",
-    available_replicas: int = 2,
+    total: int | None = None,
+    available: int = 2,
 ) -> dict[str, Any]:
+    """A Deployment's status: total is every pod, old template included."""
     return {
         "metadata": {"generation": generation},
         "spec": {"replicas": replicas},
         "status": {
             "observedGeneration": observed,
+            "replicas": updated if total is None else total,
             "updatedReplicas": updated,
-            "availableReplicas": available_replicas,
-            "conditions": [{"type": "Available", "status": available}],
+            "availableReplicas": available,
         },
     }
 
@@ -56,9 +53,22 @@ def test_stale_isvc_ready_is_not_trusted() -> None:
     assert not result.ready and result.message == "1/2 predictor pods updated"
 
 
-def test_not_available() -> None:
-    result = version_readiness(isvc(), deployment(available="False", available_replicas=0))
+def test_old_template_pods_still_serving_is_not_rolled_out() -> None:
+    # The new pod is Pending; the old one still serves: the version is not yet what
+    # its InferenceService says.
+    result = version_readiness(isvc(), deployment(replicas=1, updated=1, total=2, available=1))
+    assert not result.ready and result.message == "1/1 predictor pods updated"
+
+
+def test_no_available_pod() -> None:
+    result = version_readiness(isvc("False"), deployment(available=0))
     assert not result.ready and result.message == "0/2 predictor pods available"
+
+
+def test_available_condition_with_no_pod_is_not_ready() -> None:
+    # maxUnavailable 1 with one replica: KServe may say Ready with zero pods.
+    result = version_readiness(isvc("True"), deployment(replicas=1, updated=1, available=0))
+    assert not result.ready and result.message == "0/1 predictor pods available"
 
 
 def test_isvc_not_ready() -> None:
@@ -68,8 +78,12 @@ def test_isvc_not_ready() -> None:
 
 
 def test_hpa_scale_up_keeps_ready() -> None:
-    # The HPA raised replicas to 4: two new pods are still starting, all are updated.
-    assert version_readiness(isvc(), deployment(replicas=4, updated=4, available_replicas=2)).ready
+    # The HPA raised replicas 2 -> 3; KServe's Ready follows Available, which is False
+    # until the third pod is up. The version still serves.
+    scaling = deployment(replicas=3, updated=3, available=2)
+    assert version_readiness(
+        isvc("False", "Deployment does not have minimum availability."), scaling
+    ).ready
 
 
 def test_scheduler_reason_is_reported() -> None:
@@ -86,21 +100,13 @@ def test_scheduler_reason_is_reported() -> None:
             ]
         },
     }
-    result = version_readiness(
-        isvc("False"), deployment(available="False", available_replicas=1), [pending]
-    )
+    result = version_readiness(isvc("False"), deployment(available=0), [pending])
     assert result.message == (
-        "1/2 predictor pods available; pod iris-v1-predictor-abc unschedulable: "
+        "0/2 predictor pods available; pod iris-v1-predictor-abc unschedulable: "
         "0/4 nodes are available: 2 Insufficient nvidia.com/gpu."
     )
 
 
-def test_available_with_no_pod_is_not_ready() -> None:
-    # maxUnavailable 1 with one replica: the Deployment says Available with zero pods.
-    result = version_readiness(isvc(), deployment(replicas=1, updated=1, available_replicas=0))
-    assert not result.ready and result.message == "0/1 predictor pods available"
-
-
 def test_zero_replicas_is_ready() -> None:
     # The stand-in's instant mode (benchmarks): no pods by design.
-    assert version_readiness(isvc(), deployment(replicas=0, updated=0, available_replicas=0)).ready
+    assert version_readiness(isvc(), deployment(replicas=0, updated=0, available=0)).ready

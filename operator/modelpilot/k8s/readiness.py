@@ -27,13 +27,15 @@ def version_readiness(
     deployment: Mapping[str, Any] | None,
     pods: Iterable[Mapping[str, Any]] = (),
 ) -> Readiness:
-    """Ready when the InferenceService's Ready condition is True and its predictor
-    Deployment has rolled out its current template and is Available.
+    """Ready when the predictor Deployment has rolled out its current template (every pod
+    on it), at least one of its pods is available, and the InferenceService is Ready.
 
     In Standard mode KServe copies the Deployment's observedGeneration into the
-    InferenceService status, so the InferenceService alone cannot tell a stale Ready
-    from a fresh one: the Deployment is read too. A scale-up by the HPA (more replicas
-    than are updated and available for a moment) does not make a version unready.
+    InferenceService status, so the InferenceService alone cannot tell a stale Ready from
+    a fresh one: the Deployment is read too. KServe's Ready follows the Deployment's
+    Available condition, which turns False while the HPA scales up a small Deployment
+    (25% maxUnavailable rounds to zero pods); a scale-up does not make a version unready,
+    so a rolled-out Deployment with available pods counts as serving then.
     """
     if isvc is None:
         return Readiness(False, "InferenceService not created yet")
@@ -42,21 +44,21 @@ def version_readiness(
         return Readiness(False, "predictor Deployment not created yet", url)
     meta, status = deployment.get("metadata") or {}, deployment.get("status") or {}
     desired = int((deployment.get("spec") or {}).get("replicas", 1) or 0)
+    updated = int(status.get("updatedReplicas", 0) or 0)
+    available = int(status.get("availableReplicas", 0) or 0)
     if status.get("observedGeneration", 0) < meta.get("generation", 0):
         return Readiness(False, "predictor Deployment has not seen its latest spec", url)
-    if int(status.get("updatedReplicas", 0) or 0) < desired:
+    if updated < desired or int(status.get("replicas", 0) or 0) > updated:
         return Readiness(False, _waiting(status, desired, pods, "updated"), url)
-    available = condition(deployment, "Available")
-    # "Available" only means the strategy's minimum: with maxUnavailable 1 and one
-    # replica that minimum is zero pods. A version serves only with a pod that does.
-    serving = int(status.get("availableReplicas", 0) or 0) >= min(1, desired)
-    if available is None or available.get("status") != "True" or not serving:
+    if available < min(1, desired):
         return Readiness(False, _waiting(status, desired, pods, "available"), url)
     ready = condition(isvc, "Ready")
-    if ready is None or ready.get("status") != "True":
-        why = (ready or {}).get("message") or (ready or {}).get("reason") or "not reported"
-        return Readiness(False, f"InferenceService not Ready: {why}", url)
-    return Readiness(True, "", url)
+    if ready is not None and ready.get("status") == "True":
+        return Readiness(True, "", url)
+    if 0 < available < desired:
+        return Readiness(True, "", url)  # scaling up: serving meanwhile
+    why = (ready or {}).get("message") or (ready or {}).get("reason") or "not reported"
+    return Readiness(False, f"InferenceService not Ready: {why}", url)
 
 
 def _waiting(
