@@ -46,7 +46,12 @@ class Recorder:
         def deployments(**kw: Any) -> Any:
             return apps.list_namespaced_deployment(self.namespace, **kw)
 
-        for lister in (routes, deployments):
+        def models(**kw: Any) -> Any:
+            return custom.list_namespaced_custom_object(
+                "modelpilot.io", "v1alpha1", self.namespace, "managedmodels", **kw
+            )
+
+        for lister in (routes, deployments, models):
             thread = threading.Thread(target=self._watch, args=(lister,), daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -102,6 +107,31 @@ class Recorder:
                 name = backend["name"][len(prefix) : -len(PREDICTOR_SUFFIX)]
                 weights[name] = int(backend.get("weight", 1))
         return weights
+
+    def annotated_rv(self, key: str) -> int:
+        """The first write of the model that carried the annotation."""
+        return next(
+            r.rv
+            for r in sorted(self.snapshot(), key=lambda r: r.rv)
+            if r.kind == "ManagedModel"
+            and r.name == self.model
+            and key in (r.obj["metadata"].get("annotations") or {})
+        )
+
+    def consumed_rv(self, key: str) -> int:
+        """The first write of the model without the annotation, after it carried it."""
+        since = self.annotated_rv(key)
+        return next(
+            r.rv
+            for r in sorted(self.snapshot(), key=lambda r: r.rv)
+            if r.kind == "ManagedModel"
+            and r.name == self.model
+            and r.rv > since
+            and key not in (r.obj["metadata"].get("annotations") or {})
+        )
+
+    def first_route_rv(self, weights: dict[str, int], after: int) -> int:
+        return next(rv for rv, found in self.route_weights() if rv > after and found == weights)
 
     def available_at(self, rv: int, version: str) -> int:
         """Available predictor pods of a version when the object at rv was written."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from modelpilot.api import InvalidManagedModel, ManagedModel, parse_managed_model
@@ -183,6 +183,7 @@ class Reconcile:
             return _degraded(self.kube, self.body, self.status, "NoRuntime", message, self.now)
 
         seen = snapshot(self.kube, model, known)
+        self._keep_last_verdict_when_stale(seen)
         revisions = {
             v: content_hash(
                 render_inference_service(model, p, RenderState())["spec"]["predictor"]["model"]
@@ -209,6 +210,14 @@ class Reconcile:
         self._prune({(o["kind"], o["metadata"]["name"]) for o in rendered.objects})
         self._finish(plan, seen, rendered.runtimes, rendered.warnings)
         return self.outcome
+
+    def _keep_last_verdict_when_stale(self, seen: Snapshot) -> None:
+        before = {v.name: v for v in self.status.versions}
+        for version, readiness in seen.readiness.items():
+            if readiness.stale and version in before:
+                seen.readiness[version] = replace(
+                    readiness, ready=before[version].ready, message=before[version].message
+                )
 
     def _observations(self, seen: Snapshot, revisions: dict[str, str]) -> Observations:
         versions = {}

@@ -13,6 +13,9 @@ class Readiness:
     ready: bool
     message: str = ""
     url: str = ""
+    # The Deployment has not yet observed its latest spec (a scale or a template change,
+    # for a few milliseconds): its status says nothing new, so the last verdict stands.
+    stale: bool = False
 
 
 def condition(obj: Mapping[str, Any] | None, kind: str) -> Mapping[str, Any] | None:
@@ -47,7 +50,9 @@ def version_readiness(
     updated = int(status.get("updatedReplicas", 0) or 0)
     available = int(status.get("availableReplicas", 0) or 0)
     if status.get("observedGeneration", 0) < meta.get("generation", 0):
-        return Readiness(False, "predictor Deployment has not seen its latest spec", url)
+        return Readiness(
+            False, "predictor Deployment has not seen its latest spec", url, stale=True
+        )
     if updated < desired or int(status.get("replicas", 0) or 0) > updated:
         return Readiness(False, _waiting(status, desired, pods, "updated"), url)
     if available < min(1, desired):
