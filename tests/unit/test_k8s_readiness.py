@@ -110,3 +110,30 @@ def test_scheduler_reason_is_reported() -> None:
 def test_zero_replicas_is_ready() -> None:
     # The stand-in's instant mode (benchmarks): no pods by design.
     assert version_readiness(isvc(), deployment(replicas=0, updated=0, available=0)).ready
+
+
+def with_template(dep: dict[str, Any], args: list[str], resources: dict[str, Any]) -> dict:
+    container = {"name": "kserve-container", "args": args, "resources": resources}
+    return {**dep, "spec": {**dep["spec"], "template": {"spec": {"containers": [container]}}}}
+
+
+def isvc_with(args: list[str], resources: dict[str, Any]) -> dict[str, Any]:
+    return {**isvc(), "spec": {"predictor": {"model": {"args": args, "resources": resources}}}}
+
+
+def test_template_must_carry_the_isvc_spec() -> None:
+    wanted = isvc_with(["--model_name=iris"], {"requests": {"cpu": "0.5"}})
+    current = with_template(
+        deployment(), ["--model_dir=/mnt", "--model_name=iris"], {"requests": {"cpu": "500m"}}
+    )
+    assert version_readiness(wanted, current).ready  # 0.5 and 500m are one quantity
+    stale = with_template(deployment(), ["--model_name=iris"], {"requests": {"cpu": "100m"}})
+    result = version_readiness(wanted, stale)
+    assert not result.ready
+    assert result.message == "KServe has not yet applied the InferenceService's spec to its pods"
+
+
+def test_lagging_isvc_ready_defers_to_the_deployment() -> None:
+    lagging = isvc("False", "Deployment does not have minimum availability.")
+    assert version_readiness(lagging, deployment()).ready
+    assert not version_readiness(isvc("False", "ServingRuntime not found"), deployment()).ready

@@ -17,7 +17,13 @@ from modelpilot.api import InvalidManagedModel, ManagedModel, parse_managed_mode
 from modelpilot.api.model import API_VERSION, KIND, PLURAL
 from modelpilot.api.status import ManagedModelStatus, VersionStatus
 from modelpilot.handlers.conditions import condition_of, set_condition
-from modelpilot.k8s.children import contains, content_hash, foreign_controller, needs_apply
+from modelpilot.k8s.children import (
+    contains,
+    content_hash,
+    foreign_controller,
+    needs_apply,
+    same,
+)
 from modelpilot.k8s.children import with_owner as owned
 from modelpilot.k8s.client import Kube
 from modelpilot.k8s.events import post_event
@@ -184,12 +190,12 @@ class Reconcile:
 
         seen = snapshot(self.kube, model, known)
         self._keep_last_verdict_when_stale(seen)
-        revisions = {
-            v: content_hash(
-                render_inference_service(model, p, RenderState())["spec"]["predictor"]["model"]
-            )
+        served = {
+            v: render_inference_service(model, p, RenderState())["spec"]["predictor"]["model"]
             for v, p in predictors.items()
         }
+        self._not_ready_while_changing(seen, served)
+        revisions = {v: content_hash(m) for v, m in served.items()}
         plan = decide(spec, self.status, self._observations(seen, revisions), self.now)
         state = RenderState(
             versions={
@@ -217,6 +223,18 @@ class Reconcile:
             if readiness.stale and version in before:
                 seen.readiness[version] = replace(
                     readiness, ready=before[version].ready, message=before[version].message
+                )
+
+    def _not_ready_while_changing(self, seen: Snapshot, served: dict[str, Any]) -> None:
+        """A version whose InferenceService is about to change is judged on what it will
+        run, not on what it ran: no new weight for it until KServe has rolled it."""
+        for version, isvc in seen.isvcs.items():
+            live = ((isvc.get("spec") or {}).get("predictor") or {}).get("model") or {}
+            if version in served and not same(live, served[version]):
+                seen.readiness[version] = replace(
+                    seen.readiness[version],
+                    ready=False,
+                    message="its InferenceService is being updated",
                 )
 
     def _observations(self, seen: Snapshot, revisions: dict[str, str]) -> Observations:

@@ -13,6 +13,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from modelpilot.k8s.quantity import same_quantity
+
 APPLIED_HASH = "modelpilot.io/applied-hash"
 
 
@@ -86,7 +88,14 @@ def contains(live: Any, desired: Any) -> bool:
 def _same_scalar(live: Any, desired: Any) -> bool:
     if live == desired:
         return True
-    # The apiserver may store a quantity we sent as 1 as "1" (and back).
+    # Quantities: sent as 1 or "0.5", stored as "1" or "500m" by the apiserver.
     return (
-        isinstance(live, int | str) and isinstance(desired, int | str) and str(live) == str(desired)
+        isinstance(live, int | str)
+        and isinstance(desired, int | str)
+        and (str(live) == str(desired) or same_quantity(live, desired))
     )
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal, up to how quantities are spelled."""
+    return contains(a, b) and contains(b, a)

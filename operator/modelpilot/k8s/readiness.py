@@ -7,6 +7,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from modelpilot.k8s.children import same
+
+# The container KServe runs the model server in, in every predictor pod it makes.
+KSERVE_CONTAINER = "kserve-container"
+
 
 @dataclass(frozen=True)
 class Readiness:
@@ -53,6 +58,10 @@ def version_readiness(
         return Readiness(
             False, "predictor Deployment has not seen its latest spec", url, stale=True
         )
+    if not template_matches(isvc, deployment):
+        return Readiness(
+            False, "KServe has not yet applied the InferenceService's spec to its pods", url
+        )
     if updated < desired or int(status.get("replicas", 0) or 0) > updated:
         return Readiness(False, _waiting(status, desired, pods, "updated"), url)
     if available < min(1, desired):
@@ -60,10 +69,33 @@ def version_readiness(
     ready = condition(isvc, "Ready")
     if ready is not None and ready.get("status") == "True":
         return Readiness(True, "", url)
-    if 0 < available < desired:
-        return Readiness(True, "", url)  # scaling up: serving meanwhile
+    if ready is not None and _mirrors_availability(ready):
+        # KServe's Ready only repeats the Deployment's availability (late, or during a
+        # scale-up); the Deployment itself was judged above.
+        return Readiness(True, "", url)
     why = (ready or {}).get("message") or (ready or {}).get("reason") or "not reported"
     return Readiness(False, f"InferenceService not Ready: {why}", url)
+
+
+def _mirrors_availability(ready: Mapping[str, Any]) -> bool:
+    reason, message = str(ready.get("reason") or ""), str(ready.get("message") or "")
+    return reason == "MinimumReplicasUnavailable" or "minimum availability" in message
+
+
+def template_matches(isvc: Mapping[str, Any], deployment: Mapping[str, Any]) -> bool:
+    """The Deployment's model container carries its InferenceService's current args and
+    resources: KServe has applied the spec we wrote, not only an older one."""
+    model = ((isvc.get("spec") or {}).get("predictor") or {}).get("model") or {}
+    template = ((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}
+    container = next(
+        (c for c in template.get("containers") or [] if c.get("name") == KSERVE_CONTAINER), None
+    )
+    if container is None:
+        return True  # not KServe's layout: nothing to compare against
+    if model.get("resources") and not same(container.get("resources") or {}, model["resources"]):
+        return False
+    args = container.get("args") or []
+    return all(arg in args for arg in model.get("args") or [])
 
 
 def _waiting(
