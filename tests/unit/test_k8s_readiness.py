@@ -49,15 +49,15 @@ def test_stale_isvc_ready_is_not_trusted() -> None:
     result = version_readiness(isvc(), deployment(generation=3, observed=2))
     assert not result.ready
     assert result.message == "predictor Deployment has not seen its latest spec"
-    result = version_readiness(isvc(), deployment(updated=1))
-    assert not result.ready and result.message == "1/2 predictor pods updated"
+    result = version_readiness(isvc(), deployment(updated=1, total=2))
+    assert not result.ready and result.message == "1/2 predictor pods on the current spec"
 
 
 def test_old_template_pods_still_serving_is_not_rolled_out() -> None:
     # The new pod is Pending; the old one still serves: the version is not yet what
     # its InferenceService says.
     result = version_readiness(isvc(), deployment(replicas=1, updated=1, total=2, available=1))
-    assert not result.ready and result.message == "1/1 predictor pods updated"
+    assert not result.ready and result.message == "1/2 predictor pods on the current spec"
 
 
 def test_no_available_pod() -> None:
@@ -75,6 +75,11 @@ def test_isvc_not_ready() -> None:
     result = version_readiness(isvc("False", "model failed to load"), deployment())
     assert not result.ready
     assert result.message == "InferenceService not Ready: model failed to load"
+
+
+def test_scale_up_before_the_new_pod_exists_keeps_ready() -> None:
+    # The ReplicaSet grew but its pod is not created yet: 1 of 2 updated, none old.
+    assert version_readiness(isvc(), deployment(replicas=2, updated=1, available=1)).ready
 
 
 def test_hpa_scale_up_keeps_ready() -> None:

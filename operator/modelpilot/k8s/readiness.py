@@ -62,8 +62,11 @@ def version_readiness(
         return Readiness(
             False, "KServe has not yet applied the InferenceService's spec to its pods", url
         )
-    if updated < desired or int(status.get("replicas", 0) or 0) > updated:
-        return Readiness(False, _waiting(status, desired, pods, "updated"), url)
+    total = int(status.get("replicas", 0) or 0)
+    if total > updated:
+        # Pods of an older template remain: the rollout of the current one is not done.
+        # (Fewer updated pods than desired alone is a scale-up, not a rollout.)
+        return Readiness(False, f"{updated}/{total} predictor pods on the current spec", url)
     if available < min(1, desired):
         return Readiness(False, _waiting(status, desired, pods, "available"), url)
     ready = condition(isvc, "Ready")
