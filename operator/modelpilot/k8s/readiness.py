@@ -66,7 +66,9 @@ def version_readiness(
     if total > updated:
         # Pods of an older template remain: the rollout of the current one is not done.
         # (Fewer updated pods than desired alone is a scale-up, not a rollout.)
-        return Readiness(False, f"{updated}/{total} predictor pods on the current spec", url)
+        message = f"{updated}/{total} predictor pods on the current spec"
+        reason = unschedulable_reason(pods)
+        return Readiness(False, f"{message}; {reason}" if reason else message, url)
     if available < min(1, desired):
         return Readiness(False, _waiting(status, desired, pods, "available"), url)
     ready = condition(isvc, "Ready")
