@@ -2,7 +2,7 @@
 PYTHON ?= python3
 PYTEST_ARGS ?=
 
-.PHONY: help install tools test test-unit test-cluster lint format manifests cluster clean
+.PHONY: help install tools test test-unit test-cluster lint format manifests cluster clean bench bench-full
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -23,8 +23,8 @@ test-cluster: tools ## the cluster tier only
 	$(PYTHON) -m pytest -m cluster $(PYTEST_ARGS)
 
 lint: ## ruff
-	$(PYTHON) -m ruff check operator tests
-	$(PYTHON) -m ruff format --check operator tests
+	$(PYTHON) -m ruff check operator tests bench
+	$(PYTHON) -m ruff format --check operator tests bench
 
 format: ## ruff format + fixes
 	$(PYTHON) -m ruff format operator tests
@@ -39,3 +39,9 @@ cluster: tools ## run the local control plane + kwok GPU pool in the foreground
 
 clean: ## remove build and test leftovers (not the tools cache)
 	rm -rf build dist *.egg-info operator/*.egg-info .pytest_cache .ruff_cache
+
+bench: tools ## quick benchmark profile (N = 50, idle 60 s); results in bench/results/
+	$(PYTHON) -m bench.run --profile quick
+
+bench-full: tools ## full benchmark profile (N = 50 and 200, idle 5 min, 1,000 models)
+	$(PYTHON) -m bench.run --profile full

@@ -1,0 +1,136 @@
+"""Benchmarks of the operator's own cost on the simulated cluster.
+
+    python -m bench.run --profile quick   # N = 50, idle 60 s, 50 reactions (~3 min)
+    python -m bench.run --profile full    # N = 50 and 200, idle 300 s, 1,000 models
+
+KServe's stand-in runs in instant mode (Ready at once, no pods) and the gateway
+stand-in accepts routes, so the figures are the operator's cost, not kwok's. Results go
+to bench/results/<profile>-<time>.json and .md, and bench/results/latest-<profile>.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import scenarios
+from bench.harness import World
+
+RESULTS = Path(__file__).resolve().parent / "results"
+PROFILES: dict[str, dict[str, Any]] = {
+    "quick": {"convergence": [50], "idle": 60, "reaction": 50, "scale": None},
+    "full": {"convergence": [50, 200], "idle": 300, "reaction": 50, "scale": 1000},
+}
+
+
+def machine() -> dict[str, Any]:
+    memory_kb = next(
+        int(line.split()[1])
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal:")
+    )
+    return {
+        "cores": os.cpu_count(),
+        "memory_gb": round(memory_kb / 2**20, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def run(profile: str) -> dict[str, Any]:
+    plan = PROFILES[profile]
+    result: dict[str, Any] = {
+        "machine": machine(),
+        "profile": profile,
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    with World() as world:
+        world.start_operator()
+        result["convergence"] = []
+        for n in plan["convergence"]:
+            print(f"convergence, N = {n} ...", flush=True)
+            result["convergence"].append(scenarios.convergence(world, n))
+        print(f"idle, {plan['idle']} s ...", flush=True)
+        at_rest = len(world.kube.list(*scenarios.MM, world.namespace))
+        result["idle"] = scenarios.idle(world, at_rest, plan["idle"])
+        print(f"reaction, {plan['reaction']} rollouts ...", flush=True)
+        result["reaction"] = scenarios.reaction(world, plan["reaction"])
+        if plan["scale"]:
+            print(f"scale, {plan['scale']} models ...", flush=True)
+            result["scale"] = scenarios.scale(world, plan["scale"])
+    return result
+
+
+def markdown(result: dict[str, Any]) -> str:
+    m = result["machine"]
+    lines = [
+        f"# modelpilot bench ({result['profile']}, {result['date']})",
+        "",
+        f"Machine: {m['cores']} cores, {m['memory_gb']} GiB, Python {m['python']}. "
+        "KServe and the gateway are simulated (instant mode); the operator runs as its own "
+        "process.",
+        "",
+        "| convergence N | operator s | floor s | ratio |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {c['n']} | {c['operator_s']} | {c['floor_s']} | {c['ratio']} |"
+        for c in result["convergence"]
+    ]
+    i = result["idle"]
+    lines += [
+        "",
+        "| idle models | seconds | child writes | model writes | CPU s | RSS MB |",
+        "|---|---|---|---|---|---|",
+        f"| {i['n']} | {i['seconds']} | {i['child_writes']} | {i['mm_writes']} | "
+        f"{i['cpu_s']} | {i['rss_mb']} |",
+    ]
+    r = result["reaction"]
+    c = r["canary_ready"]
+    lines += [
+        "",
+        f"| reaction (n = {r['n']}) | p50 ms | p95 ms | p99 ms |",
+        "|---|---|---|---|",
+        f"| promote -> route | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} |",
+        f"| canary Ready -> route | {c['p50_ms']} | {c['p95_ms']} | {c['p99_ms']} |",
+    ]
+    if "scale" in result:
+        s = result["scale"]
+        lines += [
+            "",
+            "| models at rest | RSS MB | CPU % |",
+            "|---|---|---|",
+            f"| {s['n']} | {s['rss_mb']} | {s['cpu_pct']} |",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="quick")
+    args = parser.parse_args()
+    started = time.monotonic()
+    result = run(args.profile)
+    result["wall_s"] = round(time.monotonic() - started, 1)
+    RESULTS.mkdir(exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    (RESULTS / f"{args.profile}-{stamp}.json").write_text(json.dumps(result, indent=2) + "\n")
+    table = markdown(result)
+    (RESULTS / f"{args.profile}-{stamp}.md").write_text(table)
+    (RESULTS / f"latest-{args.profile}.md").write_text(table)
+    print(table)
+    print(f"wall time {result['wall_s']} s")
+
+
+if __name__ == "__main__":
+    main()

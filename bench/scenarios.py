@@ -1,0 +1,312 @@
+"""The four measurements: convergence against the apiserver floor, idle writes, reaction
+latency, memory and CPU at scale. Each returns the JSON section the issue fixes."""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes import client, watch
+
+from bench.harness import World
+from modelpilot.api import parse_managed_model
+from modelpilot.render import default_render_state, render_model
+from modelpilot.runtimes import default_runtimes
+
+MM = ("modelpilot.io/v1alpha1", "ManagedModel")
+USER = "bench"
+# The operator reconciles in asyncio's default thread pool: min(32, cores + 4) threads.
+CONCURRENCY = 6
+
+
+def model_doc(name: str, namespace: str, target: str = "v1", versions: int = 2) -> dict:
+    return {
+        "apiVersion": MM[0],
+        "kind": MM[1],
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "modelFormat": {"name": "sklearn"},
+            "versions": [
+                {"name": f"v{i + 1}", "storageUri": f"s3://bench/{name}/v{i + 1}"}
+                for i in range(versions)
+            ],
+            "traffic": {"gatewayRef": {"name": "gw"}, "hostnames": [f"{name}.bench.local"]},
+            "rollout": {
+                "target": target,
+                "stepWeights": [50],
+                "interval": "1s",
+                "promotion": "manual",
+            },
+        },
+    }
+
+
+def apply_all(world: World, objects: Iterable[dict], concurrency: int = CONCURRENCY) -> None:
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(lambda o: world.kube.apply(o, manager=USER), objects))
+
+
+def wait_until(probe: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not probe():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def settled(world: World, names: set[str], phase: str = "Stable") -> bool:
+    found = 0
+    for mm in world.kube.list(*MM, world.namespace):
+        if mm["metadata"]["name"] not in names:
+            continue
+        status = mm.get("status") or {}
+        if (
+            status.get("phase") == phase
+            and status.get("readyVersions") == "2/2"
+            and status.get("observedGeneration") == mm["metadata"]["generation"]
+        ):
+            found += 1
+    return found == len(names)
+
+
+def convergence(world: World, n: int) -> dict[str, Any]:
+    names = {f"c{n}-{i}" for i in range(n)}
+    docs = [model_doc(name, world.namespace) for name in sorted(names)]
+    started = time.monotonic()
+    apply_all(world, docs)
+    wait_until(lambda: settled(world, names), 600, f"{n} models to converge")
+    operator_s = time.monotonic() - started
+    children = sum(
+        1
+        for kind in (
+            ("serving.kserve.io/v1beta1", "InferenceService"),
+            ("autoscaling/v2", "HorizontalPodAutoscaler"),
+            ("gateway.networking.k8s.io/v1", "HTTPRoute"),
+        )
+        for o in world.kube.list(*kind, world.namespace)
+        if o["metadata"].get("labels", {}).get("modelpilot.io/model") in names
+    )
+    assert children == 5 * n, f"expected {5 * n} children, found {children}"
+
+    # The floor: the same children, rendered here and applied directly.
+    rendered = []
+    for doc in docs:
+        doc = {**doc, "metadata": {**doc["metadata"], "name": "f" + doc["metadata"]["name"]}}
+        model = parse_managed_model(doc)
+        rendered += render_model(model, default_render_state(model), default_runtimes()).objects
+    started = time.monotonic()
+    apply_all(world, rendered)
+    floor_s = time.monotonic() - started
+    return {
+        "n": n,
+        "operator_s": round(operator_s, 2),
+        "floor_s": round(floor_s, 2),
+        "ratio": round(operator_s / floor_s, 2),
+    }
+
+
+@dataclass
+class Watcher:
+    """Counts writes and timestamps events of one kind in the bench namespace."""
+
+    world: World
+    group: str
+    version: str
+    plural: str
+    events: list[tuple[float, str, dict]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> Watcher:
+        threading.Thread(target=self._run, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        custom, apps = client.CustomObjectsApi(self.world.api), client.AppsV1Api(self.world.api)
+        ns = self.world.namespace
+
+        def lister(**kw: Any) -> Any:
+            if self.group == "apps":
+                return apps.list_namespaced_deployment(ns, **kw)
+            if self.group == "autoscaling":
+                return client.AutoscalingV2Api(
+                    self.world.api
+                ).list_namespaced_horizontal_pod_autoscaler(ns, **kw)
+            return custom.list_namespaced_custom_object(
+                self.group, self.version, ns, self.plural, **kw
+            )
+
+        resource_version = None
+        while not self._stop.is_set():
+            for event in watch.Watch().stream(
+                lister, timeout_seconds=2, resource_version=resource_version
+            ):
+                obj = event["object"]
+                if not isinstance(obj, dict):
+                    obj = self.world.api.sanitize_for_serialization(obj)
+                resource_version = obj["metadata"]["resourceVersion"]
+                self.events.append((time.monotonic(), event["type"], obj))
+
+
+def spec_writes(events: list[tuple[float, str, dict]], since: float) -> int:
+    """MODIFIED events that changed the object's spec or metadata (not its status)."""
+    last: dict[str, Any] = {}
+    count = 0
+    for moment, kind, obj in events:
+        meta = obj["metadata"]
+        key = (
+            meta.get("generation"),
+            meta.get("annotations"),
+            meta.get("labels"),
+            meta.get("ownerReferences"),
+            meta.get("finalizers"),
+        )
+        if moment >= since and kind == "MODIFIED" and last.get(meta["name"]) != key:
+            count += 1
+        last[meta["name"]] = key
+    return count
+
+
+def idle(world: World, n: int, seconds: float) -> dict[str, Any]:
+    watchers = {
+        "isvc": Watcher(world, "serving.kserve.io", "v1beta1", "inferenceservices").start(),
+        "hpa": Watcher(world, "autoscaling", "v2", "horizontalpodautoscalers").start(),
+        "route": Watcher(world, "gateway.networking.k8s.io", "v1", "httproutes").start(),
+        "mm": Watcher(world, "modelpilot.io", "v1alpha1", "managedmodels").start(),
+    }
+    time.sleep(3)  # the initial listing
+    operator = world.operator
+    assert operator is not None
+    since, cpu = time.monotonic(), operator.cpu_seconds()
+    time.sleep(seconds)
+    cpu_s = operator.cpu_seconds() - cpu
+    for watcher in watchers.values():
+        watcher.stop()
+    child_writes = sum(spec_writes(w.events, since) for k, w in watchers.items() if k != "mm")
+    mm_writes = sum(1 for t, kind, _ in watchers["mm"].events if t >= since and kind == "MODIFIED")
+    return {
+        "n": n,
+        "seconds": seconds,
+        "child_writes": child_writes,
+        "mm_writes": mm_writes,
+        "cpu_s": round(cpu_s, 2),
+        "rss_mb": round(operator.rss_mb(), 1),
+    }
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    cuts = statistics.quantiles(ordered, n=100, method="inclusive")
+    return {
+        "p50_ms": round(cuts[49] * 1000, 1),
+        "p95_ms": round(cuts[94] * 1000, 1),
+        "p99_ms": round(cuts[98] * 1000, 1),
+    }
+
+
+def route_weights(route: dict[str, Any]) -> dict[str, int]:
+    rule = route["spec"]["rules"][-1]
+    model = route["metadata"]["name"]
+    return {
+        b["name"][len(model) + 1 : -len("-predictor")]: b.get("weight", 1)
+        for b in rule.get("backendRefs") or []
+    }
+
+
+def first_route(
+    events: list[tuple[float, str, dict]], name: str, weights: dict[str, int], after: float
+) -> float | None:
+    for moment, _, obj in events:
+        if moment >= after and obj["metadata"]["name"] == name and route_weights(obj) == weights:
+            return moment
+    return None
+
+
+def reaction(world: World, n: int) -> dict[str, Any]:
+    """Promote -> route at 100%, and canary Ready -> route at its first step."""
+    names = [f"r-{i}" for i in range(n)]
+    apply_all(world, [model_doc(name, world.namespace, versions=1) for name in names])
+    wait_until(lambda: settled_single(world, set(names)), 300, "reaction models stable")
+    routes = Watcher(world, "gateway.networking.k8s.io", "v1", "httproutes").start()
+    isvcs = Watcher(world, "serving.kserve.io", "v1beta1", "inferenceservices").start()
+    time.sleep(2)
+    for name in names:  # add v2 as the target: it turns Ready, then gets its first step
+        world.kube.apply(model_doc(name, world.namespace, target="v2"), manager=USER)
+        time.sleep(0.1)
+    wait_until(lambda: settled(world, set(names), "WaitingPromotion"), 300, "waiting")
+    ready_latency = []
+    for name in names:
+        turned = next(
+            t for t, _, o in isvcs.events if o["metadata"]["name"] == f"{name}-v2" and _ready(o)
+        )
+        routed = first_route(routes.events, name, {"v1": 50, "v2": 50}, after=0)
+        assert routed is not None
+        ready_latency.append(routed - turned)
+    promote_latency = []
+    for name in names:
+        sent = time.monotonic()
+        world.kube.patch(
+            {
+                "apiVersion": MM[0],
+                "kind": MM[1],
+                "metadata": {"name": name, "namespace": world.namespace},
+            },
+            {"metadata": {"annotations": {"modelpilot.io/promote": "v2"}}},
+        )
+        deadline = sent + 30
+        while (moment := first_route(routes.events, name, {"v2": 100}, sent)) is None:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{name} not promoted")
+            time.sleep(0.01)
+        promote_latency.append(moment - sent)
+    routes.stop()
+    isvcs.stop()
+    return {"n": n, **percentiles(promote_latency), "canary_ready": percentiles(ready_latency)}
+
+
+def _ready(isvc: dict[str, Any]) -> bool:
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in (isvc.get("status") or {}).get("conditions") or []
+    )
+
+
+def settled_single(world: World, names: set[str]) -> bool:
+    found = 0
+    for mm in world.kube.list(*MM, world.namespace):
+        status = mm.get("status") or {}
+        if (
+            mm["metadata"]["name"] in names
+            and status.get("phase") == "Stable"
+            and status.get("readyVersions") == "1/1"
+        ):
+            found += 1
+    return found == len(names)
+
+
+def scale(world: World, n: int, seconds: float = 60) -> dict[str, Any]:
+    """RSS and CPU of the operator with n ManagedModels at rest (earlier sections' models
+    count towards n)."""
+    existing = len(world.kube.list(*MM, world.namespace))
+    names = [f"s-{i}" for i in range(max(0, n - existing))]
+    for start in range(0, n, 100):
+        apply_all(
+            world,
+            [model_doc(name, world.namespace, versions=1) for name in names[start : start + 100]],
+        )
+    wait_until(lambda: settled_single(world, set(names)), 1800, f"{n} models stable")
+    total = len(world.kube.list(*MM, world.namespace))
+    operator = world.operator
+    assert operator is not None
+    time.sleep(5)
+    cpu, started = operator.cpu_seconds(), time.monotonic()
+    time.sleep(seconds)
+    cpu_pct = 100 * (operator.cpu_seconds() - cpu) / (time.monotonic() - started)
+    return {"n": total, "rss_mb": round(operator.rss_mb(), 1), "cpu_pct": round(cpu_pct, 2)}
