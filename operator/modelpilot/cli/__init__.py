@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from modelpilot import __version__
-from modelpilot.cli import control, offline, run
+from modelpilot.cli import control, demo, offline, run, store
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,6 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     offline.add_commands(commands)
     run.add_commands(commands)
     control.add_commands(commands)
+    store.add_commands(commands)
+    demo.add_commands(commands)
     return parser
 
 

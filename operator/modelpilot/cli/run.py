@@ -51,6 +51,9 @@ def run_operator_command(args: argparse.Namespace) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        # kopf logs every handler call at INFO: one line per child event.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     kube = Kube(api_client(args.kubeconfig))
     settings = Settings(
         route_gate=not args.no_route_gate,

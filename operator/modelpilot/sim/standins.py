@@ -21,7 +21,7 @@ import datetime as dt
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from kubernetes import client, watch
@@ -54,16 +54,23 @@ def _ignore_missing(call: Callable[[], Any]) -> Any:
 
 
 class _Controller:
-    """Watches feed keys into a queue; one worker handles one key at a time."""
+    """Watches feed keys to a few workers; a key waits in at most one queue at a time and
+    is handled by one worker only (keys are sharded), as a controller's workqueue does.
+    Watches resume from their last resourceVersion instead of listing everything again."""
 
     name = "controller"
+    workers = 4
 
     def __init__(self, api: client.ApiClient) -> None:
         self.api = api
         self.custom = client.CustomObjectsApi(api)
         self.apps = client.AppsV1Api(api)
         self.core = client.CoreV1Api(api)
-        self._keys: queue.Queue[tuple[str, str] | None] = queue.Queue()
+        self._queues: list[queue.Queue[tuple[str, str] | None]] = [
+            queue.Queue() for _ in range(self.workers)
+        ]
+        self._pending: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -80,13 +87,22 @@ class _Controller:
     def start(self) -> None:
         for index, lister in enumerate(self.watches()):
             self._spawn(f"{self.name}-watch-{index}", self._watch, lister)
-        self._spawn(f"{self.name}-worker", self._work)
+        for index, keys in enumerate(self._queues):
+            self._spawn(f"{self.name}-worker-{index}", self._work, keys)
 
     def stop(self) -> None:
         self._stop.set()
-        self._keys.put(None)
+        for keys in self._queues:
+            keys.put(None)
         for thread in self._threads:
             thread.join(WATCH_SECONDS + 5)
+
+    def enqueue(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            if key in self._pending:
+                return
+            self._pending.add(key)
+        self._queues[hash(key) % self.workers].put(key)
 
     def _spawn(self, name: str, target: Callable[..., None], *args: Any) -> None:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)
@@ -94,36 +110,45 @@ class _Controller:
         self._threads.append(thread)
 
     def _watch(self, lister: Callable[..., Any]) -> None:
+        version: str | None = None
         while not self._stop.is_set():
             try:
-                for event in self._stream(lister):
+                stream = watch.Watch().stream(
+                    lister, timeout_seconds=WATCH_SECONDS, resource_version=version
+                )
+                for event in stream:
                     obj = event["object"]
                     if not isinstance(obj, dict):
                         obj = self.api.sanitize_for_serialization(obj)
+                    version = (obj.get("metadata") or {}).get("resourceVersion") or version
                     key = self.key_of(obj)
                     if key and all(key):
-                        self._keys.put(key)
+                        self.enqueue(key)
                     if self._stop.is_set():
                         return
+            except ApiException as err:
+                if err.status == 410:  # too old to resume: list everything again
+                    version = None
+                elif not self._stop.is_set():
+                    self._stop.wait(0.5)
             except Exception as err:  # a dropped watch is reopened
                 if not self._stop.is_set():
                     log.debug("%s watch restarts: %s", self.name, err)
                     self._stop.wait(0.5)
 
-    def _stream(self, lister: Callable[..., Any]) -> Iterator[dict[str, Any]]:
-        return watch.Watch().stream(lister, timeout_seconds=WATCH_SECONDS)
-
-    def _work(self) -> None:
+    def _work(self, keys: queue.Queue[tuple[str, str] | None]) -> None:
         while not self._stop.is_set():
-            key = self._keys.get()
+            key = keys.get()
             if key is None:
                 return
+            with self._lock:
+                self._pending.discard(key)
             try:
                 self.handle(*key)
             except Exception as err:
                 log.warning("%s: %s/%s: %s; retrying", self.name, key[0], key[1], err)
                 self._stop.wait(0.5)
-                self._keys.put(key)
+                self.enqueue(key)
 
 
 class KServeStandIn(_Controller):

@@ -1,0 +1,360 @@
+"""`make demo` (`modelpilot demo`): modelpilot's main job on a laptop, no Docker.
+
+Starts the simulated cluster (`modelpilot.sim`: a real control plane with kwok's fake
+CPU and GPU nodes, plus the KServe and gateway stand-ins), runs the operator in this
+process, applies the iris ManagedModel from the model store serving v1, walks a canary
+to v2 through its steps, promotes it and watches v1 scale down, printing `kubectl get
+mm`, the pods per version and `modelpilot status` on the way. It stops everything it
+started, also on Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+import yaml
+
+from modelpilot.sim.procs import ClusterError
+from modelpilot.store import ModelStore, StoreError
+from modelpilot.store.local import LocalServer
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = REPO_ROOT / "manifests" / "samples" / "iris-store.yaml"
+MM = ("modelpilot.io/v1alpha1", "ManagedModel")
+NAMESPACE = "default"
+# Three flowers: a clear setosa, a borderline one, a clear virginica.
+PROBE = [[5.1, 3.5, 1.4, 0.2], [6.0, 2.7, 5.1, 1.6], [6.7, 3.0, 5.2, 2.3]]
+POD_COLUMNS = ["-l", "modelpilot.io/model=iris", "-L", "modelpilot.io/version"]
+
+
+class DemoError(RuntimeError):
+    pass
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM: stop what was started, then exit."""
+
+
+class Demo:
+    def __init__(
+        self,
+        *,
+        out: TextIO = sys.stdout,
+        store_root: Path | None = None,
+        sample: Path = SAMPLE,
+        timeout: float = 90.0,
+        serve: bool = True,
+    ) -> None:
+        self.out = out
+        self.store = ModelStore(store_root)
+        self.sample = sample
+        self.timeout = timeout  # for each wait on the cluster
+        self.serve = serve  # real predictions from the store's artifacts first
+        self.started = time.monotonic()
+        self.kubeconfig: Path | None = None
+        self.kube: Any = None
+        self._seen: tuple[Any, ...] | None = None  # the last (phase, weights) printed
+
+    # --- output -------------------------------------------------------------------
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def say(self, text: str) -> None:
+        self.out.write(f"\n[{self.elapsed():5.1f}s] ==> {text}\n")
+        self.out.flush()
+
+    def note(self, text: str) -> None:
+        self.out.write(f"    {text}\n")
+        self.out.flush()
+
+    def kubectl(self, *argv: str, shown: str | None = None) -> str:
+        from modelpilot.sim import tools
+
+        assert self.kubeconfig is not None
+        self.out.write(f"$ {shown or 'kubectl ' + ' '.join(argv)}\n")
+        self.out.flush()
+        result = subprocess.run(
+            [str(tools.binary_path("kubectl")), *argv],
+            env={**os.environ, "KUBECONFIG": str(self.kubeconfig)},
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
+        )
+        text = result.stdout + result.stderr
+        self.out.write(text)
+        self.out.flush()
+        if result.returncode != 0:
+            raise DemoError(f"kubectl {' '.join(argv)} exited {result.returncode}")
+        return text
+
+    def modelpilot(self, *argv: str) -> None:
+        from modelpilot.cli import main as cli
+
+        assert self.kubeconfig is not None
+        self.out.write(f"$ modelpilot {' '.join(argv)}\n")
+        self.out.flush()
+        with contextlib.redirect_stdout(self.out):
+            code = cli([*argv, "--kubeconfig", str(self.kubeconfig), "-n", NAMESPACE])
+        if code != 0:
+            raise DemoError(f"modelpilot {' '.join(argv)} exited {code}")
+
+    def show(self) -> None:
+        self.kubectl("get", "mm")
+        self.kubectl("get", "pods", *POD_COLUMNS, shown="kubectl get pods -L modelpilot.io/version")
+
+    # --- cluster reads ------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        found = self.kube.get(*MM, "iris", NAMESPACE)
+        return ((found or {}).get("status")) or {}
+
+    def wait(self, what: str, done: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        """Poll the model's status; print each new (phase, weights) on the way."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            status = self.status()
+            state = (status.get("phase"), tuple(sorted((status.get("weights") or {}).items())))
+            if state != self._seen and status.get("phase"):
+                self._seen = state
+                weights = ", ".join(f"{v}={w}%" for v, w in state[1]) or "(no route yet)"
+                self.note(f"{self.elapsed():5.1f}s  {state[0]:<17} {weights}")
+            if done(status):
+                self.note(f"{self.elapsed():5.1f}s  {what}")
+                return status
+            if time.monotonic() > deadline:
+                raise DemoError(f"timed out after {self.timeout:.0f}s waiting for {what}")
+            time.sleep(0.3)
+
+    def pods_of(self, version: str) -> int:
+        from kubernetes import client
+
+        pods = client.CoreV1Api(self.kube.api).list_namespaced_pod(
+            NAMESPACE, label_selector=f"modelpilot.io/model=iris,modelpilot.io/version={version}"
+        )
+        return len(pods.items)
+
+    # --- steps --------------------------------------------------------------------
+
+    def ensure_store(self) -> None:
+        self.say(f"the model store: {self.store.root}")
+        try:
+            for version in ("v1", "v2"):
+                self.store.get("iris", version)
+        except StoreError as err:
+            self.note(f"{err}; building it")
+            from modelpilot.store.build import build
+
+            build(self.store.root, log=self.note)
+        from modelpilot.cli.store import format_table
+
+        self.out.write("$ modelpilot store list\n" + format_table(self.store.all_versions()))
+
+    def run(self) -> None:
+        from modelpilot.handlers.runner import OperatorThread
+        from modelpilot.k8s.client import Kube, api_client
+        from modelpilot.sim import tools
+        from modelpilot.sim.cluster import ControlPlane
+        from modelpilot.sim.nodes import NodePool
+        from modelpilot.sim.standins import StandIns
+
+        self.ensure_store()
+        missing = tools.missing((*tools.CONTROL_PLANE, "kubectl"))
+        if missing:
+            raise DemoError(f"tools not built: {', '.join(missing)}; run `make tools` first")
+        pool = NodePool()
+        nodes = ", ".join(
+            f"{g.count} x {'GPU (' + str(g.gpus) + ' nvidia.com/gpu)' if g.gpus else 'CPU'}"
+            for g in pool.groups
+        )
+        self.say(
+            "starting the local control plane: etcd, kube-apiserver, kube-controller-manager, "
+            f"kube-scheduler (real), kwok nodes: {nodes}"
+        )
+        plane = ControlPlane(pool)
+        with contextlib.ExitStack() as cleanup:
+            servers = self.start_servers(cleanup)
+            log_path = cleanup.enter_context(_operator_log())
+            plane.start()  # a failed start stops what it started
+            self.kubeconfig = plane.kubeconfig
+            self.note(f"up in {plane.timings['total']:.1f}s; KUBECONFIG={plane.kubeconfig}")
+            if servers:
+                self.predictions(servers)
+            standins = StandIns(api_client(str(plane.kubeconfig)))
+            # Stops run last registered, first: the operator, the control plane, then the
+            # stand-ins. Stopped first, each stand-in would wait out its watches' 20 s
+            # timeout; this way the API server ends them when it stops.
+            cleanup.callback(standins.stop)
+            cleanup.callback(plane.stop)
+            self.say(
+                "SIMULATED: KServe and the gateway are stand-ins (modelpilot.sim.standins): "
+                "a Deployment and Service per InferenceService, Ready from the Deployment; "
+                "HTTPRoutes marked Accepted. Pods are kwok's: scheduled for real, never run, "
+                "so nothing loads the model artifacts on this cluster."
+            )
+            self.note(f"the operator runs in this process; its log: {log_path} (kept)")
+            standins.start()
+            self.kube = Kube(api_client(str(plane.kubeconfig)))
+            cleanup.enter_context(OperatorThread(self.kube, namespaces=[NAMESPACE]))
+            cleanup.callback(self.say, "stopping the operator, the control plane and the stand-ins")
+            self.rollout()
+
+    def start_servers(self, cleanup: contextlib.ExitStack) -> dict[str, LocalServer]:
+        """iris v1 and v2 on KServe's model server, loading while the cluster starts."""
+        if not self.serve or importlib.util.find_spec("kserve") is None:
+            self.note("kserve is not installed: no real predictions (pip install '.[serve]')")
+            return {}
+        servers = {}
+        for version in ("v1", "v2"):
+            server = LocalServer("iris", version, root=self.store.root)
+            cleanup.callback(server.close)
+            servers[version] = server.start()
+        self.note("starting iris v1 and v2 on KServe's model server meanwhile (real)")
+        return servers
+
+    def predictions(self, servers: dict[str, LocalServer]) -> None:
+        self.say("the two versions, served for real by KServe's model server (kserve)")
+        classes = self.store.get("iris", "v1", verify=False).card.classes
+        body = json.dumps({"instances": PROBE})
+        answers = {}
+        for version, server in servers.items():
+            server.wait_ready()
+            answers[version] = predicted = server.predict(PROBE)
+            names = ", ".join(classes[i] if 0 <= i < len(classes) else str(i) for i in predicted)
+            self.out.write(
+                f"$ curl {server.url}/v1/models/iris:predict -d '{body}'   "
+                f"# modelpilot store serve iris {version}\n"
+                f'{{"predictions": {predicted}}}   -> {names}\n'
+            )
+        first, second = answers.get("v1", []), answers.get("v2", [])
+        differ = [str(i + 1) for i, (a, b) in enumerate(zip(first, second, strict=True)) if a != b]
+        self.note(
+            "one name (iris) for both versions; "
+            + (f"they disagree on flower {', '.join(differ)}" if differ else "they agree here")
+        )
+        for server in servers.values():
+            server.terminate()  # they exit in the background; reaped at the end
+
+    def rollout(self) -> None:
+        document = yaml.safe_load(self.sample.read_text())
+        rollout = document["spec"]["rollout"]
+        self.say(f"iris serving v1 (steps {rollout['stepWeights']}, {rollout['interval']} each)")
+        self.kubectl(
+            "apply", "-f", str(self.sample), shown=f"kubectl apply -f {_relative(self.sample)}"
+        )
+        self.wait(
+            "iris stable on v1",
+            lambda s: (
+                s.get("phase") == "Stable"
+                and s.get("stableVersion") == "v1"
+                and all(v.get("ready") for v in s.get("versions") or [])
+            ),
+        )
+        self.show()
+
+        self.say("canary v1 -> v2: change the target")
+        self.kubectl(
+            "patch", "mm", "iris", "--type", "merge", "-p",
+            '{"spec":{"rollout":{"target":"v2"}}}',
+            shown="kubectl patch mm iris --type merge -p "
+            "'{\"spec\":{\"rollout\":{\"target\":\"v2\"}}}'",
+        )  # fmt: skip
+        self.wait("the last step", lambda s: s.get("phase") == "WaitingPromotion")
+        self.show()
+        self.modelpilot("status", "iris")
+
+        self.say("the canary held its last step; promote it")
+        self.modelpilot("promote", "iris")
+        self.wait(
+            "v2 promoted",
+            lambda s: s.get("phase") == "Stable" and s.get("stableVersion") == "v2",
+        )
+        self.show()
+
+        delay = rollout.get("scaleDownDelay", "10m")
+        self.say(f"v1 stays warm for scaleDownDelay ({delay}) for a rollback, then stops")
+        self.wait(
+            "v1 stopped",
+            lambda s: (
+                any(v["name"] == "v1" and v.get("stopped") for v in s.get("versions") or [])
+                and self.pods_of("v1") == 0
+            ),
+        )
+        self.show()
+        self.modelpilot("status", "iris")
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+@contextlib.contextmanager
+def _operator_log() -> Iterator[Path]:
+    """The operator's and kopf's log lines go to a file kept after the demo (the control
+    plane's own logs go with its temporary directory), not over the demo's output."""
+    path = Path(tempfile.gettempdir()) / "modelpilot-demo" / "operator.log"
+    path.parent.mkdir(exist_ok=True)
+    handler = logging.FileHandler(path, mode="w")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    old_level, old_last_resort = root.level, logging.lastResort
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    logging.lastResort = None
+    try:
+        yield path
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+        logging.lastResort = old_last_resort
+        handler.close()
+
+
+@contextlib.contextmanager
+def _interruptible() -> Iterator[None]:
+    """SIGTERM (make, a supervisor) stops the demo the way Ctrl-C does."""
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        raise Interrupted(signal.Signals(signum).name)
+
+    previous = signal.signal(signal.SIGTERM, on_signal)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def main(store_root: Path | None = None, *, serve: bool = True, out: TextIO = sys.stdout) -> int:
+    demo = Demo(out=out, store_root=store_root, serve=serve)
+    demo.out.write(
+        "modelpilot demo: a canary rollout v1 -> v2 on a local control plane (no Docker)\n"
+    )
+    try:
+        with _interruptible():
+            demo.run()
+    except (KeyboardInterrupt, Interrupted):
+        print("\ninterrupted: everything the demo started is stopped", file=sys.stderr)
+        return 130
+    except (DemoError, StoreError, ClusterError) as err:
+        print(f"\nerror: {err}", file=sys.stderr)
+        return 1
+    elapsed = time.monotonic() - demo.started
+    demo.out.write(f"\ndone in {elapsed:.0f}s: v2 serves all traffic, v1 is stopped.\n")
+    return 0

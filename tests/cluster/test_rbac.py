@@ -1,0 +1,266 @@
+"""Least privilege, proven: the chart's ServiceAccount runs the operator.
+
+The chart is installed with Helm; the operator then runs in this process, logged in with
+a real token of the chart's ServiceAccount (TokenRequest API) on the RBAC-enforcing
+apiserver, for its own client and for kopf's watches alike (the login handler passes the
+same credentials on). KServe and the gateway do not run here: modelpilot.sim.standins
+plays them (as admin), so the InferenceServices become Ready from the real scheduling
+of their predictor pods on kwok's nodes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from modelpilot.handlers.runner import OperatorThread
+from modelpilot.k8s.client import ApiError, Kube
+from modelpilot.sim.cluster import ControlPlane
+from modelpilot.sim.standins import StandIns
+from tests.cluster.helpers import ISVC, MM, eventually, sample
+from tests.cluster.test_chart import (
+    Cli,
+    delete_namespace,
+    fresh_namespace,
+    fullname,
+    helm_release,
+    make_cli,
+)
+
+pytestmark = pytest.mark.cluster
+USER = "test-user"
+FAST = {"interval": "1s", "progressDeadline": "90s", "scaleDownDelay": "10m"}
+ROLLOUT_TIMEOUT = 120.0
+
+
+@dataclass(frozen=True)
+class Install:
+    release_namespace: str
+    models: str  # a namespace the operator manages
+    elsewhere: str  # one it does not manage (with watchNamespaces set)
+    service_account: str
+
+    @property
+    def subject(self) -> str:
+        return f"system:serviceaccount:{self.release_namespace}:{self.service_account}"
+
+
+@pytest.fixture(scope="session")
+def cli(
+    control_plane: ControlPlane,
+    api_client: client.ApiClient,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Cli:
+    return make_cli(control_plane, api_client, tmp_path_factory)
+
+
+@pytest.fixture
+def namespaces(api_client: client.ApiClient) -> Iterator[tuple[str, str]]:
+    """The release's namespace and one more, besides the `namespace` fixture's."""
+    core = client.CoreV1Api(api_client)
+    made = (fresh_namespace(core), fresh_namespace(core))
+    yield made
+    for name in made:
+        delete_namespace(core, name)
+
+
+@pytest.fixture(params=["all-namespaces", "watch-namespaces"])
+def install(
+    request: pytest.FixtureRequest, cli: Cli, namespace: str, namespaces: tuple[str, str]
+) -> Iterator[Install]:
+    """The chart, installed with default values or with watchNamespaces={namespace}."""
+    release_namespace, elsewhere = namespaces
+    values = (
+        [] if request.param == "all-namespaces" else ["--set", f"watchNamespaces={{{namespace}}}"]
+    )
+    with helm_release(cli, release_namespace, *values) as release:
+        yield Install(release_namespace, namespace, elsewhere, fullname(release))
+
+
+@pytest.fixture
+def scoped(cli: Cli, namespace: str, namespaces: tuple[str, str]) -> Iterator[Install]:
+    """The chart with watchNamespaces={namespace}."""
+    release_namespace, elsewhere = namespaces
+    with helm_release(
+        cli, release_namespace, "--set", f"watchNamespaces={{{namespace}}}"
+    ) as release:
+        yield Install(release_namespace, namespace, elsewhere, fullname(release))
+
+
+def service_account_client(
+    control_plane: ControlPlane, api_client: client.ApiClient, install: Install
+) -> client.ApiClient:
+    """An ApiClient that presents a real token of the chart's ServiceAccount."""
+    request = client.AuthenticationV1TokenRequest(
+        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)
+    )
+    token = (
+        client.CoreV1Api(api_client)
+        .create_namespaced_service_account_token(
+            install.service_account, install.release_namespace, request
+        )
+        .status.token
+    )
+    # Built from scratch: a Configuration loaded from the kubeconfig would put the
+    # admin's token back on every request (its refresh hook).
+    kubeconfig = yaml.safe_load(control_plane.kubeconfig.read_text())
+    configuration = client.Configuration(
+        host=control_plane.server,
+        api_key={"authorization": token},
+        api_key_prefix={"authorization": "Bearer"},
+    )
+    configuration.ssl_ca_cert = kubeconfig["clusters"][0]["cluster"]["certificate-authority"]
+    configuration.connection_pool_maxsize = 16
+    sa = client.ApiClient(configuration)
+    review = client.AuthenticationV1Api(sa).create_self_subject_review(client.V1SelfSubjectReview())
+    assert review.status.user_info.username == install.subject
+    return sa
+
+
+def forbidden(records: list[logging.LogRecord]) -> list[str]:
+    """Log lines (with their tracebacks) that tell of a refused API call."""
+    handler = logging.Handler()
+    handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+    found = []
+    for record in records:
+        text = handler.format(record)
+        if "403" in text or "forbidden" in text.lower():
+            found.append(text)
+    return found
+
+
+def status_of(kube: Kube, namespace: str) -> dict[str, Any]:
+    found = kube.get(*MM, "iris", namespace)
+    return (found or {}).get("status") or {}
+
+
+def stable_on(kube: Kube, namespace: str, version: str) -> bool:
+    status = status_of(kube, namespace)
+    return (
+        status.get("phase") == "Stable"
+        and status.get("stableVersion") == version
+        and all(v.get("ready") for v in status.get("versions") or [{}])
+    )
+
+
+def test_a_full_rollout_as_the_charts_service_account(
+    control_plane: ControlPlane,
+    api_client: client.ApiClient,
+    kube: Kube,
+    standins: StandIns,
+    scoped: Install,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every call the operator and kopf make, for a whole canary rollout and the
+    model's deletion, is allowed by the chart's RBAC: none is refused (403)."""
+    caplog.set_level(logging.WARNING)
+    ns = scoped.models
+    document = sample("sklearn-iris", ns)
+    # Without hostnames, status.url comes from the Gateway, in another namespace.
+    document["spec"]["traffic"].pop("hostnames")
+    document["spec"]["rollout"] = {**FAST, "target": "v1", "promotion": "auto"}
+    with (
+        service_account_client(control_plane, api_client, scoped) as sa,
+        OperatorThread(Kube(sa), namespaces=[ns]) as operator,
+    ):
+        kube.apply(document, manager=USER)
+        eventually(lambda: stable_on(kube, ns, "v1"), timeout=ROLLOUT_TIMEOUT, what="v1 stable")
+        document["spec"]["rollout"]["target"] = "v2"
+        kube.apply(document, manager=USER)
+        eventually(lambda: stable_on(kube, ns, "v2"), timeout=ROLLOUT_TIMEOUT, what="v2 promoted")
+        final = kube.get(*MM, "iris", ns)
+        assert final is not None
+        assert final["status"]["weights"] == {"v2": 100}
+        assert [h["result"] for h in final["status"]["history"]] == ["Promoted"]
+        assert "kopf.modelpilot.io/finalizer" in final["metadata"]["finalizers"]
+        events = client.CoreV1Api(api_client).list_namespaced_event(
+            ns, field_selector="involvedObject.name=iris,source=modelpilot"
+        )
+        assert {e.reason for e in events.items} >= {"Promoted"}
+        # kopf, as the ServiceAccount, removes its finalizer: the model can go.
+        kube.delete(*MM, "iris", ns)
+        eventually(lambda: kube.get(*MM, "iris", ns) is None, what="the model deleted")
+        eventually(lambda: kube.get(*ISVC, "iris-v1", ns) is None, what="its children collected")
+    assert operator.error is None
+    assert forbidden(caplog.records) == []
+
+
+SECRETS_AND_PODS = [
+    ("get", "secrets"),
+    ("list", "secrets"),
+    ("watch", "secrets"),
+    ("create", "pods"),
+    ("delete", "pods"),
+    ("create", "pods/exec"),
+    ("create", "deployments.apps"),
+    ("patch", "deployments.apps"),
+    ("create", "serviceaccounts/token"),
+    ("delete", "managedmodels.modelpilot.io"),
+    ("update", "managedmodels.modelpilot.io"),
+]
+
+
+def test_the_service_account_is_denied_what_it_does_not_use(
+    cli: Cli, control_plane: ControlPlane, api_client: client.ApiClient, install: Install
+) -> None:
+    ns = install.models
+    # The control: the same question gets a yes where the chart grants it.
+    assert cli.can_i(install.subject, "patch", "inferenceservices.serving.kserve.io", "-n", ns)
+    assert cli.can_i(install.subject, "patch", "managedmodels.modelpilot.io", "-n", ns)
+    for verb, resource in SECRETS_AND_PODS:
+        assert not cli.can_i(install.subject, verb, resource, "-n", ns), (verb, resource)
+    assert not cli.can_i(install.subject, "list", "secrets", "--all-namespaces")
+    assert not cli.can_i(install.subject, "create", "clusterrolebindings.rbac.authorization.k8s.io")
+    assert not cli.can_i(install.subject, "patch", "customresourcedefinitions.apiextensions.k8s.io")
+
+    # And with the ServiceAccount's own token, not impersonation.
+    with service_account_client(control_plane, api_client, install) as sa:
+        core = client.CoreV1Api(sa)
+        with pytest.raises(ApiException) as refused:
+            core.list_namespaced_secret(ns)
+        assert refused.value.status == 403
+        pod = {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "x"}]}}
+        with pytest.raises(ApiException) as refused:
+            core.create_namespaced_pod(ns, pod)
+        assert refused.value.status == 403
+
+
+def test_with_watch_namespaces_it_cannot_act_in_another_namespace(
+    cli: Cli, control_plane: ControlPlane, api_client: client.ApiClient, scoped: Install
+) -> None:
+    subject, ns, elsewhere = scoped.subject, scoped.models, scoped.elsewhere
+    for verb, resource in [
+        ("patch", "inferenceservices.serving.kserve.io"),
+        ("delete", "horizontalpodautoscalers.autoscaling"),
+        ("patch", "httproutes.gateway.networking.k8s.io"),
+        ("list", "managedmodels.modelpilot.io"),
+        ("create", "events"),
+    ]:
+        assert cli.can_i(subject, verb, resource, "-n", ns), (verb, resource, ns)
+        assert not cli.can_i(subject, verb, resource, "-n", elsewhere), (verb, resource)
+        assert not cli.can_i(subject, verb, resource, "--all-namespaces"), (verb, resource)
+
+    isvc = {
+        "apiVersion": ISVC[0],
+        "kind": ISVC[1],
+        "metadata": {"name": "intruder", "namespace": elsewhere},
+        "spec": {"predictor": {"model": {"modelFormat": {"name": "sklearn"}}}},
+    }  # refused before it is looked at
+    with service_account_client(control_plane, api_client, scoped) as sa:
+        operator_kube = Kube(sa)
+        assert operator_kube.list(*MM, ns) == []  # allowed where it is installed for
+        for attempt in (
+            lambda: operator_kube.list(*MM, elsewhere),
+            lambda: operator_kube.apply(isvc),
+            lambda: operator_kube.list(*ISVC),  # all namespaces
+        ):
+            with pytest.raises(ApiError) as refused:
+                attempt()
+            assert refused.value.status == 403
