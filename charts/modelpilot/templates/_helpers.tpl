@@ -58,20 +58,21 @@ What the operator does in the namespaces it manages: rendered into one ClusterRo
 - apiGroups: [modelpilot.io]
   resources: [managedmodels/finalizers]
   verbs: [update]
-# One InferenceService per version: server-side applied (PATCH), watched to wake the
-# model, deleted when its version leaves spec.versions.
+# One InferenceService per version: server-side applied (a PATCH, which needs create
+# too when the object is new), watched to wake the model, deleted when its version
+# leaves spec.versions.
 - apiGroups: [serving.kserve.io]
   resources: [inferenceservices]
-  verbs: [get, list, watch, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 # One autoscaling/v2 HPA per version, the same way.
 - apiGroups: [autoscaling]
   resources: [horizontalpodautoscalers]
-  verbs: [get, list, watch, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 # The model's one weighted HTTPRoute: server-side applied and watched (the garbage
 # collector deletes it with the model, so no delete).
 - apiGroups: [gateway.networking.k8s.io]
   resources: [httproutes]
-  verbs: [get, list, watch, patch]
+  verbs: [get, list, watch, create, patch]
 # The namespace's ServingRuntimes, to choose a runtime the way KServe does.
 - apiGroups: [serving.kserve.io]
   resources: [servingruntimes]

@@ -46,6 +46,23 @@ class Runtime:
     # Touched only from the operator's event loop (the handlers below are async).
     pokes: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
     seen: dict[tuple[str, str], str] = field(default_factory=dict)
+    # resourceVersion of each child as the operator last wrote it (dict operations are
+    # atomic, so reconcile threads write and the event loop reads without a lock).
+    own_writes: dict[tuple[str, str, str], str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.kube.on_write = self.note_write
+
+    def note_write(self, obj: Any) -> None:
+        meta = obj.get("metadata") or {}
+        self.own_writes[(meta.get("namespace"), obj.get("kind"), meta.get("name"))] = meta.get(
+            "resourceVersion"
+        )
+
+    def is_own_write(self, obj: Any) -> bool:
+        meta = obj.get("metadata") or {}
+        key = (meta.get("namespace"), obj.get("kind"), meta.get("name"))
+        return self.own_writes.get(key) == meta.get("resourceVersion")
 
     def poke(self, namespace: str | None, name: str | None) -> None:
         if namespace and name:
@@ -172,8 +189,13 @@ async def model_changed(
         runtime.poke(namespace, name)
 
 
-async def _child_changed(labels: dict[str, str], namespace: str, memo: Any, **_: Any) -> None:
-    _runtime(memo).poke(namespace, labels.get(MODEL_LABEL))
+async def _child_changed(
+    body: Any, labels: dict[str, str], namespace: str, memo: Any, **_: Any
+) -> None:
+    runtime = _runtime(memo)
+    if runtime.is_own_write(body):
+        return  # the echo of our own apply: nothing new to see
+    runtime.poke(namespace, labels.get(MODEL_LABEL))
 
 
 for _group, _version, _plural in (

@@ -53,6 +53,9 @@ class Kube:
         self.dynamic = DynamicClient(api)
         self.attempts = attempts
         self._resources: dict[tuple[str, str], Resource] = {}
+        # Called with each object this client wrote: lets a watcher tell the echo of our
+        # own write from someone else's change.
+        self.on_write: Callable[[Mapping[str, Any]], None] | None = None
 
     def resource(self, api_version: str, kind: str) -> Resource:
         key = (api_version, kind)
@@ -86,7 +89,7 @@ class Kube:
     ) -> dict[str, Any]:
         """Server-side apply with force: the operator owns the fields it renders."""
         resource = self.resource(obj["apiVersion"], obj["kind"])
-        return self._retry(
+        written = self._retry(
             lambda: resource.server_side_apply(
                 body=dict(obj),
                 field_manager=manager,
@@ -94,6 +97,9 @@ class Kube:
                 dry_run="All" if dry_run else None,
             ).to_dict()
         )
+        if self.on_write is not None and not dry_run:
+            self.on_write(written)
+        return written
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None) -> None:
         resource = self.resource(api_version, kind)

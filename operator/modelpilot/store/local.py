@@ -69,7 +69,9 @@ class LocalServer:
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
             if time.monotonic() > deadline:
-                raise StoreError(f"the model server was not ready in {timeout:.0f}s")
+                raise StoreError(
+                    f"the model server was not ready in {timeout:.0f}s:\n{self.log_tail()}"
+                )
             time.sleep(0.2)
 
     def terminate(self) -> None:

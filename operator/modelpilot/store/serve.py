@@ -12,6 +12,7 @@ Only this module imports kserve; nothing on the operator's import path imports i
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import warnings
@@ -61,6 +62,12 @@ class StoredModel(kserve.Model):  # type: ignore[misc]
     ) -> dict[str, Any] | InferResponse:
         if isinstance(payload, InferRequest):
             return self._predict_v2(payload)
+        if isinstance(payload, bytes | str):
+            # A v1 body sent without a JSON content type (as `curl -d` sends it).
+            try:
+                payload = json.loads(payload)
+            except ValueError:
+                raise InvalidInput("expected a JSON body") from None
         if not isinstance(payload, dict) or "instances" not in payload:
             raise InvalidInput('expected a JSON object with "instances": a list of rows')
         rows = self._rows(payload["instances"], '"instances"')

@@ -1,0 +1,62 @@
+"""`make demo` end to end: its own control plane, real predictions, the rollout, the stop.
+
+Marked `cluster` (it needs the control-plane tools, like the cluster tier); it skips only
+when the tools are not built and Go is missing, never under CI=true.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from modelpilot import demo
+from modelpilot.sim import tools
+
+pytestmark = pytest.mark.cluster
+
+
+def _skip_without_tools() -> None:
+    in_ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+    if tools.missing() and tools.go_binary() is None and not in_ci:
+        pytest.skip("the demo needs the control-plane tools (go not found to build them)")
+
+
+def test_demo_rolls_v1_to_v2_and_stops_everything(store_root: Path) -> None:
+    import psutil
+
+    _skip_without_tools()
+    tools.ensure_all(log=lambda _line: None)
+    before = {child.pid for child in psutil.Process().children(recursive=True)}
+    out = io.StringIO()
+    started = time.monotonic()
+    assert demo.main(store_root=store_root, out=out) == 0, out.getvalue()
+    elapsed = time.monotonic() - started
+    text = out.getvalue()
+
+    # It says what is simulated, shows real predictions and every step of the rollout.
+    assert "SIMULATED: KServe and the gateway are stand-ins" in text
+    assert re.search(r'\{"predictions": \[0, \d, 2\]\}   -> setosa, \w+, virginica', text)
+    for line in (
+        r"Stable\s+v1=100%",
+        r"Progressing\s+v1=75%, v2=25%",
+        r"Progressing\s+v1=50%, v2=50%",
+        r"WaitingPromotion\s+v1=50%, v2=50%",
+        r"Stable\s+v2=100%",
+        r"v1 stopped",
+    ):
+        assert re.search(line, text), line
+    order = [text.index(s) for s in ("$ kubectl apply", "$ kubectl patch", "$ modelpilot promote")]
+    assert order == sorted(order)
+    assert "managedmodel/iris annotated modelpilot.io/promote=v2" in text
+    assert re.search(r"iris\s+v2\s+Stable\s+1/2", text)  # kubectl get mm at the end
+    assert "done in" in text
+
+    # Nothing it started is left running.
+    left = {child.pid for child in psutil.Process().children(recursive=True)} - before
+    assert not [p for p in left if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
+    print(f"demo took {elapsed:.0f}s")
