@@ -2,7 +2,8 @@
 PYTHON ?= python3
 PYTEST_ARGS ?=
 
-.PHONY: help install tools test test-unit test-cluster lint format manifests cluster clean bench bench-full
+.PHONY: help install tools test test-unit test-cluster lint format manifests cluster clean bench bench-full model-store demo kind-e2e helm-lint image
+KIND_VERSION ?= v0.31.0
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -13,26 +14,44 @@ install: ## install modelpilot with its test and dev extras (editable)
 tools: ## build the pinned control-plane binaries into ~/.cache/modelpilot/tools (cached)
 	$(PYTHON) -m modelpilot.sim.tools
 
-test: tools lint ## lint, then both test tiers: unit and cluster
-	$(PYTHON) -m pytest $(PYTEST_ARGS)
+test: tools lint ## lint, then both test tiers: unit and cluster (not the kind tier)
+	$(PYTHON) -m pytest -m 'not kind' $(PYTEST_ARGS)
 
 test-unit: ## the unit tier only (no cluster)
-	$(PYTHON) -m pytest -m 'not cluster' $(PYTEST_ARGS)
+	$(PYTHON) -m pytest -m 'not cluster and not kind' $(PYTEST_ARGS)
 
 test-cluster: tools ## the cluster tier only
 	$(PYTHON) -m pytest -m cluster $(PYTEST_ARGS)
 
 lint: ## ruff
-	$(PYTHON) -m ruff check operator tests bench
-	$(PYTHON) -m ruff format --check operator tests bench
+	$(PYTHON) -m ruff check operator tests bench hack
+	$(PYTHON) -m ruff format --check operator tests bench hack
 
 format: ## ruff format + fixes
 	$(PYTHON) -m ruff format operator tests
 	$(PYTHON) -m ruff check --fix operator tests
 
-manifests: ## regenerate the CRD from modelpilot.api
+manifests: tools ## regenerate the CRD from modelpilot.api, then the raw install manifests from the chart
 	$(PYTHON) -m modelpilot.cli crd > manifests/crd/modelpilot.io_managedmodels.yaml
 	cp manifests/crd/modelpilot.io_managedmodels.yaml charts/modelpilot/crds/
+	$(PYTHON) hack/gen-install.py
+
+helm-lint: tools ## helm lint --strict, default and namespaced values
+	$$($(PYTHON) -m modelpilot.sim.tools --path helm) lint --strict charts/modelpilot --kube-version 1.36.3
+	$$($(PYTHON) -m modelpilot.sim.tools --path helm) lint --strict charts/modelpilot --kube-version 1.36.3 --set 'watchNamespaces={a,b}'
+
+image: ## build the operator image (needs Docker)
+	docker build -t modelpilot:0.1.0 .
+
+model-store: ## train the sample models (iris v1, v2; scikit-learn) into model-store/
+	$(PYTHON) -m modelpilot.cli store build
+
+demo: tools ## roll iris v1 -> v2 on the local control plane, then stop it all (no Docker)
+	$(PYTHON) -m modelpilot.cli demo
+
+kind-e2e: tools ## real KServe + Envoy Gateway + the chart in a kind cluster (needs Docker)
+	$(PYTHON) -m pip install -e '.[test,kind]'
+	KIND_VERSION=$(KIND_VERSION) $(PYTHON) -m pytest -m kind $(PYTEST_ARGS)
 
 cluster: tools ## run the local control plane + kwok GPU pool in the foreground
 	$(PYTHON) -m modelpilot.sim

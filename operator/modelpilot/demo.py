@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import yaml
 
-from modelpilot.sim.procs import ClusterError
 from modelpilot.store import ModelStore, StoreError
 from modelpilot.store.local import LocalServer
 
@@ -40,6 +39,7 @@ MM = ("modelpilot.io/v1alpha1", "ManagedModel")
 NAMESPACE = "default"
 # Three flowers: a clear setosa, a borderline one, a clear virginica.
 PROBE = [[5.1, 3.5, 1.4, 0.2], [6.0, 2.7, 5.1, 1.6], [6.7, 3.0, 5.2, 2.3]]
+OPERATOR_LOG = Path(tempfile.gettempdir()) / "modelpilot-demo" / "operator.log"
 POD_COLUMNS = ["-l", "modelpilot.io/model=iris", "-L", "modelpilot.io/version"]
 
 
@@ -47,8 +47,8 @@ class DemoError(RuntimeError):
     pass
 
 
-class Interrupted(Exception):
-    """Ctrl-C or SIGTERM: stop what was started, then exit."""
+class Interrupted(BaseException):
+    """SIGTERM: like Ctrl-C's KeyboardInterrupt, not an error to wrap or report."""
 
 
 class Demo:
@@ -193,16 +193,16 @@ class Demo:
             servers = self.start_servers(cleanup)
             log_path = cleanup.enter_context(_operator_log())
             plane.start()  # a failed start stops what it started
-            self.kubeconfig = plane.kubeconfig
-            self.note(f"up in {plane.timings['total']:.1f}s; KUBECONFIG={plane.kubeconfig}")
-            if servers:
-                self.predictions(servers)
             standins = StandIns(api_client(str(plane.kubeconfig)))
             # Stops run last registered, first: the operator, the control plane, then the
             # stand-ins. Stopped first, each stand-in would wait out its watches' 20 s
             # timeout; this way the API server ends them when it stops.
             cleanup.callback(standins.stop)
             cleanup.callback(_stop_plane, plane)
+            self.kubeconfig = plane.kubeconfig
+            self.note(f"up in {plane.timings['total']:.1f}s; KUBECONFIG={plane.kubeconfig}")
+            if servers:
+                self.predictions(servers)
             self.say(
                 "SIMULATED: KServe and the gateway are stand-ins (modelpilot.sim.standins): "
                 "a Deployment and Service per InferenceService, Ready from the Deployment; "
@@ -218,7 +218,9 @@ class Demo:
 
     def start_servers(self, cleanup: contextlib.ExitStack) -> dict[str, LocalServer]:
         """iris v1 and v2 on KServe's model server, loading while the cluster starts."""
-        if not self.serve or importlib.util.find_spec("kserve") is None:
+        if not self.serve:
+            return {}
+        if importlib.util.find_spec("kserve") is None:
             self.note("kserve is not installed: no real predictions (pip install '.[serve]')")
             return {}
         servers = {}
@@ -322,7 +324,7 @@ def _relative(path: Path) -> str:
 def _operator_log() -> Iterator[Path]:
     """The operator's and kopf's log lines go to a file kept after the demo (the control
     plane's own logs go with its temporary directory), not over the demo's output."""
-    path = Path(tempfile.gettempdir()) / "modelpilot-demo" / "operator.log"
+    path = OPERATOR_LOG
     path.parent.mkdir(exist_ok=True)
     handler = logging.FileHandler(path, mode="w")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -365,8 +367,9 @@ def main(store_root: Path | None = None, *, serve: bool = True, out: TextIO = sy
     except (KeyboardInterrupt, Interrupted):
         print("\ninterrupted: everything the demo started is stopped", file=sys.stderr)
         return 130
-    except (DemoError, StoreError, ClusterError) as err:
+    except (RuntimeError, StoreError) as err:  # DemoError, ClusterError, the operator's
         print(f"\nerror: {err}", file=sys.stderr)
+        print(f"the operator's log: {OPERATOR_LOG}", file=sys.stderr)
         return 1
     elapsed = time.monotonic() - demo.started
     demo.out.write(f"\ndone in {elapsed:.0f}s: v2 serves all traffic, v1 is stopped.\n")

@@ -177,12 +177,35 @@ def operator_pod(api_client: client.ApiClient, namespace: str, name: str) -> cli
 
 
 def wait_available(api_client: client.ApiClient, namespace: str, name: str) -> client.V1Pod:
-    return eventually(
-        lambda: operator_pod(api_client, namespace, name),
-        timeout=AVAILABLE_TIMEOUT,
-        interval=0.5,
-        what=f"Deployment {namespace}/{name} Available with its pod on a kwok node",
-    )
+    try:
+        return eventually(
+            lambda: operator_pod(api_client, namespace, name),
+            timeout=AVAILABLE_TIMEOUT,
+            interval=0.5,
+            what=f"Deployment {namespace}/{name} Available with its pod on a kwok node",
+        )
+    except AssertionError as timeout:
+        raise AssertionError(
+            f"{timeout}\n{why_not_available(api_client, namespace, name)}"
+        ) from None
+
+
+def why_not_available(api_client: client.ApiClient, namespace: str, name: str) -> str:
+    """The Deployment's and its ReplicaSets' conditions (a Pod Security refusal shows
+    as the ReplicaSet's ReplicaFailure)."""
+    apps = client.AppsV1Api(api_client)
+    deployment = apps.read_namespaced_deployment(name, namespace)
+    said = [
+        f"Deployment {c.type}={c.status} {c.reason}: {c.message}"
+        for c in deployment.status.conditions or []
+    ]
+    selector = ",".join(f"{k}={v}" for k, v in deployment.spec.selector.match_labels.items())
+    for replica_set in apps.list_namespaced_replica_set(namespace, label_selector=selector).items:
+        said += [
+            f"ReplicaSet {replica_set.metadata.name} {c.type}={c.status}: {c.message}"
+            for c in replica_set.status.conditions or []
+        ]
+    return "\n".join(said)
 
 
 def container_args(api_client: client.ApiClient, namespace: str, name: str) -> list[str]:
@@ -314,6 +337,22 @@ def test_metrics_service_and_optional_service_monitor(cli: Cli) -> None:
         {"port": "metrics", "path": "/metrics", "interval": "30s"}
     ]
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["spec"]["selector"].items()
+
+
+def test_notes_say_how_to_apply_a_sample_and_watch_it(cli: Cli) -> None:
+    def notes(*values: str) -> str:
+        dry_run = cli.helm("install", "mp", str(CHART), "--dry-run=client", "-n", "ops", *values)
+        return dry_run.stdout.split("NOTES:", 1)[1]
+
+    everywhere = notes()
+    assert "kubectl apply -f manifests/samples/sklearn-iris.yaml" in everywhere
+    assert "kubectl get mm -n default -w" in everywhere
+    assert "kubectl -n ops rollout status deployment/mp-modelpilot" in everywhere
+    scoped = notes("--set", "watchNamespaces={team-a,team-b}", "--set", "routeGate=false")
+    assert "these namespaces: team-a, team-b" in scoped
+    assert "namespace: team-a/' manifests/samples/sklearn-iris.yaml | kubectl apply -f -" in scoped
+    assert "kubectl get mm -n team-a -w" in scoped
+    assert "--no-route-gate" in scoped
 
 
 def test_raw_manifests_are_generated_from_the_chart(cli: Cli) -> None:

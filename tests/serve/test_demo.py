@@ -53,7 +53,7 @@ def test_demo_rolls_v1_to_v2_and_stops_everything(store_root: Path) -> None:
     order = [text.index(s) for s in ("$ kubectl apply", "$ kubectl patch", "$ modelpilot promote")]
     assert order == sorted(order)
     assert "managedmodel/iris annotated modelpilot.io/promote=v2" in text
-    assert re.search(r"iris\s+v2\s+Stable\s+1/2", text)  # kubectl get mm at the end
+    assert re.search(r"iris\s+v2\s+Stable\s+\d/2", text)  # kubectl get mm at the end
     assert "done in" in text
 
     # Nothing it started is left running.

@@ -146,9 +146,12 @@ def test_listens_on_loopback_only_and_stops_on_sigterm(store_root: Path) -> None
     try:
         server.wait_ready(timeout=90)
         assert server.pid is not None
+        process = psutil.Process(server.pid)
+        # psutil 6 renamed connections() (kserve pins psutil < 6 today).
+        connections = getattr(process, "net_connections", process.connections)
         listening = {
             c.laddr.ip
-            for c in psutil.Process(server.pid).connections(kind="tcp")
+            for c in connections(kind="tcp")
             if c.status == psutil.CONN_LISTEN and c.laddr.port == server.port
         }
         assert listening == {"127.0.0.1"}

@@ -140,6 +140,25 @@ def test_store_commands_need_no_heavy_imports() -> None:
 # --- the builder ----------------------------------------------------------------------
 
 
+def test_builder_needs_only_what_a_model_server_image_has(tmp_path: Path) -> None:
+    # The kind e2e test runs the builder inside KServe's sklearn server image, with only
+    # operator/ on PYTHONPATH: PyYAML, numpy, scikit-learn and joblib, nothing else.
+    _need_sklearn()
+    code = (
+        "import sys; from modelpilot.store.build import main; assert main(sys.argv[1:]) == 0;"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'pydantic', 'kubernetes', 'jinja2', 'kopf', 'kserve'}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, "--root", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["iris"]
+
+
 def test_build_writes_both_versions_with_cards(built: Path) -> None:
     import sklearn
 

@@ -27,7 +27,9 @@ async def run_operator(
     ready_flag: threading.Event | asyncio.Event | None = None,
     runtime: wiring.Runtime | None = None,
 ) -> wiring.Runtime:
-    runtime = runtime or wiring.Runtime(kube=kube, settings=settings, metrics_port=metrics_port)
+    runtime = runtime or wiring.Runtime(
+        kube=kube, settings=settings, metrics_port=metrics_port, namespaces=tuple(namespaces)
+    )
     # One replica, no peering: two operators acting on one model would fight over its
     # route; Kubernetes' Deployment (strategy Recreate) keeps it to one.
     await kopf.operator(
@@ -52,7 +54,9 @@ class OperatorThread:
         self.kube = kube
         self.settings = settings or Settings()
         self.namespaces = namespaces
-        self.runtime = wiring.Runtime(kube=kube, settings=self.settings)
+        self.runtime = wiring.Runtime(
+            kube=kube, settings=self.settings, namespaces=tuple(namespaces)
+        )
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._main, name="modelpilot-operator", daemon=True)

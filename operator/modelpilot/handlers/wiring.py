@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,7 @@ class Runtime:
     runtimes: RuntimeIndex = field(default_factory=RuntimeIndex)
     metrics: Metrics = field(default_factory=Metrics)
     metrics_port: int | None = None
+    namespaces: tuple[str, ...] = ()  # the watched namespaces; empty: all of them
     # Touched only from the operator's event loop (the handlers below are async).
     pokes: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
     seen: dict[tuple[str, str], str] = field(default_factory=dict)
@@ -84,7 +86,9 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     settings.watching.server_timeout = 300
     settings.networking.connect_timeout = 10
     runtime = _runtime(memo)
-    runtime.runtimes.replace_all(await asyncio.to_thread(_list_runtimes, runtime.kube))
+    runtime.runtimes.replace_all(
+        await asyncio.to_thread(_list_runtimes, runtime.kube, runtime.namespaces)
+    )
     if runtime.metrics_port is not None:
         memo.metrics_server = await serve_metrics(runtime.metrics, runtime.metrics_port)
 
@@ -96,14 +100,18 @@ async def shut_down(memo: Any, **_: Any) -> None:
         await server.cleanup()
 
 
-def _list_runtimes(kube: Kube) -> list[dict[str, Any]]:
+def _list_runtimes(kube: Kube, namespaces: Sequence[str] = ()) -> list[dict[str, Any]]:
     # Listed once at start so the first reconciles see every runtime; watch events
-    # keep the index current afterwards.
+    # keep the index current afterwards. ServingRuntimes only where the operator
+    # watches: with --namespace its RBAC allows no cluster-wide list.
+    scopes: list[tuple[str, str | None]] = [("ClusterServingRuntime", None)]
+    scopes += [("ServingRuntime", ns) for ns in namespaces] or [("ServingRuntime", None)]
     found: list[dict[str, Any]] = []
-    for kind in ("ClusterServingRuntime", "ServingRuntime"):
+    for kind, namespace in scopes:
         try:
             found += [
-                {**item, "kind": kind} for item in kube.list("serving.kserve.io/v1alpha1", kind)
+                {**item, "kind": kind}
+                for item in kube.list("serving.kserve.io/v1alpha1", kind, namespace)
             ]
         except Exception as err:  # KServe's CRDs may be missing: nothing resolves then
             log.warning("cannot list %ss: %s", kind, err)

@@ -6,6 +6,7 @@ For the demo and the tests. Only the standard library here; the child imports ks
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -36,7 +37,9 @@ class LocalServer:
         self.root = root
         self.port = port or free_port()
         self.name = name or model
-        self.log_path = Path(tempfile.mkstemp(prefix=f"modelpilot-serve-{model}-{version}-")[1])
+        descriptor, log_path = tempfile.mkstemp(prefix=f"modelpilot-serve-{model}-{version}-")
+        os.close(descriptor)
+        self.log_path = Path(log_path)
         self._popen: subprocess.Popen[bytes] | None = None
 
     @property

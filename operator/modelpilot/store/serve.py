@@ -7,7 +7,8 @@ to know which version answers. Predictions are class indices, as KServe's sklear
 server returns them. A payload that is not rows of numbers of the model's width gets a
 400 with a message.
 
-Only this module imports kserve; nothing on the operator's import path imports it.
+Of the store, only this module imports kserve (heavy: FastAPI, grpc, pandas); the
+`store serve` command imports it when it runs, so nothing else pays for it.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class StoredModel(kserve.Model):  # type: ignore[misc]
 
     def predict(
         self,
-        payload: dict[str, Any] | InferRequest,
+        payload: dict[str, Any] | bytes | str | InferRequest,
         headers: dict[str, str] | None = None,
         response_headers: dict[str, str] | None = None,
     ) -> dict[str, Any] | InferResponse:
