@@ -145,6 +145,12 @@ class _Controller:
                 self._pending.discard(key)
             try:
                 self.handle(*key)
+            except ApiException as err:
+                if err.status in (403, 404):
+                    continue  # e.g. its namespace is being deleted: nothing left to do
+                log.warning("%s: %s/%s: %s; retrying", self.name, key[0], key[1], err.reason)
+                self._stop.wait(0.5)
+                self.enqueue(key)
             except Exception as err:
                 log.warning("%s: %s/%s: %s; retrying", self.name, key[0], key[1], err)
                 self._stop.wait(0.5)
