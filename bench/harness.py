@@ -5,8 +5,6 @@ its CPU and memory are its own."""
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -17,25 +15,20 @@ from kubernetes import client
 
 from modelpilot.k8s.client import Kube, api_client
 from modelpilot.sim.cluster import ControlPlane
+from modelpilot.sim.procs import Process, free_port, http_ok, wait_for
 from modelpilot.sim.standins import StandIns
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class OperatorProcess:
-    process: subprocess.Popen[bytes]
+    process: Process
     metrics_port: int
-    log: Path
 
     @property
     def pid(self) -> int:
+        assert self.process.pid is not None
         return self.process.pid
 
     def cpu_seconds(self) -> float:
@@ -49,12 +42,7 @@ class OperatorProcess:
         return 0.0
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
+        self.process.stop(grace=30)
 
 
 class World:
@@ -82,7 +70,6 @@ class World:
 
     def start_operator(self) -> OperatorProcess:
         metrics = free_port()
-        log = self.plane.log_dir / "operator.log"
         command = [
             sys.executable,
             "-m",
@@ -97,19 +84,16 @@ class World:
             "--metrics-port",
             str(metrics),
         ]
-        with log.open("ab") as sink:
-            process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
-        self.operator = OperatorProcess(process, metrics, log)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", metrics), timeout=1):
-                    return self.operator
-            except OSError:
-                if process.poll() is not None:
-                    raise RuntimeError(f"operator exited; see {log}") from None
-                time.sleep(0.2)
-        raise TimeoutError("operator did not open its metrics port")
+        process = Process("operator", command, self.plane.log_dir)
+        process.start()
+        self.operator = OperatorProcess(process, metrics)
+        wait_for(
+            "the operator's metrics port",
+            lambda: http_ok(f"http://127.0.0.1:{metrics}/metrics"),
+            timeout=60,
+            processes=(process,),
+        )
+        return self.operator
 
     def __exit__(self, *_: Any) -> None:
         if self.operator is not None:

@@ -15,10 +15,10 @@ from kubernetes import client, watch
 
 from bench.harness import World
 from modelpilot.api import parse_managed_model
+from modelpilot.k8s.observe import MM
 from modelpilot.render import default_render_state, render_model
 from modelpilot.runtimes import default_runtimes
 
-MM = ("modelpilot.io/v1alpha1", "ManagedModel")
 USER = "bench"
 # The operator reconciles in asyncio's default thread pool: min(32, cores + 4) threads.
 CONCURRENCY = 6

@@ -25,6 +25,7 @@ from modelpilot.k8s.client import Kube
 from modelpilot.sim import tools
 from modelpilot.sim.cluster import ControlPlane
 from modelpilot.sim.standins import StandIns
+from tests.cluster.test_chart import Cli, make_cli
 
 _NO_GO = "cluster tests need Go to build the control-plane tools (go not found)"
 _PLANE = pytest.StashKey[ControlPlane]()
@@ -152,3 +153,15 @@ def standins(control_plane: ControlPlane) -> Iterator[StandIns]:
 def operator(kube: Kube, namespace: str, standins: StandIns) -> Iterator[OperatorThread]:
     with OperatorThread(kube, namespaces=[namespace]) as running:
         yield running
+
+
+# --- helm and kubectl, the pinned ones (the chart and RBAC tests) ---------------------
+
+
+@pytest.fixture(scope="session")
+def cli(
+    control_plane: ControlPlane,
+    api_client: client.ApiClient,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Cli:
+    return make_cli(control_plane, api_client, tmp_path_factory)

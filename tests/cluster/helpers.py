@@ -11,15 +11,12 @@ from typing import Any, TypeVar
 import yaml
 
 from modelpilot.k8s.client import Kube
+from modelpilot.k8s.observe import DEPLOYMENT, HPA, ISVC, MM, POD, ROUTE
+
+__all__ = ["DEPLOYMENT", "HPA", "ISVC", "MM", "POD", "ROUTE"]
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
-MM = ("modelpilot.io/v1alpha1", "ManagedModel")
-ISVC = ("serving.kserve.io/v1beta1", "InferenceService")
-HPA = ("autoscaling/v2", "HorizontalPodAutoscaler")
-ROUTE = ("gateway.networking.k8s.io/v1", "HTTPRoute")
-DEPLOYMENT = ("apps/v1", "Deployment")
-POD = ("v1", "Pod")
 
 
 def eventually(

@@ -99,15 +99,6 @@ def make_cli(
     return Cli(str(tools.binary_path("helm")), str(tools.binary_path("kubectl")), env, version)
 
 
-@pytest.fixture(scope="session")
-def cli(
-    control_plane: ControlPlane,
-    api_client: client.ApiClient,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Cli:
-    return make_cli(control_plane, api_client, tmp_path_factory)
-
-
 def fresh_namespace(core: client.CoreV1Api, labels: dict[str, str] | None = None) -> str:
     name = f"t-{uuid.uuid4().hex[:10]}"
     core.create_namespace({"metadata": {"name": name, "labels": labels or {}}})

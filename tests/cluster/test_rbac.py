@@ -32,7 +32,6 @@ from tests.cluster.test_chart import (
     fresh_namespace,
     fullname,
     helm_release,
-    make_cli,
 )
 
 pytestmark = pytest.mark.cluster
@@ -52,15 +51,6 @@ class Install:
     @property
     def subject(self) -> str:
         return f"system:serviceaccount:{self.release_namespace}:{self.service_account}"
-
-
-@pytest.fixture(scope="session")
-def cli(
-    control_plane: ControlPlane,
-    api_client: client.ApiClient,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Cli:
-    return make_cli(control_plane, api_client, tmp_path_factory)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any
 
-from modelpilot.cli.offline import EXIT_INVALID, UsageProblem, _guarded
+from modelpilot.cli.common import UsageProblem, guarded
 from modelpilot.cli.status_view import render_status
 
 COMMANDS = {
@@ -26,20 +26,20 @@ def add_commands(commands: Any) -> None:
     for name, help_text in COMMANDS.items():
         parser = commands.add_parser(name, help=help_text, description=help_text)
         _target_arguments(parser)
-        parser.set_defaults(handler=_guarded(run_command), command_name=name)
+        parser.set_defaults(handler=guarded(run_command), command_name=name)
     weight = commands.add_parser(
         "set-weight", help="hold the canary at a weight until the next command"
     )
     _target_arguments(weight)
     weight.add_argument("weight", type=int, help="canary percent, 0-100")
-    weight.set_defaults(handler=_guarded(run_command), command_name="set-weight")
+    weight.set_defaults(handler=guarded(run_command), command_name="set-weight")
 
     status = commands.add_parser("status", help="show a model's rollout")
     status.add_argument("name", help="ManagedModel name")
     status.add_argument("-n", "--namespace", default=None)
     status.add_argument("--kubeconfig")
     status.add_argument("-w", "--watch", action="store_true", help="refresh every 2 s")
-    status.set_defaults(handler=_guarded(run_status))
+    status.set_defaults(handler=guarded(run_status))
 
 
 def _target_arguments(parser: argparse.ArgumentParser) -> None:
@@ -134,4 +134,4 @@ def run_status(args: argparse.Namespace) -> int:
             return 0
 
 
-__all__ = ["EXIT_INVALID", "add_commands"]
+__all__ = ["add_commands"]

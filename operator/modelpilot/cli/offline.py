@@ -10,6 +10,7 @@ import yaml
 
 from modelpilot.api import InvalidManagedModel, ManagedModel, parse_managed_model
 from modelpilot.api.crd import crd_yaml
+from modelpilot.cli.common import UsageProblem, guarded
 from modelpilot.render import (
     RenderError,
     UnservableModel,
@@ -18,16 +19,6 @@ from modelpilot.render import (
     render_model,
 )
 from modelpilot.runtimes import default_runtimes
-
-EXIT_INVALID = 2
-
-
-class UsageProblem(Exception):
-    """Bad input: printed as `error: ...` lines, exit 2, never a traceback."""
-
-    def __init__(self, lines: list[str]) -> None:
-        super().__init__("\n".join(lines))
-        self.lines = lines
 
 
 def add_commands(commands: Any) -> None:
@@ -50,7 +41,7 @@ def add_commands(commands: Any) -> None:
         action="store_true",
         help="write deploymentMode RawDeployment, as KServe older than 0.16 needs",
     )
-    render.set_defaults(handler=_guarded(run_render))
+    render.set_defaults(handler=guarded(run_render))
 
     validate = commands.add_parser(
         "validate",
@@ -59,7 +50,7 @@ def add_commands(commands: Any) -> None:
         "documents against the same rules the CRD enforces; exit 2 with one line per problem.",
     )
     _file_argument(validate)
-    validate.set_defaults(handler=_guarded(run_validate))
+    validate.set_defaults(handler=guarded(run_validate))
 
     crd = commands.add_parser("crd", help="print the ManagedModel CRD")
     crd.set_defaults(handler=lambda _args: _print(crd_yaml()))
@@ -69,18 +60,6 @@ def _file_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-f", "--filename", required=True, metavar="FILE", help="ManagedModel YAML ('-': stdin)"
     )
-
-
-def _guarded(handler: Any) -> Any:
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return int(handler(args))
-        except UsageProblem as problem:
-            for line in problem.lines:
-                print(f"error: {line}", file=sys.stderr)
-            return EXIT_INVALID
-
-    return run
 
 
 def _print(text: str) -> int:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from modelpilot.cli.offline import UsageProblem, _guarded
+from modelpilot.cli.common import UsageProblem, guarded
 from modelpilot.store import ModelStore, StoredVersion, StoreError
 
 DEFAULT_PORT = 8080  # KServe's model server port
@@ -29,11 +29,11 @@ def add_commands(commands: Any) -> None:
         "deterministically and write them with their cards. Needs scikit-learn.",
     )
     _root_argument(build)
-    build.set_defaults(handler=_guarded(run_build))
+    build.set_defaults(handler=guarded(run_build))
 
     listing = sub.add_parser("list", help="models, versions, stages and metrics")
     _root_argument(listing)
-    listing.set_defaults(handler=_guarded(run_list))
+    listing.set_defaults(handler=guarded(run_list))
 
     serve = sub.add_parser(
         "serve",
@@ -51,7 +51,7 @@ def add_commands(commands: Any) -> None:
         "--host", default="127.0.0.1", help="address to listen on (127.0.0.1; 0.0.0.0 for all)"
     )
     serve.add_argument("--name", help="the name clients call (default: the model's name)")
-    serve.set_defaults(handler=_guarded(run_serve))
+    serve.set_defaults(handler=guarded(run_serve))
 
 
 def _root_argument(parser: argparse.ArgumentParser) -> None:

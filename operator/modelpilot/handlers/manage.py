@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from modelpilot.api import InvalidManagedModel, ManagedModel, parse_managed_model
@@ -65,9 +65,7 @@ class Settings:
 class Outcome:
     requeue_after: float | None = None
     writes: int = 0  # children applied or deleted
-    status_written: bool = False
     phase: str | None = None
-    events: list[Event] = field(default_factory=list)
 
 
 def manage(
@@ -107,8 +105,7 @@ def _degraded(
     )
     updated = status.model_copy(update={"conditions": conditions})
     outcome = Outcome(phase=status.phase)
-    if _write_status(kube, body, status, updated):
-        outcome.status_written = True
+    _write_status(kube, body, status, updated)
     if previous is None or (previous.status, previous.reason, previous.message) != (
         "True",
         reason,
@@ -116,7 +113,6 @@ def _degraded(
     ):
         event = Event("Warning", reason, message)
         post_event(kube.api, body, event)
-        outcome.events.append(event)
     return outcome
 
 
@@ -213,7 +209,8 @@ class Reconcile:
         )
         rendered = render_model(model, state, runtimes)
         self._apply(rendered.objects, seen, plan)
-        self._prune({(o["kind"], o["metadata"]["name"]) for o in rendered.objects})
+        if self._may_have_leftovers(plan):
+            self._prune({(o["kind"], o["metadata"]["name"]) for o in rendered.objects})
         self._finish(plan, seen, rendered.runtimes, rendered.warnings)
         return self.outcome
 
@@ -295,6 +292,14 @@ class Reconcile:
             "to roll it out instead",
         )
 
+    def _may_have_leftovers(self, plan: Plan) -> bool:
+        """Children go away only when the spec changed (a version removed) or a version
+        was stopped (its HPA): listing them on every other reconcile finds nothing.
+        observedGeneration is written after pruning, so an interrupted prune reruns."""
+        stopped_before = {v.name for v in self.status.versions if v.stopped}
+        generation = self.body["metadata"].get("generation")
+        return self.status.observed_generation != generation or plan.stopped != stopped_before
+
     def _prune(self, keep: set[tuple[str, str]]) -> None:
         labels = {names.MODEL_LABEL: self.model.name, names.MANAGED_BY: "modelpilot"}
         for api_version, kind in (HPA, ISVC):
@@ -367,7 +372,7 @@ class Reconcile:
                 "conditions": conditions,
             }
         )
-        self.outcome.status_written = _write_status(self.kube, self.body, self.status, updated)
+        _write_status(self.kube, self.body, self.status, updated)
         self.outcome.phase = updated.phase
         previous = condition_of(self.status.conditions, "Degraded")
         if degraded and (previous is None or previous.message != degraded[1]):
@@ -395,7 +400,6 @@ class Reconcile:
     def _event(self, kind: str, reason: str, message: str) -> None:
         event = Event(kind, reason, message)  # type: ignore[arg-type]
         post_event(self.kube.api, self.body, event)
-        self.outcome.events.append(event)
 
 
 __all__ = ["PLURAL", "Outcome", "Settings", "manage"]

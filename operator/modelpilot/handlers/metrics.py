@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Mapping
 
 from aiohttp import web
 
@@ -38,10 +37,6 @@ class Metrics:
                 self._phases.pop((namespace, name), None)
             else:
                 self._phases[(namespace, name)] = phase
-
-    def phases(self) -> Mapping[str, int]:
-        with self._lock:
-            return dict(Counter(self._phases.values()))
 
     def render(self) -> str:
         with self._lock:

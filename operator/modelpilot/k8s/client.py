@@ -7,7 +7,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from kubernetes import client, config
@@ -157,7 +157,3 @@ def _reason(err: DynamicApiError) -> str:
     if callable(summary):
         return str(summary())
     return str(getattr(err, "body", "") or err)
-
-
-def names_of(objects: Iterable[Mapping[str, Any]]) -> set[str]:
-    return {o["metadata"]["name"] for o in objects}

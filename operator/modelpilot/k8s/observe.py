@@ -6,11 +6,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelpilot.api import ManagedModel
+from modelpilot.api import API_VERSION, KIND, ManagedModel
 from modelpilot.k8s.client import Kube
 from modelpilot.k8s.readiness import Readiness, condition, version_readiness
 from modelpilot.render import names
 
+MM = (API_VERSION, KIND)
 ISVC = ("serving.kserve.io/v1beta1", "InferenceService")
 HPA = ("autoscaling/v2", "HorizontalPodAutoscaler")
 ROUTE = ("gateway.networking.k8s.io/v1", "HTTPRoute")

@@ -243,18 +243,12 @@ class ControlPlane:
         self._spawn(
             "kube-controller-manager",
             [
-                str(tools.binary_path("kube-controller-manager")),
-                f"--kubeconfig={kcm_config}",
-                f"--authentication-kubeconfig={kcm_config}",
-                f"--authorization-kubeconfig={kcm_config}",
-                "--bind-address=127.0.0.1",
-                f"--secure-port={kcm_port}",
+                *_component_argv("kube-controller-manager", kcm_config, kcm_port),
                 f"--service-account-private-key-file={self._pki.sa_key}",
                 f"--root-ca-file={self._pki.ca_cert}",
                 # Each controller acts as its own service account, as in a real cluster, so
                 # RBAC is exercised the same way.
                 "--use-service-account-credentials",
-                "--leader-elect=false",
                 # No --controllers: the default set is what a real cluster runs (the
                 # cloud ones live in cloud-controller-manager; node IPAM is idle without
                 # --allocate-node-cidrs).
@@ -268,15 +262,7 @@ class ControlPlane:
         scheduler_config = self._root / "scheduler.kubeconfig"
         self._spawn(
             "kube-scheduler",
-            [
-                str(tools.binary_path("kube-scheduler")),
-                f"--kubeconfig={scheduler_config}",
-                f"--authentication-kubeconfig={scheduler_config}",
-                f"--authorization-kubeconfig={scheduler_config}",
-                "--bind-address=127.0.0.1",
-                f"--secure-port={scheduler_port}",
-                "--leader-elect=false",
-            ],
+            _component_argv("kube-scheduler", scheduler_config, scheduler_port),
         )
         self._spawn(
             "kwok",
@@ -340,3 +326,17 @@ class ControlPlane:
             self.timings["kserve-crd-generate"] = time.monotonic() - started
             crds.install_crds(api, [*crds.managedmodel_crds(), *kserve, *crds.gateway_api_crds()])
             crds.install_default_runtimes(api)
+
+
+def _component_argv(binary: str, kubeconfig: Path, port: int) -> list[str]:
+    """What kube-controller-manager and kube-scheduler share: who they are, where they
+    serve their health endpoint, and no leader election (one of each)."""
+    return [
+        str(tools.binary_path(binary)),
+        f"--kubeconfig={kubeconfig}",
+        f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}",
+        "--bind-address=127.0.0.1",
+        f"--secure-port={port}",
+        "--leader-elect=false",
+    ]

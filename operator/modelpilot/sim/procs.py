@@ -75,15 +75,23 @@ class Process:
                 f"{self.name} exited with code {self._popen.returncode} (log: {self.log_path})"
             )
 
-    def stop(self, grace: float = 10.0) -> None:
-        if self._popen is None or self._popen.poll() is not None:
-            return
-        self._popen.send_signal(signal.SIGTERM)
-        try:
-            self._popen.wait(grace)
-        except subprocess.TimeoutExpired:
-            self._popen.kill()
-            self._popen.wait()
+    def terminate(self) -> None:
+        """Ask it to stop (SIGTERM) without waiting."""
+        if self._popen is not None and self._popen.poll() is None:
+            self._popen.send_signal(signal.SIGTERM)
+
+    def stop(self, grace: float = 10.0) -> int | None:
+        """SIGTERM, then SIGKILL after `grace` seconds; the exit code (None: never ran)."""
+        if self._popen is None:
+            return None
+        if self._popen.poll() is None:
+            self.terminate()
+            try:
+                self._popen.wait(grace)
+            except subprocess.TimeoutExpired:
+                self._popen.kill()
+                self._popen.wait()
+        return self._popen.returncode
 
     def log_tail(self, lines: int = 30) -> str:
         try:

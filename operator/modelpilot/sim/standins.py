@@ -204,6 +204,9 @@ class KServeStandIn(_Controller):
             return
         wanted = self._deployment(isvc)
         if deployment is None:
+            # Created together, once: re-creating the Service on every event is a wasted
+            # request (and a 409) per event.
+            self._ensure_service(isvc)
             deployment = self.apps.create_namespaced_deployment(namespace, wanted)
         else:
             current = self.api.sanitize_for_serialization(deployment)["spec"]
@@ -215,7 +218,6 @@ class KServeStandIn(_Controller):
                 if strategy:
                     patch["spec"]["strategy"] = strategy
                 deployment = self.apps.patch_namespaced_deployment(predictor, namespace, patch)
-        self._ensure_service(isvc)
         self._write_status(isvc, self.api.sanitize_for_serialization(deployment), stopped=False)
 
     def _owner(self, isvc: dict[str, Any]) -> list[dict[str, Any]]:
@@ -231,6 +233,16 @@ class KServeStandIn(_Controller):
             }
         ]
 
+    def _predictor_metadata(self, isvc: dict[str, Any]) -> dict[str, Any]:
+        """Metadata of the Deployment and the Service KServe names after the predictor."""
+        meta = isvc["metadata"]
+        return {
+            "name": f"{meta['name']}-predictor",
+            "namespace": meta["namespace"],
+            "labels": self._labels(isvc),
+            "ownerReferences": self._owner(isvc),
+        }
+
     def _labels(self, isvc: dict[str, Any]) -> dict[str, str]:
         name = isvc["metadata"]["name"]
         return {
@@ -241,7 +253,7 @@ class KServeStandIn(_Controller):
         }
 
     def _deployment(self, isvc: dict[str, Any]) -> dict[str, Any]:
-        meta, spec = isvc["metadata"], isvc["spec"]["predictor"]
+        spec = isvc["spec"]["predictor"]
         model = spec.get("model") or {}
         container: dict[str, Any] = {
             "name": "kserve-container",
@@ -263,12 +275,7 @@ class KServeStandIn(_Controller):
         deployment: dict[str, Any] = {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
-            "metadata": {
-                "name": f"{meta['name']}-predictor",
-                "namespace": meta["namespace"],
-                "labels": labels,
-                "ownerReferences": self._owner(isvc),
-            },
+            "metadata": self._predictor_metadata(isvc),
             "spec": {
                 "replicas": 0 if self.instant else int(spec.get("minReplicas") or 1),
                 "selector": {"matchLabels": {"app": labels["app"]}},
@@ -285,12 +292,7 @@ class KServeStandIn(_Controller):
         service = {
             "apiVersion": "v1",
             "kind": "Service",
-            "metadata": {
-                "name": f"{meta['name']}-predictor",
-                "namespace": meta["namespace"],
-                "labels": labels,
-                "ownerReferences": self._owner(isvc),
-            },
+            "metadata": self._predictor_metadata(isvc),
             "spec": {
                 "selector": {"app": labels["app"]},
                 "ports": [{"name": "http", "port": 80, "targetPort": 8080}],

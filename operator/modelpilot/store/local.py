@@ -6,9 +6,7 @@ For the demo and the tests. Only the standard library here; the child imports ks
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
+import shutil
 import sys
 import tempfile
 import time
@@ -18,7 +16,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from modelpilot.sim.procs import free_port
+from modelpilot.sim.procs import Process, free_port
 from modelpilot.store.card import StoreError
 
 
@@ -37,10 +35,12 @@ class LocalServer:
         self.root = root
         self.port = port or free_port()
         self.name = name or model
-        descriptor, log_path = tempfile.mkstemp(prefix=f"modelpilot-serve-{model}-{version}-")
-        os.close(descriptor)
-        self.log_path = Path(log_path)
-        self._popen: subprocess.Popen[bytes] | None = None
+        argv = [sys.executable, "-m", "modelpilot.cli", "store", "serve", model, version]
+        argv += ["--port", str(self.port), "--name", self.name]
+        if root is not None:
+            argv += ["--root", str(root)]
+        self._log_dir = Path(tempfile.mkdtemp(prefix=f"modelpilot-serve-{model}-{version}-"))
+        self._process = Process(f"{model}-{version}", argv, self._log_dir)
 
     @property
     def url(self) -> str:
@@ -48,23 +48,20 @@ class LocalServer:
 
     @property
     def pid(self) -> int | None:
-        return self._popen.pid if self._popen else None
+        return self._process.pid
+
+    @property
+    def log_path(self) -> Path:
+        return self._process.log_path
 
     def start(self) -> LocalServer:
-        argv = [sys.executable, "-m", "modelpilot.cli", "store", "serve", self.model]
-        argv += [self.version, "--port", str(self.port), "--name", self.name]
-        if self.root is not None:
-            argv += ["--root", str(self.root)]
-        with self.log_path.open("wb") as log:
-            self._popen = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
-            )
+        self._process.start()
         return self
 
     def wait_ready(self, timeout: float = 60.0) -> LocalServer:
         deadline = time.monotonic() + timeout
         while True:
-            if self._popen is None or self._popen.poll() is not None:
+            if not self._process.alive():
                 raise StoreError(f"the model server exited:\n{self.log_tail()}")
             try:
                 if self.get(f"/v2/models/{self.name}/ready")[0] == 200:
@@ -79,32 +76,18 @@ class LocalServer:
 
     def terminate(self) -> None:
         """Ask the server to stop (SIGTERM) without waiting for it."""
-        if self._popen is not None and self._popen.poll() is None:
-            self._popen.send_signal(signal.SIGTERM)
+        self._process.terminate()
 
     def stop(self, grace: float = 15.0) -> int | None:
         """SIGTERM, then SIGKILL after `grace` seconds; returns the exit code."""
-        if self._popen is None:
-            return None
-        if self._popen.poll() is None:
-            self.terminate()
-            try:
-                self._popen.wait(grace)
-            except subprocess.TimeoutExpired:
-                self._popen.kill()
-                self._popen.wait()
-        return self._popen.returncode
+        return self._process.stop(grace)
 
     def close(self) -> None:
         self.stop()
-        self.log_path.unlink(missing_ok=True)
+        shutil.rmtree(self._log_dir, ignore_errors=True)
 
     def log_tail(self, lines: int = 20) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
+        return self._process.log_tail(lines)
 
     # --- requests -----------------------------------------------------------------
 
