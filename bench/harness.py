@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,18 @@ class OperatorProcess:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
         return 0.0
+
+    def api_requests(self) -> dict[str, int]:
+        """The operator's own count of its requests to the apiserver, per HTTP method."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            text = response.read().decode()
+        counts = {}
+        for line in text.splitlines():
+            if line.startswith('modelpilot_api_requests_total{method="'):
+                labels, _, value = line.rpartition(" ")
+                counts[labels.split('"')[1]] = int(float(value))
+        return counts
 
     def stop(self) -> None:
         self.process.stop(grace=30)

@@ -2,6 +2,7 @@
 
     python -m bench.run --profile quick   # N = 50, idle 60 s, 50 reactions (~3 min)
     python -m bench.run --profile full    # N = 50 and 200, idle 300 s, 1,000 models
+    python -m bench.run --py-spy          # also sample the operator with py-spy
 
 KServe's stand-in runs in instant mode (Ready at once, no pods) and the gateway
 stand-in accepts routes, so the figures are the operator's cost, not kwok's. Results go
@@ -19,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import scenarios
+from bench import profiling, scenarios
 from bench.harness import World
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -43,7 +44,7 @@ def machine() -> dict[str, Any]:
     }
 
 
-def run(profile: str) -> dict[str, Any]:
+def run(profile: str, py_spy: Path | None = None) -> dict[str, Any]:
     plan = PROFILES[profile]
     result: dict[str, Any] = {
         "machine": machine(),
@@ -51,7 +52,8 @@ def run(profile: str) -> dict[str, Any]:
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     with World() as world:
-        world.start_operator()
+        operator = world.start_operator()
+        spy = profiling.PySpy(operator.pid, py_spy) if py_spy else None
         result["convergence"] = []
         for n in plan["convergence"]:
             print(f"convergence, N = {n} ...", flush=True)
@@ -64,6 +66,8 @@ def run(profile: str) -> dict[str, Any]:
         if plan["scale"]:
             print(f"scale, {plan['scale']} models ...", flush=True)
             result["scale"] = scenarios.scale(world, plan["scale"])
+        if spy is not None:
+            spy.stop()
     return result
 
 
@@ -76,12 +80,27 @@ def markdown(result: dict[str, Any]) -> str:
         "KServe and the gateway are simulated (instant mode); the operator runs as its own "
         "process.",
         "",
-        "| convergence N | operator s | floor s | ratio |",
-        "|---|---|---|---|",
+        "Convergence: operator s is until every child exists and every status is written; "
+        "Stable s until every model is Stable with both versions Ready (it also waits for "
+        "the stand-ins). Both against the floor: the same children applied directly.",
+        "",
+        "| convergence N | operator s | floor s | ratio | Stable s | ratio | operator CPU s |",
+        "|---|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {c['n']} | {c['operator_s']} | {c['floor_s']} | {c['ratio']} |"
+        f"| {c['n']} | {c['operator_s']} | {c['floor_s']} | {c['ratio']} | "
+        f"{c.get('ready_s', '-')} | {c.get('ready_ratio', '-')} | {c.get('operator_cpu_s', '-')} |"
         for c in result["convergence"]
+    ]
+    lines += [
+        "",
+        "Requests the operator sent per model while converging (besides kopf's watches and "
+        "finalizer patch): "
+        + "; ".join(
+            f"N = {c['n']}: "
+            + ", ".join(f"{m} {v}" for m, v in c.get("requests_per_model", {}).items())
+            for c in result["convergence"]
+        ),
     ]
     i = result["idle"]
     lines += [
@@ -118,17 +137,28 @@ def main() -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--profile", choices=sorted(PROFILES), default="quick")
+    parser.add_argument(
+        "--py-spy",
+        action="store_true",
+        help="sample the operator with py-spy; collapsed stacks and a summary land next "
+        "to the results",
+    )
     args = parser.parse_args()
-    started = time.monotonic()
-    result = run(args.profile)
-    result["wall_s"] = round(time.monotonic() - started, 1)
     RESULTS.mkdir(exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    stacks = RESULTS / f"{args.profile}-{stamp}.stacks.txt" if args.py_spy else None
+    started = time.monotonic()
+    result = run(args.profile, stacks)
+    result["wall_s"] = round(time.monotonic() - started, 1)
     (RESULTS / f"{args.profile}-{stamp}.json").write_text(json.dumps(result, indent=2) + "\n")
     table = markdown(result)
     (RESULTS / f"{args.profile}-{stamp}.md").write_text(table)
     (RESULTS / f"latest-{args.profile}.md").write_text(table)
     print(table)
+    if stacks is not None:
+        top = "\n".join(f"{share:5.1f}%  {frame}" for share, frame in profiling.summary(stacks))
+        (RESULTS / f"{args.profile}-{stamp}.profile.txt").write_text(top + "\n")
+        print("where the operator spent its samples (inclusive):\n" + top)
     print(f"wall time {result['wall_s']} s")
 
 

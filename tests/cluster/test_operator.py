@@ -354,6 +354,38 @@ def test_name_collision_is_not_taken_over(
     )
 
 
+def test_unlabelled_object_holding_a_name_is_not_taken_over(
+    kube: Kube, namespace: str, operator: OperatorThread
+) -> None:
+    # The operator's cache holds only labelled children: an object someone else made
+    # under a child's name, without our labels, must still be seen before any apply.
+    squatter = {
+        "apiVersion": ISVC[0],
+        "kind": ISVC[1],
+        "metadata": {"name": "solo-v1", "namespace": namespace},
+        "spec": {
+            "predictor": {"model": {"modelFormat": {"name": "sklearn"}, "storageUri": "s3://x"}}
+        },
+    }
+    apply(kube, squatter)
+    before = kube.get(*ISVC, "solo-v1", namespace)
+    document = sample("cpu-single", namespace)
+    document["metadata"]["name"] = "solo"
+    document["spec"]["versions"][0]["name"] = "v1"
+    apply(kube, document)
+
+    def conflict() -> dict[str, Any] | None:
+        cond = condition(kube.get(*MM, "solo", namespace), "Degraded")
+        return cond if cond and cond["reason"] == "NameConflict" else None
+
+    cond = eventually(conflict, what="NameConflict")
+    assert "InferenceService solo-v1 is held by an object no controller owns" in cond["message"]
+    after = kube.get(*ISVC, "solo-v1", namespace)
+    assert after["metadata"].get("ownerReferences") is None
+    assert after["metadata"].get("labels") == before["metadata"].get("labels")
+    assert after["spec"] == before["spec"]
+
+
 def test_unservable_format_degrades_without_children(
     kube: Kube, namespace: str, operator: OperatorThread
 ) -> None:

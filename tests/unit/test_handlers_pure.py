@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+from kubernetes import client
+
 from modelpilot.api.status import Condition
 from modelpilot.handlers.conditions import set_condition
 from modelpilot.handlers.metrics import Metrics
+from modelpilot.k8s.client import CountingApiClient
 from modelpilot.k8s.observe import route_accepted, route_weights
 from modelpilot.k8s.runtime_index import RuntimeIndex
 from modelpilot.runtimes import default_cluster_serving_runtimes
@@ -26,6 +30,21 @@ def test_metrics_exposition() -> None:
     assert 'modelpilot_reconcile_duration_seconds_bucket{le="+Inf"} 2\n' in text
     assert 'modelpilot_models{phase="Stable"} 1\n' in text
     assert 'modelpilot_models{phase="Progressing"} 1\n' in text
+
+
+def test_api_requests_are_counted_per_method_and_exposed() -> None:
+    configuration = client.Configuration()
+    configuration.host = "http://127.0.0.1:9"  # the discard port: nothing answers
+    configuration.retries = False
+    api = CountingApiClient(configuration)
+    for method in ("GET", "GET", "PATCH"):
+        with pytest.raises(Exception):  # noqa: B017 (refused or reset: either is fine)
+            api.request(method, f"{configuration.host}/api", _request_timeout=1)
+    metrics = Metrics()
+    metrics.api_requests = api.requests
+    text = metrics.render()
+    assert 'modelpilot_api_requests_total{method="GET"} 2\n' in text
+    assert 'modelpilot_api_requests_total{method="PATCH"} 1\n' in text
 
 
 def test_condition_transition_time_moves_only_with_status() -> None:

@@ -17,6 +17,7 @@ from modelpilot.api import InvalidManagedModel, ManagedModel, parse_managed_mode
 from modelpilot.api.model import API_VERSION, KIND, PLURAL
 from modelpilot.api.status import ManagedModelStatus, VersionStatus
 from modelpilot.handlers.conditions import condition_of, set_condition
+from modelpilot.k8s.cache import ChildCache
 from modelpilot.k8s.children import (
     contains,
     content_hash,
@@ -74,8 +75,11 @@ def manage(
     name: str,
     runtimes: RuntimeIndex,
     settings: Settings,
+    children: ChildCache,
     now: dt.datetime | None = None,
 ) -> Outcome:
+    """Children are read from the operator's watch cache. The ManagedModel itself is
+    always read fresh: its status is the rollout's memory."""
     moment = now or dt.datetime.now(dt.UTC)
     body = kube.get(API_VERSION, KIND, name, namespace)
     if body is None or body["metadata"].get("deletionTimestamp"):
@@ -87,7 +91,7 @@ def manage(
         # Nothing is retried and no child is touched: the next spec change wakes us.
         message = "; ".join(str(p) for p in invalid.problems)
         return _degraded(kube, body, status, "InvalidSpec", message, moment)
-    return Reconcile(kube, body, model, status, runtimes, settings, moment).run()
+    return Reconcile(kube, body, model, status, runtimes, settings, children, moment).run()
 
 
 def _degraded(
@@ -151,10 +155,12 @@ class Reconcile:
         status: ManagedModelStatus,
         runtimes: RuntimeIndex,
         settings: Settings,
+        children: ChildCache,
         moment: dt.datetime,
     ) -> None:
         self.kube, self.body, self.model, self.status = kube, body, model, status
         self.runtimes, self.settings, self.now = runtimes, settings, moment
+        self.children = children
         self.outcome = Outcome()
         self.degraded: tuple[str, str] | None = None
 
@@ -184,7 +190,7 @@ class Reconcile:
             message = "; ".join(str(p) for p in unservable.problems)
             return _degraded(self.kube, self.body, self.status, "NoRuntime", message, self.now)
 
-        seen = snapshot(self.kube, model, known)
+        seen = snapshot(self.kube, model, known, self.children.read)
         self._keep_last_verdict_when_stale(seen)
         served = {
             v: render_inference_service(model, p, RenderState())["spec"]["predictor"]["model"]
@@ -259,6 +265,13 @@ class Reconcile:
         conflicts = []
         for obj in objects:
             live = seen.live(obj)
+            if live is None:
+                # Not in the cache, which holds only labelled children: before creating
+                # it, make sure no unlabelled object already holds the name.
+                meta = obj["metadata"]
+                live = self.kube.get(
+                    obj["apiVersion"], obj["kind"], meta["name"], meta["namespace"]
+                )
             if live is not None:
                 other = foreign_controller(live, self.uid)
                 if other is not None:
@@ -294,22 +307,24 @@ class Reconcile:
 
     def _may_have_leftovers(self, plan: Plan) -> bool:
         """Children go away only when the spec changed (a version removed) or a version
-        was stopped (its HPA): listing them on every other reconcile finds nothing.
-        observedGeneration is written after pruning, so an interrupted prune reruns."""
+        was stopped (its HPA): scanning the cache on every other reconcile finds
+        nothing. observedGeneration is written after pruning, so an interrupted prune
+        reruns."""
         stopped_before = {v.name for v in self.status.versions if v.stopped}
         generation = self.body["metadata"].get("generation")
         return self.status.observed_generation != generation or plan.stopped != stopped_before
 
     def _prune(self, keep: set[tuple[str, str]]) -> None:
         labels = {names.MODEL_LABEL: self.model.name, names.MANAGED_BY: "modelpilot"}
-        for api_version, kind in (HPA, ISVC):
-            for live in self.kube.list(api_version, kind, self.model.namespace, labels):
-                meta = live["metadata"]
-                if (kind, meta["name"]) in keep or foreign_controller(live, self.uid) is not None:
-                    continue
-                self.kube.delete(api_version, kind, meta["name"], self.model.namespace)
-                self.outcome.writes += 1
-                self._event("Normal", "Removed", f"{kind} {meta['name']} removed")
+        for live in self.children.children_of(self.model.namespace, labels):
+            meta, kind = live["metadata"], live["kind"]
+            if kind not in (HPA[1], ISVC[1]) or (kind, meta["name"]) in keep:
+                continue
+            if foreign_controller(live, self.uid) is not None:
+                continue
+            self.kube.delete(live["apiVersion"], kind, meta["name"], self.model.namespace)
+            self.outcome.writes += 1
+            self._event("Normal", "Removed", f"{kind} {meta['name']} removed")
 
     def _finish(
         self, plan: Plan, seen: Snapshot, runtimes: dict[str, str | None], warnings: list[str]

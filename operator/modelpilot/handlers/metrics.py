@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Mapping
 
 from aiohttp import web
 
@@ -20,6 +21,8 @@ class Metrics:
         self._buckets = [0] * len(BUCKETS)
         self._duration_sum = 0.0
         self._phases: dict[tuple[str, str], str] = {}
+        # The API client's live request counts per HTTP method, when it keeps them.
+        self.api_requests: Mapping[str, int] = {}
 
     def observe(self, seconds: float, writes: int, error: bool) -> None:
         with self._lock:
@@ -66,6 +69,12 @@ class Metrics:
             ]
             for phase, count in sorted(Counter(self._phases.values()).items()):
                 lines.append(f'modelpilot_models{{phase="{phase}"}} {count}')
+        lines += [
+            "# HELP modelpilot_api_requests_total Requests to the apiserver (besides kopf's).",
+            "# TYPE modelpilot_api_requests_total counter",
+        ]
+        for method, count in sorted(dict(self.api_requests).items()):
+            lines.append(f'modelpilot_api_requests_total{{method="{method}"}} {count}')
         return "\n".join(lines) + "\n"
 
 

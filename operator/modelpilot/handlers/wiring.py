@@ -23,6 +23,7 @@ import kopf
 from modelpilot.api.model import GROUP, PLURAL, VERSION
 from modelpilot.handlers.manage import Settings, manage
 from modelpilot.handlers.metrics import Metrics, serve_metrics
+from modelpilot.k8s.cache import ChildCache
 from modelpilot.k8s.client import Kube
 from modelpilot.k8s.runtime_index import RuntimeIndex
 from modelpilot.render.names import MODEL_LABEL
@@ -48,23 +49,12 @@ class Runtime:
     # Touched only from the operator's event loop (the handlers below are async).
     pokes: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
     seen: dict[tuple[str, str], str] = field(default_factory=dict)
-    # resourceVersion of each child as the operator last wrote it (dict operations are
-    # atomic, so reconcile threads write and the event loop reads without a lock).
-    own_writes: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    # Every child as last watched or written: reconciles read children from here.
+    children: ChildCache = field(default_factory=ChildCache)
 
     def __post_init__(self) -> None:
-        self.kube.on_write = self.note_write
-
-    def note_write(self, obj: Any) -> None:
-        meta = obj.get("metadata") or {}
-        self.own_writes[(meta.get("namespace"), obj.get("kind"), meta.get("name"))] = meta.get(
-            "resourceVersion"
-        )
-
-    def is_own_write(self, obj: Any) -> bool:
-        meta = obj.get("metadata") or {}
-        key = (meta.get("namespace"), obj.get("kind"), meta.get("name"))
-        return self.own_writes.get(key) == meta.get("resourceVersion")
+        self.kube.on_write = self.children.wrote
+        self.metrics.api_requests = getattr(self.kube.api, "requests", {})
 
     def poke(self, namespace: str | None, name: str | None) -> None:
         if namespace and name:
@@ -85,6 +75,8 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     settings.posting.enabled = False  # modelpilot posts its own Events, with reasons
     settings.watching.server_timeout = 300
     settings.networking.connect_timeout = 10
+    # Only the predictor Deployments of models, not every Deployment in scope.
+    settings.watching.label_selectors["apps", "deployments"] = MODEL_LABEL
     runtime = _runtime(memo)
     runtime.runtimes.replace_all(
         await asyncio.to_thread(_list_runtimes, runtime.kube, runtime.namespaces)
@@ -150,7 +142,13 @@ async def model_loop(
             started = time.monotonic()
             try:
                 outcome = await asyncio.to_thread(
-                    manage, runtime.kube, namespace, name, runtime.runtimes, runtime.settings
+                    manage,
+                    runtime.kube,
+                    namespace,
+                    name,
+                    runtime.runtimes,
+                    runtime.settings,
+                    runtime.children,
                 )
             except Exception:
                 runtime.metrics.observe(time.monotonic() - started, 0, error=True)
@@ -198,22 +196,41 @@ async def model_changed(
 
 
 async def _child_changed(
-    body: Any, labels: dict[str, str], namespace: str, memo: Any, **_: Any
+    event: dict[str, Any], body: Any, labels: dict[str, str], namespace: str, memo: Any, **_: Any
 ) -> None:
-    runtime = _runtime(memo)
-    if runtime.is_own_write(body):
+    children = _runtime(memo).children
+    if event.get("type") == "DELETED":
+        children.deleted(body)
+    elif children.reported(body):
         return  # the echo of our own apply: nothing new to see
-    runtime.poke(namespace, labels.get(MODEL_LABEL))
+    if MODEL_LABEL in labels:
+        _runtime(memo).poke(namespace, labels[MODEL_LABEL])
 
 
+async def _child_listed(body: Any, memo: Any, **_: Any) -> None:
+    # An indexing handler only for when kopf calls it: for every object of the initial
+    # listing before any daemon starts (so the first reconcile after a restart sees
+    # every child), then for every change before the event handler above. It keeps
+    # nothing in kopf's index; the cache is the operator's own, read by name.
+    _runtime(memo).children.watched(body)
+
+
+# Every InferenceService, HPA and HTTPRoute in scope enters the cache, labelled or not:
+# an object someone else made under a child's name must be seen before we apply ours.
+# Only labelled ones wake a model.
 for _group, _version, _plural in (
     ("serving.kserve.io", "v1beta1", "inferenceservices"),
     ("autoscaling", "v2", "horizontalpodautoscalers"),
     ("gateway.networking.k8s.io", "v1", "httproutes"),
-    # KServe's predictor Deployments carry their InferenceService's labels.
-    ("apps", "v1", "deployments"),
 ):
-    kopf.on.event(_group, _version, _plural, labels={MODEL_LABEL: kopf.PRESENT})(_child_changed)
+    kopf.index(_group, _version, _plural, id=f"{_plural}_cache")(_child_listed)
+    kopf.on.event(_group, _version, _plural)(_child_changed)
+# KServe's predictor Deployments carry their InferenceService's labels; the operator
+# never writes Deployments, so only labelled ones are watched (selected server-side).
+kopf.index("apps", "v1", "deployments", id="deployments_cache", labels={MODEL_LABEL: kopf.PRESENT})(
+    _child_listed
+)
+kopf.on.event("apps", "v1", "deployments", labels={MODEL_LABEL: kopf.PRESENT})(_child_changed)
 
 
 async def _runtime_changed(event: dict[str, Any], body: Any, memo: Any, **_: Any) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelpilot.api import API_VERSION, KIND, ManagedModel
+from modelpilot.k8s.cache import ChildReader
 from modelpilot.k8s.client import Kube
 from modelpilot.k8s.readiness import Readiness, condition, version_readiness
 from modelpilot.render import names
@@ -40,13 +41,15 @@ class Snapshot:
         return table.get(version or "")
 
 
-def snapshot(kube: Kube, model: ManagedModel, versions: list[str]) -> Snapshot:
+def snapshot(kube: Kube, model: ManagedModel, versions: list[str], read: ChildReader) -> Snapshot:
+    """The model's children as read (from the operator's watch cache); pods, only for a
+    version that is not ready, from the API."""
     ns, found = model.namespace, Snapshot()
     for version in versions:
         isvc_name = names.inference_service_name(model.name, version)
-        isvc = kube.get(*ISVC, isvc_name, ns)
-        hpa = kube.get(*HPA, names.autoscaler_name(model.name, version), ns)
-        deployment = kube.get(*DEPLOYMENT, names.predictor_name(model.name, version), ns)
+        isvc = read(ISVC, isvc_name, ns)
+        hpa = read(HPA, names.autoscaler_name(model.name, version), ns)
+        deployment = read(DEPLOYMENT, names.predictor_name(model.name, version), ns)
         if isvc is not None:
             found.isvcs[version] = isvc
         if hpa is not None:
@@ -59,7 +62,7 @@ def snapshot(kube: Kube, model: ManagedModel, versions: list[str]) -> Snapshot:
             # Only a version that is not ready costs a pod list: the scheduler's reason.
             pods = kube.list(*POD, ns, {KSERVE_ISVC_LABEL: isvc_name})
         found.readiness[version] = version_readiness(isvc, deployment, pods) if pods else first
-    found.route = kube.get(*ROUTE, names.route_name(model.name), ns)
+    found.route = read(ROUTE, names.route_name(model.name), ns)
     return found
 
 

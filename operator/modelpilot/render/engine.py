@@ -2,7 +2,7 @@
 
 Templates lay out structure; values never get spliced in as raw text. JSON is valid
 YAML, so a value that contains quotes, colons or newlines cannot change the document's
-shape. The result is parsed with yaml.safe_load and checked, never concatenated.
+shape. The result is parsed with a safe YAML loader and checked, never concatenated.
 """
 
 from __future__ import annotations
@@ -13,6 +13,10 @@ from typing import Any
 
 import jinja2
 import yaml
+
+# libyaml's loader when PyYAML was built with it: the pure-Python one made parsing most
+# of a reconcile's CPU time (bench: render_model 21 ms). Both refuse non-safe tags.
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class RenderError(ValueError):
@@ -32,6 +36,8 @@ def _environment() -> jinja2.Environment:
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
+        # Templates ship inside the package: no stat() of each file on every render.
+        auto_reload=False,
     )
     env.filters["json"] = _to_json
     return env
@@ -41,7 +47,7 @@ def render_template(template: str, /, **context: Any) -> dict[str, Any]:
     """Render one template into one checked Kubernetes object."""
     text = _environment().get_template(template).render(**context)
     try:
-        obj = yaml.safe_load(text)
+        obj = yaml.load(text, Loader=_SafeLoader)
     except yaml.YAMLError as err:
         raise RenderError(f"{template} produced invalid YAML: {err}") from err
     if not isinstance(obj, dict):

@@ -1,0 +1,51 @@
+"""Sample the operator with py-spy while the bench runs, and summarise where it spent
+its time (inclusive share of samples per function, folded per file and function)."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+
+class PySpy:
+    """py-spy attached to a running process, writing collapsed stacks to a file."""
+
+    def __init__(self, pid: int, output: Path, rate: int = 50) -> None:
+        if shutil.which("py-spy") is None:
+            raise SystemExit("--py-spy needs py-spy: pip install -e '.[dev]'")
+        self.output = output
+        self.process = subprocess.Popen(
+            [
+                *("py-spy", "record", "--pid", str(pid), "--rate", str(rate)),
+                *("--format", "raw", "--output", str(output), "--nonblocking"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+        self.process.wait(timeout=60)
+
+
+def summary(collapsed: Path, top: int = 25) -> list[tuple[float, str]]:
+    """(percent of samples, 'function (file)') for the functions most often on a stack."""
+    total = 0
+    inclusive: Counter[str] = Counter()
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        samples = int(count)
+        total += samples
+        frames = {_function(frame) for frame in stack.split(";")}
+        for frame in frames:
+            inclusive[frame] += samples
+    return [(round(100 * n / total, 1), frame) for frame, n in inclusive.most_common(top)]
+
+
+def _function(frame: str) -> str:
+    # "name (path/file.py:123)" -> "name (path/file.py)"
+    name, _, where = frame.partition(" (")
+    return f"{name} ({where.rsplit(':', 1)[0]})" if where else name

@@ -1,0 +1,140 @@
+"""The operator's memory of its children: trimming, the write overlay, echo detection."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelpilot.k8s.cache import ChildCache, trim
+from modelpilot.k8s.observe import DEPLOYMENT, ISVC
+from modelpilot.k8s.readiness import version_readiness
+
+
+def isvc(rv: str, uri: str = "s3://m/v1") -> dict[str, Any]:
+    return {
+        "apiVersion": ISVC[0],
+        "kind": ISVC[1],
+        "metadata": {
+            "name": "m-v1",
+            "namespace": "ns",
+            "resourceVersion": rv,
+            "managedFields": [{"manager": "modelpilot", "fieldsV1": {"f:spec": {}}}],
+        },
+        "spec": {"predictor": {"model": {"storageUri": uri}}},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+    }
+
+
+def deployment() -> dict[str, Any]:
+    return {
+        "apiVersion": DEPLOYMENT[0],
+        "kind": DEPLOYMENT[1],
+        "metadata": {"name": "m-v1-predictor", "namespace": "ns", "generation": 2},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "m-v1"}},
+            "template": {
+                "metadata": {"labels": {"app": "m-v1"}},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "kserve-container",
+                            "image": "kserve/sklearnserver",
+                            "args": ["--model_name=m"],
+                            "resources": {"limits": {"nvidia.com/gpu": "1"}},
+                            "env": [{"name": "A", "value": "1"}],
+                        },
+                        {"name": "queue-proxy", "image": "q"},
+                    ],
+                    "volumes": [{"name": "v", "emptyDir": {}}],
+                },
+            },
+        },
+        "status": {
+            "observedGeneration": 2,
+            "replicas": 2,
+            "updatedReplicas": 2,
+            "availableReplicas": 2,
+        },
+    }
+
+
+def test_trim_drops_managed_fields_and_keeps_the_rest() -> None:
+    trimmed = trim(isvc("5"))
+    assert "managedFields" not in trimmed["metadata"]
+    assert trimmed["spec"] == isvc("5")["spec"]
+    assert trimmed["status"] == isvc("5")["status"]
+
+
+def test_trimmed_deployment_keeps_what_readiness_reads() -> None:
+    full = deployment()
+    trimmed = trim(full)
+    containers = trimmed["spec"]["template"]["spec"]["containers"]
+    assert containers == [
+        {
+            "name": "kserve-container",
+            "args": ["--model_name=m"],
+            "resources": {"limits": {"nvidia.com/gpu": "1"}},
+        }
+    ]
+    assert trimmed["spec"]["replicas"] == 2 and trimmed["status"] == full["status"]
+    model = {"predictor": {"model": {"args": ["--model_name=m"], "resources": {}}}}
+    live = {**isvc("1"), "spec": model}
+    assert version_readiness(live, trimmed) == version_readiness(live, full)
+
+
+def test_a_write_is_read_back_until_the_watch_reports_on_it() -> None:
+    cache = ChildCache()
+    cache.watched(isvc("4"))
+    assert cache.read(ISVC, "m-v1", "ns")["metadata"]["resourceVersion"] == "4"
+    cache.wrote(isvc("5", uri="s3://m/v1-new"))
+    # Read before the echo arrives: what we wrote, not the older watched object.
+    seen = cache.read(ISVC, "m-v1", "ns")
+    assert seen["spec"]["predictor"]["model"]["storageUri"] == "s3://m/v1-new"
+    assert "managedFields" not in seen["metadata"]
+    cache.watched(isvc("5", uri="s3://m/v1-new"))
+    assert cache.reported(isvc("5")) is True  # our own echo
+    assert cache.sizes() == (1, 0)
+    assert cache.read(ISVC, "m-v1", "ns")["metadata"]["resourceVersion"] == "5"
+
+
+def test_a_change_by_someone_else_is_not_an_echo() -> None:
+    cache = ChildCache()
+    assert cache.reported(isvc("7")) is False  # we never wrote it
+    cache.wrote(isvc("8"))
+    cache.watched(isvc("9"))
+    assert cache.reported(isvc("9")) is False  # a later write by someone else
+    assert cache.read(ISVC, "m-v1", "ns")["metadata"]["resourceVersion"] == "9"
+
+
+def test_a_deleted_child_is_forgotten_with_what_we_wrote() -> None:
+    cache = ChildCache()
+    cache.watched(isvc("3"))
+    cache.wrote(isvc("4"))
+    cache.deleted(isvc("4"))
+    assert cache.read(ISVC, "m-v1", "ns") is None
+    assert cache.sizes() == (0, 0)
+
+
+def test_children_are_read_by_kind_name_and_namespace() -> None:
+    cache = ChildCache()
+    cache.watched(isvc("1"))
+    cache.watched(deployment())
+    assert cache.read(DEPLOYMENT, "m-v1", "ns") is None
+    assert cache.read(ISVC, "m-v1", "other") is None
+    assert cache.read(DEPLOYMENT, "m-v1-predictor", "ns") is not None
+
+
+def test_children_of_a_model_include_what_we_just_wrote() -> None:
+    cache = ChildCache()
+    labelled = isvc("1")
+    labelled["metadata"]["labels"] = {"modelpilot.io/model": "m"}
+    other = deployment()
+    other["metadata"]["labels"] = {"modelpilot.io/model": "n"}
+    cache.watched(labelled)
+    cache.watched(other)
+    fresh = {**isvc("2"), "metadata": {**isvc("2")["metadata"], "name": "m-v2"}}
+    fresh["metadata"]["labels"] = {"modelpilot.io/model": "m"}
+    cache.wrote(fresh)
+    found = cache.children_of("ns", {"modelpilot.io/model": "m"})
+    assert sorted(o["metadata"]["name"] for o in found) == ["m-v1", "m-v2"]
+    assert cache.children_of("other", {"modelpilot.io/model": "m"}) == []
