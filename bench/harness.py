@@ -1,25 +1,74 @@
 """The bench's world: the simulated cluster with KServe's stand-in in instant mode (Ready
-at once, no pods) and the gateway stand-in, and the operator as its own process so that
-its CPU and memory are its own."""
+at once, no pods) and the gateway stand-in, both in a process of their own, and the
+operator as its own process so that its CPU and memory are its own."""
 
 from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client
+from kubernetes import client, watch
 
 from modelpilot.k8s.client import Kube, api_client
 from modelpilot.sim.cluster import ControlPlane
 from modelpilot.sim.procs import Process, free_port, http_ok, wait_for
-from modelpilot.sim.standins import StandIns
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+MM_RESOURCE = ("modelpilot.io", "v1alpha1")
+MM_PLURAL = "managedmodels"
+
+
+class ModelMirror:
+    """The bench namespace's ManagedModels as a watch last delivered them: the bench's
+    probes read these instead of listing every model several times a second (which
+    cost the apiserver more than the operator did)."""
+
+    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+        self.api, self.namespace = api, namespace
+        self._objects: dict[str, dict[str, Any]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="model-mirror", daemon=True)
+
+    def start(self) -> ModelMirror:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def models(self) -> list[dict[str, Any]]:
+        return list(self._objects.copy().values())
+
+    def _run(self) -> None:
+        custom = client.CustomObjectsApi(self.api)
+        version: str | None = None
+        while not self._stop.is_set():
+            try:
+                for event in watch.Watch().stream(
+                    custom.list_namespaced_custom_object,
+                    *MM_RESOURCE,
+                    self.namespace,
+                    MM_PLURAL,
+                    timeout_seconds=5,
+                    resource_version=version,
+                ):
+                    obj = event["object"]
+                    version = obj["metadata"]["resourceVersion"]
+                    if event["type"] == "DELETED":
+                        self._objects.pop(obj["metadata"]["name"], None)
+                    else:
+                        self._objects[obj["metadata"]["name"]] = obj
+            except client.ApiException as err:
+                if err.status == 410:  # too old: list everything again
+                    version, self._objects = None, {}
+                self._stop.wait(0.5)
 
 
 @dataclass
@@ -42,17 +91,17 @@ class OperatorProcess:
                 return int(line.split()[1]) / 1024
         return 0.0
 
-    def api_requests(self) -> dict[str, int]:
-        """The operator's own count of its requests to the apiserver, per HTTP method."""
+    def scrape(self) -> dict[str, float]:
+        """The operator's metrics: series (name and labels) -> value."""
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"
         with urllib.request.urlopen(url, timeout=10) as response:
             text = response.read().decode()
-        counts = {}
+        series = {}
         for line in text.splitlines():
-            if line.startswith('modelpilot_api_requests_total{method="'):
-                labels, _, value = line.rpartition(" ")
-                counts[labels.split('"')[1]] = int(float(value))
-        return counts
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                series[name] = float(value)
+        return series
 
     def stop(self) -> None:
         self.process.stop(grace=30)
@@ -62,8 +111,9 @@ class World:
     def __init__(self, namespace: str = "bench") -> None:
         self.namespace = namespace
         self.plane = ControlPlane()
-        self.standins: StandIns | None = None
+        self.standins: Process | None = None
         self.operator: OperatorProcess | None = None
+        self.mirror: ModelMirror | None = None
 
     def __enter__(self) -> World:
         self.plane.start()
@@ -78,8 +128,19 @@ class World:
             if time.monotonic() > deadline:
                 raise TimeoutError("namespace has no default service account")
             time.sleep(0.1)
-        self.standins = StandIns(api_client(str(self.plane.kubeconfig)), instant=True).start()
+        self.standins = Process(
+            "standins",
+            [sys.executable, "-m", "bench.standins", str(self.plane.kubeconfig)],
+            self.plane.log_dir,
+        )
+        self.standins.start()
+        self.mirror = ModelMirror(self.api, self.namespace).start()
         return self
+
+    def models(self) -> list[dict[str, Any]]:
+        """The bench namespace's ManagedModels, from the watch."""
+        assert self.mirror is not None
+        return self.mirror.models()
 
     def start_operator(self) -> OperatorProcess:
         metrics = free_port()
@@ -109,8 +170,10 @@ class World:
         return self.operator
 
     def __exit__(self, *_: Any) -> None:
+        if self.mirror is not None:
+            self.mirror.stop()
         if self.operator is not None:
             self.operator.stop()
         if self.standins is not None:
-            self.standins.stop()
+            self.standins.stop(grace=5)
         self.plane.stop()

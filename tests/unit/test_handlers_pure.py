@@ -39,7 +39,7 @@ def test_api_requests_are_counted_per_method_and_exposed() -> None:
     api = CountingApiClient(configuration)
     for method in ("GET", "GET", "PATCH"):
         with pytest.raises(Exception):  # noqa: B017 (refused or reset: either is fine)
-            api.request(method, f"{configuration.host}/api", _request_timeout=1)
+            api.call_api(method, f"{configuration.host}/api", _request_timeout=1)
     metrics = Metrics()
     metrics.api_requests = api.requests
     text = metrics.render()

@@ -110,6 +110,15 @@ def test_scheduler_reason_is_reported() -> None:
         "0/2 predictor pods available; pod iris-v1-predictor-abc unschedulable: "
         "0/4 nodes are available: 2 Insufficient nvidia.com/gpu."
     )
+    assert result.waiting_for_pods
+
+
+def test_only_a_version_short_of_pods_asks_for_its_pods() -> None:
+    # The operator lists pods only then: the scheduler's reason is all they add.
+    assert version_readiness(isvc("False"), deployment(available=0)).waiting_for_pods
+    kserve_behind = version_readiness(isvc("False"), deployment())
+    assert not kserve_behind.ready and not kserve_behind.waiting_for_pods
+    assert not version_readiness(isvc(), deployment()).waiting_for_pods
 
 
 def test_zero_replicas_is_ready() -> None:

@@ -42,11 +42,14 @@ class CountingApiClient(client.ApiClient):
         super().__init__(configuration)
         self.requests: Counter[str] = Counter()
         self._lock = threading.Lock()
+        send = self.rest_client.request  # every request of every API class passes here
 
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-        with self._lock:
-            self.requests[method] += 1
-        return super().request(method, url, *args, **kwargs)
+        def counted(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                self.requests[method] += 1
+            return send(method, url, *args, **kwargs)
+
+        self.rest_client.request = counted  # type: ignore[method-assign]
 
 
 def api_client(kubeconfig: str | None = None) -> CountingApiClient:

@@ -58,8 +58,8 @@ def snapshot(kube: Kube, model: ManagedModel, versions: list[str], read: ChildRe
             found.deployments[version] = deployment
         pods: list[dict[str, Any]] = []
         first = version_readiness(isvc, deployment)
-        if not first.ready and deployment is not None:
-            # Only a version that is not ready costs a pod list: the scheduler's reason.
+        if first.waiting_for_pods:
+            # Only a version short of pods costs a pod list: the scheduler's reason.
             pods = kube.list(*POD, ns, {KSERVE_ISVC_LABEL: isvc_name})
         found.readiness[version] = version_readiness(isvc, deployment, pods) if pods else first
     found.route = read(ROUTE, names.route_name(model.name), ns)

@@ -21,6 +21,8 @@ class Readiness:
     # The Deployment has not yet observed its latest spec (a scale or a template change,
     # for a few milliseconds): its status says nothing new, so the last verdict stands.
     stale: bool = False
+    # Not ready for want of pods: the pods' scheduling would tell why.
+    waiting_for_pods: bool = False
 
 
 def condition(obj: Mapping[str, Any] | None, kind: str) -> Mapping[str, Any] | None:
@@ -68,9 +70,11 @@ def version_readiness(
         # (Fewer updated pods than desired alone is a scale-up, not a rollout.)
         message = f"{updated}/{total} predictor pods on the current spec"
         reason = unschedulable_reason(pods)
-        return Readiness(False, f"{message}; {reason}" if reason else message, url)
+        message = f"{message}; {reason}" if reason else message
+        return Readiness(False, message, url, waiting_for_pods=True)
     if available < min(1, desired):
-        return Readiness(False, _waiting(status, desired, pods, "available"), url)
+        message = _waiting(status, desired, pods, "available")
+        return Readiness(False, message, url, waiting_for_pods=True)
     ready = condition(isvc, "Ready")
     if ready is not None and ready.get("status") == "True":
         return Readiness(True, "", url)
