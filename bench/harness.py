@@ -41,7 +41,7 @@ class ModelMirror:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(10)
+        self._thread.join(1)  # a daemon thread: no need to wait out its watch
 
     def models(self) -> list[dict[str, Any]]:
         return list(self._objects.copy().values())
@@ -56,18 +56,21 @@ class ModelMirror:
                     *MM_RESOURCE,
                     self.namespace,
                     MM_PLURAL,
-                    timeout_seconds=5,
+                    timeout_seconds=30,
                     resource_version=version,
+                    allow_watch_bookmarks=True,
                 ):
                     obj = event["object"]
                     version = obj["metadata"]["resourceVersion"]
+                    if event["type"] == "BOOKMARK":
+                        continue
                     if event["type"] == "DELETED":
                         self._objects.pop(obj["metadata"]["name"], None)
                     else:
                         self._objects[obj["metadata"]["name"]] = obj
             except client.ApiException as err:
-                if err.status == 410:  # too old: list everything again
-                    version, self._objects = None, {}
+                if err.status == 410:  # too old: list everything again (the bench
+                    version = None  # deletes no model, so none lingers)
                 self._stop.wait(0.5)
 
 

@@ -1,5 +1,6 @@
 """Sample the operator with py-spy while the bench runs, and summarise where it spent
-its time (inclusive share of samples per function, folded per file and function)."""
+its time: modelpilot's functions by inclusive share of the samples, then the leaf
+functions by self share (folded per file and function, lines dropped)."""
 
 from __future__ import annotations
 
@@ -31,18 +32,26 @@ class PySpy:
         self.process.wait(timeout=60)
 
 
-def summary(collapsed: Path, top: int = 25) -> list[tuple[float, str]]:
-    """(percent of samples, 'function (file)') for the functions most often on a stack."""
+def summary(collapsed: Path, top: int = 25, within: str = "modelpilot/") -> list[tuple[float, str]]:
+    """(percent of samples, 'function (file)'): the functions from files under `within`
+    most often on a stack (inclusive), then the leaf functions where the samples were
+    taken (self time, any file), each list sorted by share."""
     total = 0
     inclusive: Counter[str] = Counter()
+    leaves: Counter[str] = Counter()
     for line in collapsed.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         samples = int(count)
         total += samples
-        frames = {_function(frame) for frame in stack.split(";")}
-        for frame in frames:
-            inclusive[frame] += samples
-    return [(round(100 * n / total, 1), frame) for frame, n in inclusive.most_common(top)]
+        frames = [_function(frame) for frame in stack.split(";")]
+        for frame in set(frames):
+            if within in frame:
+                inclusive[frame] += samples
+        leaves[f"self: {frames[-1]}"] += samples
+    share = lambda n: round(100 * n / total, 1)  # noqa: E731
+    return [(share(n), f) for f, n in inclusive.most_common(top)] + [
+        (share(n), f) for f, n in leaves.most_common(top)
+    ]
 
 
 def _function(frame: str) -> str:

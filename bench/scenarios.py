@@ -168,6 +168,7 @@ class Watcher:
     version: str
     plural: str
     events: list[tuple[float, str, dict]] = field(default_factory=list)
+    gaps: list[float] = field(default_factory=list)  # when a watch expired and re-listed
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> Watcher:
@@ -192,16 +193,40 @@ class Watcher:
                 self.group, self.version, ns, self.plural, **kw
             )
 
-        resource_version = None
+        # Listed first, and watched from the list's resourceVersion: the version of the
+        # last object seen can be older than the apiserver's watch window (410 Gone).
+        resource_version = self._list(lister)
         while not self._stop.is_set():
-            for event in watch.Watch().stream(
-                lister, timeout_seconds=2, resource_version=resource_version
-            ):
-                obj = event["object"]
-                if not isinstance(obj, dict):
-                    obj = self.world.api.sanitize_for_serialization(obj)
-                resource_version = obj["metadata"]["resourceVersion"]
-                self.events.append((time.monotonic(), event["type"], obj))
+            try:
+                for event in watch.Watch().stream(
+                    lister,
+                    timeout_seconds=30,
+                    resource_version=resource_version,
+                    allow_watch_bookmarks=True,
+                ):
+                    obj = event["object"]
+                    if not isinstance(obj, dict):
+                        obj = self.world.api.sanitize_for_serialization(obj)
+                    resource_version = obj["metadata"]["resourceVersion"]
+                    if event["type"] != "BOOKMARK":
+                        self.events.append((time.monotonic(), event["type"], obj))
+                    if self._stop.is_set():
+                        return
+            except client.ApiException as err:
+                if err.status != 410:
+                    raise
+                # Events were missed: whatever this watcher counted since is a floor.
+                self.gaps.append(time.monotonic())
+                resource_version = self._list(lister)
+
+    def _list(self, lister: Callable[..., Any]) -> str:
+        listing = lister()
+        if not isinstance(listing, dict):
+            listing = self.world.api.sanitize_for_serialization(listing)
+        now = time.monotonic()
+        for obj in listing.get("items") or []:
+            self.events.append((now, "LISTED", obj))  # the baseline, not a write
+        return str(listing["metadata"]["resourceVersion"])
 
 
 def spec_writes(events: list[tuple[float, str, dict]], since: float) -> int:
@@ -238,6 +263,9 @@ def idle(world: World, n: int, seconds: float) -> dict[str, Any]:
     cpu_s = operator.cpu_seconds() - cpu
     for watcher in watchers.values():
         watcher.stop()
+    missed = [kind for kind, w in watchers.items() if any(t >= since for t in w.gaps)]
+    if missed:
+        raise RuntimeError(f"the {', '.join(missed)} watch expired while idle: counts unknown")
     child_writes = sum(spec_writes(w.events, since) for k, w in watchers.items() if k != "mm")
     mm_writes = sum(1 for t, kind, _ in watchers["mm"].events if t >= since and kind == "MODIFIED")
     return {

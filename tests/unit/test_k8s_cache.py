@@ -58,11 +58,22 @@ def deployment() -> dict[str, Any]:
     }
 
 
-def test_trim_drops_managed_fields_and_keeps_the_rest() -> None:
+def test_trim_keeps_what_a_reconcile_reads() -> None:
     trimmed = trim(isvc("5"))
     assert "managedFields" not in trimmed["metadata"]
     assert trimmed["spec"] == isvc("5")["spec"]
-    assert trimmed["status"] == isvc("5")["status"]
+    assert trimmed["status"] == {
+        "url": None,
+        "conditions": [{"type": "Ready", "status": "True"}],
+    }
+    hpa = {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "m-v1", "namespace": "ns"},
+        "spec": {"maxReplicas": 3},
+        "status": {"currentReplicas": 1},
+    }
+    assert "status" not in trim(hpa)
 
 
 def test_trimmed_deployment_keeps_what_readiness_reads() -> None:
@@ -85,6 +96,7 @@ def test_trimmed_deployment_keeps_what_readiness_reads() -> None:
 def test_a_write_is_read_back_until_the_watch_reports_on_it() -> None:
     cache = ChildCache()
     cache.watched(isvc("4"))
+    assert cache.changed(isvc("4")) is True  # first seen
     assert cache.read(ISVC, "m-v1", "ns")["metadata"]["resourceVersion"] == "4"
     cache.wrote(isvc("5", uri="s3://m/v1-new"))
     # Read before the echo arrives: what we wrote, not the older watched object.
@@ -92,17 +104,33 @@ def test_a_write_is_read_back_until_the_watch_reports_on_it() -> None:
     assert seen["spec"]["predictor"]["model"]["storageUri"] == "s3://m/v1-new"
     assert "managedFields" not in seen["metadata"]
     cache.watched(isvc("5", uri="s3://m/v1-new"))
-    assert cache.reported(isvc("5")) is True  # our own echo
+    assert cache.changed(isvc("5")) is False  # our own echo wakes no one
     assert cache.sizes() == (1, 0)
     assert cache.read(ISVC, "m-v1", "ns")["metadata"]["resourceVersion"] == "5"
 
 
-def test_a_change_by_someone_else_is_not_an_echo() -> None:
+def test_only_a_change_a_reconcile_reads_counts() -> None:
     cache = ChildCache()
-    assert cache.reported(isvc("7")) is False  # we never wrote it
+    cache.watched(isvc("1"))
+    cache.changed(isvc("1"))
+    busy = isvc("2")
+    busy["status"]["modelStatus"] = {"states": {"activeModelState": "Loaded"}}
+    cache.watched(busy)
+    assert cache.changed(busy) is False  # KServe's other status fields: not read
+    unready = isvc("3")
+    unready["status"]["conditions"][0]["status"] = "False"
+    cache.watched(unready)
+    assert cache.changed(unready) is True
+    assert cache.changed(unready) is False  # consumed
+
+
+def test_a_change_by_someone_else_after_our_write_counts() -> None:
+    cache = ChildCache()
+    cache.watched(isvc("7"))
     cache.wrote(isvc("8"))
-    cache.watched(isvc("9"))
-    assert cache.reported(isvc("9")) is False  # a later write by someone else
+    edited = isvc("9", uri="s3://someone/else")
+    cache.watched(edited)
+    assert cache.changed(edited) is True
     assert cache.read(ISVC, "m-v1", "ns")["metadata"]["resourceVersion"] == "9"
 
 
@@ -113,6 +141,7 @@ def test_a_deleted_child_is_forgotten_with_what_we_wrote() -> None:
     cache.deleted(isvc("4"))
     assert cache.read(ISVC, "m-v1", "ns") is None
     assert cache.sizes() == (0, 0)
+    assert cache.changed(isvc("4")) is False
 
 
 def test_children_are_read_by_kind_name_and_namespace() -> None:

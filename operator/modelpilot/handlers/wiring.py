@@ -201,8 +201,8 @@ async def _child_changed(
     children = _runtime(memo).children
     if event.get("type") == "DELETED":
         children.deleted(body)
-    elif children.reported(body):
-        return  # the echo of our own apply: nothing new to see
+    elif not children.changed(body):
+        return  # our own apply's echo, or a change no reconcile reads
     if MODEL_LABEL in labels:
         _runtime(memo).poke(namespace, labels[MODEL_LABEL])
 

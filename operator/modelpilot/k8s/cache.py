@@ -4,8 +4,12 @@ What the watches last delivered, overlaid with what this process wrote since: a
 reconcile that runs before the echo of its own apply arrives still sees what it wrote.
 The operator watches every InferenceService, HPA and HTTPRoute in its scope (labelled
 or not) and looks children up by name, so an object of another model or of a person
-that holds a name we want is seen, and not taken over. Objects are kept trimmed to what
-a reconcile reads, so 1,000 models fit in little memory.
+that holds a name we want is seen, and not taken over.
+
+Objects are kept trimmed to what a reconcile reads (1,000 models fit in little memory),
+and a change wakes a model only if the trimmed object changed: the HPA controller's
+status, a Deployment's condition timestamps or the echo of our own apply change nothing
+a reconcile would decide on.
 """
 
 from __future__ import annotations
@@ -15,9 +19,12 @@ from typing import Any
 
 from modelpilot.k8s.readiness import KSERVE_CONTAINER
 
+Key = tuple[str, str, str]  # namespace, kind, name
 # (apiVersion, kind), name, namespace -> the object or None
 ChildReader = Callable[[tuple[str, str], str, str], dict[str, Any] | None]
-Key = tuple[str, str, str]  # namespace, kind, name
+# What a reconcile reads of a child's metadata (the resourceVersion only to tell an echo).
+METADATA = ("name", "namespace", "labels", "annotations", "ownerReferences", "generation")
+DEPLOYMENT_STATUS = ("observedGeneration", "replicas", "updatedReplicas", "availableReplicas")
 
 
 def key_of(obj: Mapping[str, Any]) -> Key:
@@ -26,15 +33,22 @@ def key_of(obj: Mapping[str, Any]) -> Key:
 
 
 def trim(obj: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy without what no reconcile reads: managedFields everywhere, and of a
-    Deployment all but its replicas, its model container and its status."""
-    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
-    trimmed = {**obj, "metadata": meta}
-    if obj.get("kind") == "Deployment":
-        spec = obj.get("spec") or {}
+    """What a reconcile reads of a child: its spec and the metadata above; of a
+    Deployment only its replicas and model container; of the status, an
+    InferenceService's URL and Ready condition, a Deployment's replica counts, an
+    HTTPRoute's parents, nothing of an HPA's."""
+    meta = obj.get("metadata") or {}
+    kind, spec, status = obj.get("kind"), obj.get("spec") or {}, obj.get("status") or {}
+    trimmed: dict[str, Any] = {
+        "apiVersion": obj.get("apiVersion"),
+        "kind": kind,
+        "metadata": {k: meta[k] for k in (*METADATA, "resourceVersion") if k in meta},
+        "spec": spec,
+    }
+    if kind == "Deployment":
         containers = ((spec.get("template") or {}).get("spec") or {}).get("containers") or []
         model = [
-            {k: c.get(k) for k in ("name", "args", "resources") if k in c}
+            {k: c[k] for k in ("name", "args", "resources") if k in c}
             for c in containers
             if c.get("name") == KSERVE_CONTAINER
         ]
@@ -42,7 +56,21 @@ def trim(obj: Mapping[str, Any]) -> dict[str, Any]:
             "replicas": spec.get("replicas"),
             "template": {"spec": {"containers": model}},
         }
+        trimmed["status"] = {k: status[k] for k in DEPLOYMENT_STATUS if k in status}
+    elif kind == "InferenceService":
+        ready = [c for c in status.get("conditions") or [] if c.get("type") == "Ready"]
+        trimmed["status"] = {"url": status.get("url"), "conditions": ready}
+    elif kind == "HTTPRoute":
+        trimmed["status"] = {"parents": status.get("parents") or []}
     return trimmed
+
+
+def _seen_the_same(a: Mapping[str, Any] | None, b: Mapping[str, Any]) -> bool:
+    """Equal but for resourceVersion: nothing a reconcile reads has changed."""
+    if a is None:
+        return False
+    strip = lambda o: {**o, "metadata": {**o["metadata"], "resourceVersion": None}}  # noqa: E731
+    return strip(a) == strip(b)
 
 
 class ChildCache:
@@ -52,25 +80,34 @@ class ChildCache:
     def __init__(self) -> None:
         self._watched: dict[Key, dict[str, Any]] = {}
         self._written: dict[Key, dict[str, Any]] = {}
+        self._changed: set[Key] = set()
 
     def watched(self, obj: Mapping[str, Any]) -> None:
-        """The watch delivered obj (added or modified)."""
-        self._watched[key_of(obj)] = trim(obj)
+        """The watch delivered obj (added or modified); it supersedes what we wrote."""
+        key, new = key_of(obj), trim(obj)
+        known = self._written.pop(key, None) or self._watched.get(key)
+        self._watched[key] = new
+        if not _seen_the_same(known, new):
+            self._changed.add(key)
+
+    def changed(self, obj: Mapping[str, Any]) -> bool:
+        """Whether the last delivery of obj changed what a reconcile reads (asked once
+        per delivery: the answer is consumed)."""
+        key = key_of(obj)
+        if key in self._changed:
+            self._changed.discard(key)
+            return True
+        return False
 
     def deleted(self, obj: Mapping[str, Any]) -> None:
-        self._watched.pop(key_of(obj), None)
-        self._written.pop(key_of(obj), None)
+        key = key_of(obj)
+        self._watched.pop(key, None)
+        self._written.pop(key, None)
+        self._changed.discard(key)
 
     def wrote(self, obj: Mapping[str, Any]) -> None:
         """This process wrote obj: read it back until the watch reports on it."""
         self._written[key_of(obj)] = trim(obj)
-
-    def reported(self, obj: Mapping[str, Any]) -> bool:
-        """The watch reported obj, which supersedes what we wrote. True when this is the
-        echo of our own write (nothing new for the model to see)."""
-        written = self._written.pop(key_of(obj), None)
-        version = (obj.get("metadata") or {}).get("resourceVersion")
-        return written is not None and written["metadata"].get("resourceVersion") == version
 
     def read(self, kind: tuple[str, str], name: str, namespace: str) -> dict[str, Any] | None:
         key = (namespace, kind[1], name)
