@@ -265,13 +265,6 @@ class Reconcile:
         conflicts = []
         for obj in objects:
             live = seen.live(obj)
-            if live is None:
-                # Not in the cache, which holds only labelled children: before creating
-                # it, make sure no unlabelled object already holds the name.
-                meta = obj["metadata"]
-                live = self.kube.get(
-                    obj["apiVersion"], obj["kind"], meta["name"], meta["namespace"]
-                )
             if live is not None:
                 other = foreign_controller(live, self.uid)
                 if other is not None:
