@@ -167,3 +167,19 @@ def test_children_of_a_model_include_what_we_just_wrote() -> None:
     found = cache.children_of("ns", {"modelpilot.io/model": "m"})
     assert sorted(o["metadata"]["name"] for o in found) == ["m-v1", "m-v2"]
     assert cache.children_of("other", {"modelpilot.io/model": "m"}) == []
+
+
+def test_a_full_listing_forgets_only_what_vanished_untouched() -> None:
+    cache = ChildCache()
+    kept, ghost, renewed = isvc("1"), isvc("2"), isvc("3")
+    ghost["metadata"]["name"], renewed["metadata"]["name"] = "ghost", "renewed"
+    for obj in (kept, ghost, renewed):
+        cache.watched(obj)
+    before = cache.of_kind("InferenceService")
+    # While the listing runs, a watch event recreates "renewed": it must stay.
+    cache.watched({**renewed, "metadata": {**renewed["metadata"], "resourceVersion": "9"}})
+    gone = cache.forget_missing(before, [kept])
+    assert [obj["metadata"]["name"] for obj in gone] == ["ghost"]
+    assert cache.read(ISVC, "ghost", "ns") is None
+    assert cache.read(ISVC, "m-v1", "ns") is not None
+    assert cache.read(ISVC, "renewed", "ns") is not None

@@ -25,6 +25,7 @@ from modelpilot.handlers.manage import Settings, manage
 from modelpilot.handlers.metrics import Metrics, serve_metrics
 from modelpilot.k8s.cache import ChildCache
 from modelpilot.k8s.client import Kube
+from modelpilot.k8s.observe import DEPLOYMENT, HPA, ISVC, ROUTE
 from modelpilot.k8s.runtime_index import RuntimeIndex
 from modelpilot.render.names import MODEL_LABEL
 
@@ -34,6 +35,14 @@ log = logging.getLogger(__name__)
 # would never count as a change.
 KOPF_PREFIX = "kopf.modelpilot.io"
 MAX_BACKOFF = 60.0
+CHILD_RESYNC_SECONDS = 600.0
+# The kinds in the children cache, and the label selector each is watched with.
+CACHED_KINDS: tuple[tuple[tuple[str, str], dict[str, str | None] | None], ...] = (
+    (ISVC, None),
+    (HPA, None),
+    (ROUTE, None),
+    (DEPLOYMENT, {MODEL_LABEL: None}),
+)
 
 
 @dataclass
@@ -83,13 +92,51 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     )
     if runtime.metrics_port is not None:
         memo.metrics_server = await serve_metrics(runtime.metrics, runtime.metrics_port)
+    memo.resync = asyncio.create_task(_resync_children(runtime), name="modelpilot-resync")
 
 
 @kopf.on.cleanup()
 async def shut_down(memo: Any, **_: Any) -> None:
+    resync = getattr(memo, "resync", None)
+    if resync is not None:
+        resync.cancel()
     server = getattr(memo, "metrics_server", None)
     if server is not None:
         await server.cleanup()
+
+
+async def _resync_children(runtime: Runtime, every: float = CHILD_RESYNC_SECONDS) -> None:
+    """Lists every child kind now and then, and forgets what a watch gap hid the
+    deletion of: four LISTs per period, whatever the number of models."""
+    while True:
+        await asyncio.sleep(every)
+        for (api_version, kind), labels in CACHED_KINDS:
+            before = runtime.children.of_kind(kind)
+            try:
+                listed = await asyncio.to_thread(
+                    _list_in_scope, runtime.kube, api_version, kind, runtime.namespaces, labels
+                )
+            except Exception as err:  # the next period tries again
+                log.warning("cannot list %ss to resync the cache: %s", kind, err)
+                continue
+            for gone in runtime.children.forget_missing(before, listed):
+                meta = gone["metadata"]
+                log.info(
+                    "%s %s/%s is gone (missed by the watch)", kind, meta["namespace"], meta["name"]
+                )
+                runtime.poke(meta["namespace"], (meta.get("labels") or {}).get(MODEL_LABEL))
+
+
+def _list_in_scope(
+    kube: Kube,
+    api_version: str,
+    kind: str,
+    namespaces: Sequence[str],
+    labels: dict[str, str | None] | None,
+) -> list[dict[str, Any]]:
+    if not namespaces:
+        return kube.list(api_version, kind, None, labels)
+    return [obj for ns in namespaces for obj in kube.list(api_version, kind, ns, labels)]
 
 
 def _list_runtimes(kube: Kube, namespaces: Sequence[str] = ()) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ a reconcile would decide on.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from modelpilot.k8s.readiness import KSERVE_CONTAINER
@@ -124,6 +124,26 @@ class ChildCache:
             if ns == namespace
             and all((obj["metadata"].get("labels") or {}).get(k) == v for k, v in labels.items())
         ]
+
+    def of_kind(self, kind: str) -> dict[Key, dict[str, Any]]:
+        """What is cached of one kind now: taken before a full listing of that kind."""
+        return {key: obj for key, obj in self._watched.copy().items() if key[1] == kind}
+
+    def forget_missing(
+        self, before: Mapping[Key, dict[str, Any]], listed: Iterable[Mapping[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """After a full listing of one kind: what was cached before the listing began,
+        is not in it, and no watch event has touched since was deleted while no watch
+        was looking (kopf re-lists after a watch expires but reports no deletions).
+        Forget those and return them: their models need a look."""
+        present = {key_of(obj) for obj in listed}
+        gone = []
+        for key, obj in before.items():
+            if key not in present and self._watched.get(key) is obj:
+                self._watched.pop(key, None)
+                self._written.pop(key, None)
+                gone.append(obj)
+        return gone
 
     def sizes(self) -> tuple[int, int]:
         """(objects watched, writes not yet reported back)."""

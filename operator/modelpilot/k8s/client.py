@@ -95,10 +95,12 @@ class Kube:
         api_version: str,
         kind: str,
         namespace: str | None = None,
-        labels: Mapping[str, str] | None = None,
+        labels: Mapping[str, str | None] | None = None,
     ) -> list[dict[str, Any]]:
+        """labels: key=value each, or only the key's presence where the value is None."""
         resource = self.resource(api_version, kind)
-        selector = ",".join(f"{k}={v}" for k, v in (labels or {}).items()) or None
+        terms = [k if v is None else f"{k}={v}" for k, v in (labels or {}).items()]
+        selector = ",".join(terms) or None
         result = self._retry(
             lambda: resource.get(namespace=namespace, label_selector=selector).to_dict()
         )
