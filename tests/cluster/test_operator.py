@@ -46,6 +46,16 @@ def apply(kube: Kube, document: dict[str, Any]) -> dict[str, Any]:
     return kube.apply(document, manager=USER)
 
 
+def wait_degraded(kube: Kube, namespace: str, name: str, reason: str) -> dict[str, Any]:
+    """The model's Degraded condition, once it carries reason."""
+
+    def degraded() -> dict[str, Any] | None:
+        cond = condition(model(kube, namespace, name), "Degraded")
+        return cond if cond and cond["reason"] == reason else None
+
+    return eventually(degraded, what=f"{name} Degraded {reason}")
+
+
 def ready(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
     found = model(kube, namespace, name)
     cond = condition(found, "Ready")
@@ -132,11 +142,7 @@ def test_add_and_remove_versions(kube: Kube, namespace: str, operator: OperatorT
     document["spec"]["rollout"] = {"target": "v2"}
     apply(kube, document)
 
-    def degraded() -> dict[str, Any] | None:
-        cond = condition(model(kube, namespace, "sentiment"), "Degraded")
-        return cond if cond and cond["reason"] == "VersionInUse" else None
-
-    cond = eventually(degraded, what="Degraded VersionInUse")
+    cond = wait_degraded(kube, namespace, "sentiment", "VersionInUse")
     assert "v1 still carries traffic" in cond["message"]
     time.sleep(2)
     assert spec_versions(kube, namespace) == before
@@ -281,11 +287,7 @@ def test_bad_spec_past_admission_degrades_without_storm(
         restored["metadata"] = {"name": original["metadata"]["name"]}
         kube.apply(restored, manager=USER)
 
-    def degraded() -> dict[str, Any] | None:
-        cond = condition(model(kube, namespace, "sentiment"), "Degraded")
-        return cond if cond and cond["reason"] == "InvalidSpec" else None
-
-    cond = eventually(degraded, what="Degraded InvalidSpec")
+    cond = wait_degraded(kube, namespace, "sentiment", "InvalidSpec")
     assert "spec.rollout.stepWeights: must be strictly increasing" in cond["message"]
     reconciles = operator.runtime.metrics.reconciles
     time.sleep(30)
@@ -339,11 +341,7 @@ def test_name_collision_is_not_taken_over(
     second["spec"]["versions"][0]["name"] = "b-c"
     apply(kube, second)
 
-    def conflict() -> dict[str, Any] | None:
-        cond = condition(kube.get(*MM, "a", namespace), "Degraded")
-        return cond if cond and cond["reason"] == "NameConflict" else None
-
-    cond = eventually(conflict, what="NameConflict")
+    cond = wait_degraded(kube, namespace, "a", "NameConflict")
     assert "ManagedModel/a-b" in cond["message"]
     time.sleep(2)
     isvc = kube.get(*ISVC, "a-b-c", namespace)
@@ -374,11 +372,7 @@ def test_unlabelled_object_holding_a_name_is_not_taken_over(
     document["spec"]["versions"][0]["name"] = "v1"
     apply(kube, document)
 
-    def conflict() -> dict[str, Any] | None:
-        cond = condition(kube.get(*MM, "solo", namespace), "Degraded")
-        return cond if cond and cond["reason"] == "NameConflict" else None
-
-    cond = eventually(conflict, what="NameConflict")
+    cond = wait_degraded(kube, namespace, "solo", "NameConflict")
     assert "InferenceService solo-v1 is held by an object no controller owns" in cond["message"]
     after = kube.get(*ISVC, "solo-v1", namespace)
     assert after["metadata"].get("ownerReferences") is None
@@ -391,11 +385,7 @@ def test_unservable_format_degrades_without_children(
 ) -> None:
     apply(kube, sample("cpu-single", namespace, modelFormat={"name": "caffe"}))
 
-    def degraded() -> dict[str, Any] | None:
-        cond = condition(kube.get(*MM, "sentiment", namespace), "Degraded")
-        return cond if cond and cond["reason"] == "NoRuntime" else None
-
-    cond = eventually(degraded, what="Degraded NoRuntime")
+    cond = wait_degraded(kube, namespace, "sentiment", "NoRuntime")
     assert "no serving runtime serves format caffe" in cond["message"]
     assert children(kube, namespace) == {}
 
