@@ -11,7 +11,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from kubernetes import client, watch
 
@@ -24,54 +24,90 @@ MM_RESOURCE = ("modelpilot.io", "v1alpha1")
 MM_PLURAL = "managedmodels"
 
 
-class ModelMirror:
-    """The bench namespace's ManagedModels as a watch last delivered them: the bench's
+class KindWatch:
+    """One kind in the bench namespace: listed first, then watched from the listing's
+    resourceVersion (the version of the last object seen can be older than the
+    apiserver's watch window: 410 Gone). Subclasses say what to keep of each event; the
+    listing arrives as LISTED events, a baseline rather than writes."""
+
+    def __init__(
+        self, api: client.ApiClient, namespace: str, group: str, version: str, plural: str
+    ) -> None:
+        self.api, self.namespace = api, namespace
+        self.group, self.version, self.plural = group, version, plural
+        self.gaps: list[float] = []  # when a watch expired and the kind was listed again
+        self._stop = threading.Event()
+
+    def start(self) -> Self:
+        threading.Thread(target=self._run, name=f"watch-{self.plural}", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()  # a daemon thread: no need to wait out its watch
+
+    def deliver(self, moment: float, kind: str, obj: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _lister(self, **kw: Any) -> Any:
+        if self.group == "autoscaling":
+            hpas = client.AutoscalingV2Api(self.api)
+            return hpas.list_namespaced_horizontal_pod_autoscaler(self.namespace, **kw)
+        custom = client.CustomObjectsApi(self.api)
+        return custom.list_namespaced_custom_object(
+            self.group, self.version, self.namespace, self.plural, **kw
+        )
+
+    def _run(self) -> None:
+        resource_version = self._list()
+        while not self._stop.is_set():
+            try:
+                for event in watch.Watch().stream(
+                    self._lister,
+                    timeout_seconds=30,
+                    resource_version=resource_version,
+                    allow_watch_bookmarks=True,
+                ):
+                    obj = event["object"]
+                    if not isinstance(obj, dict):
+                        obj = self.api.sanitize_for_serialization(obj)
+                    resource_version = obj["metadata"]["resourceVersion"]
+                    if event["type"] != "BOOKMARK":
+                        self.deliver(time.monotonic(), event["type"], obj)
+                    if self._stop.is_set():
+                        return
+            except client.ApiException as err:
+                if err.status != 410:
+                    raise
+                self.gaps.append(time.monotonic())  # events were missed
+                resource_version = self._list()
+
+    def _list(self) -> str:
+        listing = self._lister()
+        if not isinstance(listing, dict):
+            listing = self.api.sanitize_for_serialization(listing)
+        now = time.monotonic()
+        for obj in listing.get("items") or []:
+            self.deliver(now, "LISTED", obj)
+        return str(listing["metadata"]["resourceVersion"])
+
+
+class ModelMirror(KindWatch):
+    """The bench namespace's ManagedModels as the watch last delivered them: the bench's
     probes read these instead of listing every model several times a second (which
     cost the apiserver more than the operator did)."""
 
     def __init__(self, api: client.ApiClient, namespace: str) -> None:
-        self.api, self.namespace = api, namespace
+        super().__init__(api, namespace, *MM_RESOURCE, MM_PLURAL)
         self._objects: dict[str, dict[str, Any]] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="model-mirror", daemon=True)
 
-    def start(self) -> ModelMirror:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(1)  # a daemon thread: no need to wait out its watch
+    def deliver(self, moment: float, kind: str, obj: dict[str, Any]) -> None:
+        if kind == "DELETED":
+            self._objects.pop(obj["metadata"]["name"], None)
+        else:
+            self._objects[obj["metadata"]["name"]] = obj
 
     def models(self) -> list[dict[str, Any]]:
         return list(self._objects.copy().values())
-
-    def _run(self) -> None:
-        custom = client.CustomObjectsApi(self.api)
-        version: str | None = None
-        while not self._stop.is_set():
-            try:
-                for event in watch.Watch().stream(
-                    custom.list_namespaced_custom_object,
-                    *MM_RESOURCE,
-                    self.namespace,
-                    MM_PLURAL,
-                    timeout_seconds=30,
-                    resource_version=version,
-                    allow_watch_bookmarks=True,
-                ):
-                    obj = event["object"]
-                    version = obj["metadata"]["resourceVersion"]
-                    if event["type"] == "BOOKMARK":
-                        continue
-                    if event["type"] == "DELETED":
-                        self._objects.pop(obj["metadata"]["name"], None)
-                    else:
-                        self._objects[obj["metadata"]["name"]] = obj
-            except client.ApiException as err:
-                if err.status == 410:  # too old: list everything again (the bench
-                    version = None  # deletes no model, so none lingers)
-                self._stop.wait(0.5)
 
 
 @dataclass

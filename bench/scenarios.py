@@ -4,16 +4,12 @@ latency, memory and CPU at scale. Each returns the JSON section the issue fixes.
 from __future__ import annotations
 
 import statistics
-import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
-from kubernetes import client, watch
-
-from bench.harness import World
+from bench.harness import KindWatch, World
 from modelpilot.api import parse_managed_model
 from modelpilot.k8s.observe import HPA, ISVC, MM, ROUTE
 from modelpilot.render import default_render_state, render_model
@@ -159,74 +155,16 @@ def convergence(world: World, n: int) -> dict[str, Any]:
     }
 
 
-@dataclass
-class Watcher:
-    """Counts writes and timestamps events of one kind in the bench namespace."""
+class Watcher(KindWatch):
+    """Timestamps every event of one kind in the bench namespace (writes are counted
+    from them)."""
 
-    world: World
-    group: str
-    version: str
-    plural: str
-    events: list[tuple[float, str, dict]] = field(default_factory=list)
-    gaps: list[float] = field(default_factory=list)  # when a watch expired and re-listed
-    _stop: threading.Event = field(default_factory=threading.Event)
+    def __init__(self, world: World, group: str, version: str, plural: str) -> None:
+        super().__init__(world.api, world.namespace, group, version, plural)
+        self.events: list[tuple[float, str, dict]] = []
 
-    def start(self) -> Watcher:
-        threading.Thread(target=self._run, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _run(self) -> None:
-        custom, apps = client.CustomObjectsApi(self.world.api), client.AppsV1Api(self.world.api)
-        ns = self.world.namespace
-
-        def lister(**kw: Any) -> Any:
-            if self.group == "apps":
-                return apps.list_namespaced_deployment(ns, **kw)
-            if self.group == "autoscaling":
-                return client.AutoscalingV2Api(
-                    self.world.api
-                ).list_namespaced_horizontal_pod_autoscaler(ns, **kw)
-            return custom.list_namespaced_custom_object(
-                self.group, self.version, ns, self.plural, **kw
-            )
-
-        # Listed first, and watched from the list's resourceVersion: the version of the
-        # last object seen can be older than the apiserver's watch window (410 Gone).
-        resource_version = self._list(lister)
-        while not self._stop.is_set():
-            try:
-                for event in watch.Watch().stream(
-                    lister,
-                    timeout_seconds=30,
-                    resource_version=resource_version,
-                    allow_watch_bookmarks=True,
-                ):
-                    obj = event["object"]
-                    if not isinstance(obj, dict):
-                        obj = self.world.api.sanitize_for_serialization(obj)
-                    resource_version = obj["metadata"]["resourceVersion"]
-                    if event["type"] != "BOOKMARK":
-                        self.events.append((time.monotonic(), event["type"], obj))
-                    if self._stop.is_set():
-                        return
-            except client.ApiException as err:
-                if err.status != 410:
-                    raise
-                # Events were missed: whatever this watcher counted since is a floor.
-                self.gaps.append(time.monotonic())
-                resource_version = self._list(lister)
-
-    def _list(self, lister: Callable[..., Any]) -> str:
-        listing = lister()
-        if not isinstance(listing, dict):
-            listing = self.world.api.sanitize_for_serialization(listing)
-        now = time.monotonic()
-        for obj in listing.get("items") or []:
-            self.events.append((now, "LISTED", obj))  # the baseline, not a write
-        return str(listing["metadata"]["resourceVersion"])
+    def deliver(self, moment: float, kind: str, obj: dict[str, Any]) -> None:
+        self.events.append((moment, kind, obj))
 
 
 def spec_writes(events: list[tuple[float, str, dict]], since: float) -> int:

@@ -355,8 +355,8 @@ def test_name_collision_is_not_taken_over(
 def test_unlabelled_object_holding_a_name_is_not_taken_over(
     kube: Kube, namespace: str, operator: OperatorThread
 ) -> None:
-    # The operator's cache holds only labelled children: an object someone else made
-    # under a child's name, without our labels, must still be seen before any apply.
+    # An object someone else made under a child's name, without our labels, must be
+    # seen before any apply (the operator's cache holds unlabelled ones too).
     squatter = {
         "apiVersion": ISVC[0],
         "kind": ISVC[1],
