@@ -8,11 +8,11 @@ KIND_VERSION ?= v0.31.0
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-install: ## install modelpilot with its test and dev extras (editable)
-	$(PYTHON) -m pip install -e '.[test,dev]'
+install: ## install modelpilot with its test and dev extras, and the dev package (editable)
+	$(PYTHON) -m pip install -e '.[test,dev]' -e ./devcluster
 
 tools: ## build the pinned control-plane binaries into ~/.cache/modelpilot/tools (cached)
-	$(PYTHON) -m modelpilot.sim.tools
+	$(PYTHON) -m modelpilot_dev tools
 
 test: tools lint ## lint, then both test tiers: unit and cluster (not the kind tier)
 	$(PYTHON) -m pytest -m 'not kind' $(PYTEST_ARGS)
@@ -23,13 +23,16 @@ test-unit: ## the unit tier only (no cluster)
 test-cluster: tools ## the cluster tier only
 	$(PYTHON) -m pytest -m cluster $(PYTEST_ARGS)
 
-lint: ## ruff
-	$(PYTHON) -m ruff check operator tests bench hack
-	$(PYTHON) -m ruff format --check operator tests bench hack
+LINTED = operator devcluster tests bench hack
+
+lint: ## ruff, then mypy (strict on the operator's layers)
+	$(PYTHON) -m ruff check $(LINTED)
+	$(PYTHON) -m ruff format --check $(LINTED)
+	$(PYTHON) -m mypy
 
 format: ## ruff format + fixes
-	$(PYTHON) -m ruff format operator tests
-	$(PYTHON) -m ruff check --fix operator tests
+	$(PYTHON) -m ruff format $(LINTED)
+	$(PYTHON) -m ruff check --fix $(LINTED)
 
 manifests: tools ## regenerate the CRD from modelpilot.api, then the raw install manifests from the chart
 	$(PYTHON) -m modelpilot.cli crd > manifests/crd/modelpilot.io_managedmodels.yaml
@@ -37,8 +40,8 @@ manifests: tools ## regenerate the CRD from modelpilot.api, then the raw install
 	$(PYTHON) hack/gen-install.py
 
 helm-lint: tools ## helm lint --strict, default and namespaced values
-	$$($(PYTHON) -m modelpilot.sim.tools --path helm) lint --strict charts/modelpilot --kube-version 1.36.3
-	$$($(PYTHON) -m modelpilot.sim.tools --path helm) lint --strict charts/modelpilot --kube-version 1.36.3 --set 'watchNamespaces={a,b}'
+	$$($(PYTHON) -m modelpilot_dev tools --path helm) lint --strict charts/modelpilot --kube-version 1.36.3
+	$$($(PYTHON) -m modelpilot_dev tools --path helm) lint --strict charts/modelpilot --kube-version 1.36.3 --set 'watchNamespaces={a,b}'
 
 image: ## build the operator image (needs Docker)
 	docker build -t modelpilot:0.1.0 .
@@ -47,17 +50,17 @@ model-store: ## train the sample models (iris v1, v2; scikit-learn) into model-s
 	$(PYTHON) -m modelpilot.cli store build
 
 demo: tools ## roll iris v1 -> v2 on the local control plane, then stop it all (no Docker)
-	$(PYTHON) -m modelpilot.cli demo
+	$(PYTHON) -m modelpilot_dev demo
 
 kind-e2e: tools ## real KServe + Envoy Gateway + the chart in a kind cluster (needs Docker)
 	$(PYTHON) -m pip install -e '.[test,kind]'
 	KIND_VERSION=$(KIND_VERSION) $(PYTHON) -m pytest -m kind $(PYTEST_ARGS)
 
 cluster: tools ## run the local control plane + kwok GPU pool in the foreground
-	$(PYTHON) -m modelpilot.sim
+	$(PYTHON) -m modelpilot_dev cluster
 
 clean: ## remove build and test leftovers (not the tools cache)
-	rm -rf build dist *.egg-info operator/*.egg-info .pytest_cache .ruff_cache
+	rm -rf build dist *.egg-info operator/*.egg-info devcluster/*.egg-info devcluster/build .pytest_cache .ruff_cache .mypy_cache
 
 bench: tools ## quick benchmark profile (N = 50, idle 60 s); results in bench/results/
 	$(PYTHON) -m bench.run --profile quick

@@ -9,11 +9,19 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from bench.harness import KindWatch, World
+from bench.harness import World
 from modelpilot.api import parse_managed_model
-from modelpilot.k8s.observe import HPA, ISVC, MM, ROUTE
+from modelpilot.api.kinds import (
+    AUTOSCALER,
+    CHILD_KINDS,
+    HTTP_ROUTE,
+    INFERENCE_SERVICE,
+    MANAGED_MODEL,
+    Kind,
+)
 from modelpilot.render import default_render_state, render_model
 from modelpilot.runtimes import default_runtimes
+from modelpilot_dev.watch import KindWatch
 
 USER = "bench"
 # The operator reconciles in asyncio's default thread pool: min(32, cores + 4) threads.
@@ -22,8 +30,8 @@ CONCURRENCY = 6
 
 def model_doc(name: str, namespace: str, target: str = "v1", versions: int = 2) -> dict:
     return {
-        "apiVersion": MM[0],
-        "kind": MM[1],
+        "apiVersion": MANAGED_MODEL.api_version,
+        "kind": MANAGED_MODEL.kind,
         "metadata": {"name": name, "namespace": namespace},
         "spec": {
             "modelFormat": {"name": "sklearn"},
@@ -80,11 +88,11 @@ def statuses_written(world: World, names: set[str]) -> bool:
     return names <= written
 
 
-def children_of(world: World, names: set[str], kinds: tuple = (ISVC, HPA, ROUTE)) -> int:
+def children_of(world: World, names: set[str], kinds: tuple[Kind, ...] = CHILD_KINDS) -> int:
     return sum(
         1
         for kind in kinds
-        for o in world.kube.list(*kind, world.namespace)
+        for o in world.kube.list(kind, world.namespace)
         if o["metadata"].get("labels", {}).get("modelpilot.io/model") in names
     )
 
@@ -116,7 +124,10 @@ def convergence(world: World, n: int) -> dict[str, Any]:
     cpu, started = operator.cpu_seconds(), time.monotonic()
     apply_all(world, docs)
     wait_until(
-        lambda: statuses_written(world, names) and children_of(world, names, (ISVC, HPA)) == 4 * n,
+        lambda: (
+            statuses_written(world, names)
+            and children_of(world, names, (INFERENCE_SERVICE, AUTOSCALER)) == 4 * n
+        ),
         600,
         f"{n} models' InferenceServices, HPAs and statuses",
     )
@@ -159,8 +170,8 @@ class Watcher(KindWatch):
     """Timestamps every event of one kind in the bench namespace (writes are counted
     from them)."""
 
-    def __init__(self, world: World, group: str, version: str, plural: str) -> None:
-        super().__init__(world.api, world.namespace, group, version, plural)
+    def __init__(self, world: World, kind: Kind) -> None:
+        super().__init__(world.api, world.namespace, kind)
         self.events: list[tuple[float, str, dict]] = []
 
     def deliver(self, moment: float, kind: str, obj: dict[str, Any]) -> None:
@@ -188,10 +199,10 @@ def spec_writes(events: list[tuple[float, str, dict]], since: float) -> int:
 
 def idle(world: World, n: int, seconds: float) -> dict[str, Any]:
     watchers = {
-        "isvc": Watcher(world, "serving.kserve.io", "v1beta1", "inferenceservices").start(),
-        "hpa": Watcher(world, "autoscaling", "v2", "horizontalpodautoscalers").start(),
-        "route": Watcher(world, "gateway.networking.k8s.io", "v1", "httproutes").start(),
-        "mm": Watcher(world, "modelpilot.io", "v1alpha1", "managedmodels").start(),
+        "isvc": Watcher(world, INFERENCE_SERVICE).start(),
+        "hpa": Watcher(world, AUTOSCALER).start(),
+        "route": Watcher(world, HTTP_ROUTE).start(),
+        "mm": Watcher(world, MANAGED_MODEL).start(),
     }
     time.sleep(3)  # the initial listing
     operator = world.operator
@@ -249,8 +260,8 @@ def reaction(world: World, n: int) -> dict[str, Any]:
     names = [f"r-{i}" for i in range(n)]
     apply_all(world, [model_doc(name, world.namespace, versions=1) for name in names])
     wait_until(lambda: settled_single(world, set(names)), 300, "reaction models stable")
-    routes = Watcher(world, "gateway.networking.k8s.io", "v1", "httproutes").start()
-    isvcs = Watcher(world, "serving.kserve.io", "v1beta1", "inferenceservices").start()
+    routes = Watcher(world, HTTP_ROUTE).start()
+    isvcs = Watcher(world, INFERENCE_SERVICE).start()
     time.sleep(2)
     for name in names:  # add v2 as the target: it turns Ready, then gets its first step
         world.kube.apply(model_doc(name, world.namespace, target="v2"), manager=USER)
@@ -269,8 +280,8 @@ def reaction(world: World, n: int) -> dict[str, Any]:
         sent = time.monotonic()
         world.kube.patch(
             {
-                "apiVersion": MM[0],
-                "kind": MM[1],
+                "apiVersion": MANAGED_MODEL.api_version,
+                "kind": MANAGED_MODEL.kind,
                 "metadata": {"name": name, "namespace": world.namespace},
             },
             {"metadata": {"annotations": {"modelpilot.io/promote": "v2"}}},

@@ -21,7 +21,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from modelpilot_dev.checkout import checkout_root
+
+ROOT = checkout_root()
 CHART = ROOT / "charts" / "modelpilot"
 MANIFESTS = ROOT / "manifests"
 CRD = "crd/modelpilot.io_managedmodels.yaml"
@@ -55,7 +57,7 @@ SOURCE = re.compile(r"^# Source: modelpilot/templates/(?P<template>\S+)$", re.MU
 
 
 def default_helm() -> str:
-    from modelpilot.sim import tools
+    from modelpilot_dev import tools
 
     return str(tools.binary_path("helm"))
 

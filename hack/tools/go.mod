@@ -1,8 +1,8 @@
 // Pins kube-apiserver, kube-controller-manager, kube-scheduler and kubectl for
-// modelpilot's simulated cluster (`python -m modelpilot.sim.tools` builds them).
+// modelpilot's simulated cluster (`python -m modelpilot_dev tools` builds them).
 // k8s.io/kubernetes maps its staging modules to ./staging folders, which `go install`
 // refuses; the replace block points each at its published v0 release instead.
-// Regenerate it with `python -m modelpilot.sim.tools --print-replaces`.
+// Regenerate it with `python -m modelpilot_dev tools --print-replaces`.
 module modelpilot.io/hack/tools
 
 go 1.26.0

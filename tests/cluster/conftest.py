@@ -1,7 +1,7 @@
-"""Fixtures for tests against the simulated control plane (modelpilot.sim).
+"""Fixtures for tests against the simulated control plane (modelpilot_dev).
 
 The control plane is started once per session. Its binaries are built on first use
-(several minutes cold; `python -m modelpilot.sim.tools` does it ahead of time). Without
+(several minutes cold; `python -m modelpilot_dev tools` does it ahead of time). Without
 Go and without built tools, cluster tests skip with one reason, except under CI=true,
 where a missing tool is a failure.
 """
@@ -22,9 +22,9 @@ from kubernetes.dynamic import DynamicClient
 from modelpilot.handlers.runner import OperatorThread
 from modelpilot.k8s import client as k8s_client
 from modelpilot.k8s.client import Kube
-from modelpilot.sim import tools
-from modelpilot.sim.cluster import ControlPlane
-from modelpilot.sim.standins import StandIns
+from modelpilot_dev import tools
+from modelpilot_dev.cluster import ControlPlane
+from modelpilot_dev.standins import StandIns
 from tests.cluster.test_chart import Cli, make_cli
 
 _NO_GO = "cluster tests need Go to build the control-plane tools (go not found)"
@@ -134,7 +134,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 # --- the operator and the stand-ins for KServe and the gateway ------------------------
 # No KServe and no gateway controller run in the simulated cluster:
-# modelpilot.sim.standins plays both (see its docstring).
+# modelpilot_dev.standins plays both (see its docstring).
 
 
 @pytest.fixture(scope="session")

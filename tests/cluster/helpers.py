@@ -5,18 +5,19 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
+from modelpilot.api.kinds import (
+    CHILD_KINDS,
+    MANAGED_MODEL,
+)
 from modelpilot.k8s.client import Kube
-from modelpilot.k8s.observe import DEPLOYMENT, HPA, ISVC, MM, POD, ROUTE
-
-__all__ = ["DEPLOYMENT", "HPA", "ISVC", "MM", "POD", "ROUTE"]
+from modelpilot_dev.checkout import checkout_root
 
 T = TypeVar("T")
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = checkout_root()
 
 
 def eventually(
@@ -45,7 +46,7 @@ def sample(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
 
 
 def model(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
-    found = kube.get(*MM, name, namespace)
+    found = kube.get(MANAGED_MODEL, name, namespace)
     assert found is not None, f"ManagedModel {name} is gone"
     return found
 
@@ -59,9 +60,9 @@ def condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any] | None:
 
 def children(kube: Kube, namespace: str) -> dict[tuple[str, str], dict[str, Any]]:
     found: dict[tuple[str, str], dict[str, Any]] = {}
-    for api_version, kind in (ISVC, HPA, ROUTE):
-        for obj in kube.list(api_version, kind, namespace):
-            found[(kind, obj["metadata"]["name"])] = obj
+    for kind in CHILD_KINDS:
+        for obj in kube.list(kind, namespace):
+            found[(kind.kind, obj["metadata"]["name"])] = obj
     return found
 
 

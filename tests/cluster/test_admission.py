@@ -16,19 +16,20 @@ from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import DynamicApiError
 
 from modelpilot.api import parse_managed_model
+from modelpilot.api.names import FIELD_MANAGER
 from modelpilot.render import default_render_state, render_model
-from modelpilot.render.names import FIELD_MANAGER
 from modelpilot.runtimes import default_runtimes
+from modelpilot_dev.checkout import checkout_root
 
 pytestmark = pytest.mark.cluster
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = checkout_root()
 SAMPLES = sorted((ROOT / "manifests" / "samples").glob("*.yaml"))
 
 
 @pytest.fixture(scope="session")
 def kubectl(control_plane: Any) -> str:
-    from modelpilot.sim import tools
+    from modelpilot_dev import tools
 
     return str(tools.binary_path("kubectl"))
 

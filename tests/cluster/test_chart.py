@@ -26,8 +26,8 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from modelpilot.sim import tools
-from modelpilot.sim.cluster import ControlPlane
+from modelpilot_dev import tools
+from modelpilot_dev.cluster import ControlPlane
 from tests.cluster.helpers import ROOT, eventually
 
 pytestmark = pytest.mark.cluster

@@ -11,10 +11,10 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from modelpilot.sim import crds, tools
-from modelpilot.sim.cluster import ControlPlane
-from modelpilot.sim.nodes import GPU_RESOURCE
-from modelpilot.sim.procs import wait_for
+from modelpilot_dev import crds, tools
+from modelpilot_dev.cluster import ControlPlane
+from modelpilot_dev.nodes import GPU_RESOURCE
+from modelpilot_dev.procs import wait_for
 
 pytestmark = pytest.mark.cluster
 

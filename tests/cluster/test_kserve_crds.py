@@ -11,7 +11,7 @@ from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import DynamicApiError
 
 from modelpilot.runtimes import parse_serving_runtime
-from modelpilot.sim import kserve_crds
+from modelpilot_dev import kserve_crds
 
 
 @pytest.fixture(scope="module")

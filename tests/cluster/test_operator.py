@@ -2,7 +2,7 @@
 
 The operator runs in-process against a real kube-apiserver with real controllers
 (Deployments, ReplicaSets, HPA, garbage collector, scheduler) and kwok's fake nodes. No
-KServe and no gateway controller run here: modelpilot.sim.standins plays both (KServe's
+KServe and no gateway controller run here: modelpilot_dev.standins plays both (KServe's
 Standard mode: a Deployment and Service per InferenceService, Ready from the Deployment's
 real availability; the gateway: HTTPRoutes marked Accepted). Readiness therefore follows
 real scheduling on the fake nodes.
@@ -17,26 +17,22 @@ import pytest
 from kubernetes import client
 
 from modelpilot.api import parse_managed_model
+from modelpilot.api.kinds import (
+    AUTOSCALER,
+    DEPLOYMENT,
+    HTTP_ROUTE,
+    INFERENCE_SERVICE,
+    KSERVE_ISVC_LABEL,
+    MANAGED_MODEL,
+    POD,
+)
 from modelpilot.handlers.runner import OperatorThread
 from modelpilot.k8s.children import contains
 from modelpilot.k8s.client import Kube
 from modelpilot.render import default_render_state, render_model
 from modelpilot.runtimes import default_runtimes
-from modelpilot.sim.standins import StandIns
-from tests.cluster.helpers import (
-    DEPLOYMENT,
-    HPA,
-    ISVC,
-    MM,
-    POD,
-    ROUTE,
-    children,
-    condition,
-    eventually,
-    model,
-    sample,
-    spec_versions,
-)
+from modelpilot_dev.standins import StandIns
+from tests.cluster.helpers import children, condition, eventually, model, sample, spec_versions
 
 pytestmark = pytest.mark.cluster
 USER = "test-user"  # the field manager a person's kubectl would use
@@ -152,17 +148,17 @@ def test_hand_edit_of_child_is_reverted(
     kube: Kube, namespace: str, operator: OperatorThread
 ) -> None:
     apply(kube, sample("cpu-single", namespace))
-    eventually(lambda: kube.get(*HPA, "sentiment-v1", namespace), what="HPA")
+    eventually(lambda: kube.get(AUTOSCALER, "sentiment-v1", namespace), what="HPA")
     kube.patch(
         {
-            "apiVersion": HPA[0],
-            "kind": HPA[1],
+            "apiVersion": AUTOSCALER.api_version,
+            "kind": AUTOSCALER.kind,
             "metadata": {"name": "sentiment-v1", "namespace": namespace},
         },
         {"spec": {"maxReplicas": 7}},
     )
     eventually(
-        lambda: kube.get(*HPA, "sentiment-v1", namespace)["spec"]["maxReplicas"] == 1,
+        lambda: kube.get(AUTOSCALER, "sentiment-v1", namespace)["spec"]["maxReplicas"] == 1,
         timeout=20,
         what="maxReplicas reverted to 1",
     )
@@ -186,7 +182,7 @@ def test_gpu_version_that_cannot_fit_says_why(
     found = model(kube, namespace, "llama-chat")
     assert found["status"]["phase"] == "Pending"
     assert condition(found, "Ready")["status"] == "False"
-    assert kube.get(*ROUTE, "llama-chat", namespace) is None  # no route before it is ready
+    assert kube.get(HTTP_ROUTE, "llama-chat", namespace) is None  # no route before it is ready
 
 
 def test_gpu_version_that_fits_becomes_ready(
@@ -197,9 +193,7 @@ def test_gpu_version_that_fits_becomes_ready(
     document["spec"]["gpu"]["product"] = "NVIDIA-A100-SXM4-40GB"  # what the pool has
     apply(kube, document)
     eventually(lambda: ready(kube, namespace, "llama-chat"), what="Ready on a GPU node")
-    pods = kube.list(
-        *POD, namespace, {"serving.kserve.io/inferenceservice": "llama-chat-llama31-8b"}
-    )
+    pods = kube.list(POD, namespace, {KSERVE_ISVC_LABEL: "llama-chat-llama31-8b"})
     assert pods and pods[0]["spec"]["nodeName"].startswith("gpu-")
 
 
@@ -211,22 +205,22 @@ def test_restart_writes_nothing(kube: Kube, namespace: str, standins: StandIns) 
         before = spec_versions(kube, namespace)
         mm_before = model(kube, namespace, "iris")["metadata"]["resourceVersion"]
     with OperatorThread(kube, namespaces=[namespace]) as again:
-        eventually(lambda: again.runtime.metrics.reconciles >= 1, what="a reconcile")
+        eventually(lambda: again.state.metrics.reconciles >= 1, what="a reconcile")
         time.sleep(3)
         assert spec_versions(kube, namespace) == before
         assert model(kube, namespace, "iris")["metadata"]["resourceVersion"] == mm_before
-        assert again.runtime.metrics.child_writes == 0
+        assert again.state.metrics.child_writes == 0
 
 
 def test_hpa_finds_its_deployment(kube: Kube, namespace: str, operator: OperatorThread) -> None:
     apply(kube, sample("cpu-single", namespace))
     eventually(
-        lambda: kube.get(*DEPLOYMENT, "sentiment-v1-predictor", namespace),
+        lambda: kube.get(DEPLOYMENT, "sentiment-v1-predictor", namespace),
         what="predictor Deployment",
     )
 
     def able_to_scale() -> dict[str, Any] | None:
-        cond = condition(kube.get(*HPA, "sentiment-v1", namespace), "AbleToScale")
+        cond = condition(kube.get(AUTOSCALER, "sentiment-v1", namespace), "AbleToScale")
         return cond if cond and cond["status"] == "True" else None
 
     eventually(able_to_scale, timeout=90, what="HPA AbleToScale (kube-controller-manager)")
@@ -289,9 +283,9 @@ def test_bad_spec_past_admission_degrades_without_storm(
 
     cond = wait_degraded(kube, namespace, "sentiment", "InvalidSpec")
     assert "spec.rollout.stepWeights: must be strictly increasing" in cond["message"]
-    reconciles = operator.runtime.metrics.reconciles
+    reconciles = operator.state.metrics.reconciles
     time.sleep(30)
-    extra = operator.runtime.metrics.reconciles - reconciles
+    extra = operator.state.metrics.reconciles - reconciles
     print(f"\nreconciles of an invalid model over 30 s: {extra}")
     assert extra <= 2
     assert spec_versions(kube, namespace) == before  # children untouched
@@ -309,7 +303,7 @@ def test_idle_models_write_nothing(kube: Kube, namespace: str, operator: Operato
     time.sleep(3)
     children_before = spec_versions(kube, namespace)
     models_before = {n: model(kube, namespace, n)["metadata"]["resourceVersion"] for n in names}
-    writes_before = operator.runtime.metrics.child_writes
+    writes_before = operator.state.metrics.child_writes
     time.sleep(60)
     changed = [k for k, v in spec_versions(kube, namespace).items() if children_before.get(k) != v]
     models_changed = [
@@ -319,11 +313,11 @@ def test_idle_models_write_nothing(kube: Kube, namespace: str, operator: Operato
     ]
     print(
         f"\n20 idle models, 60 s: {len(changed)} child writes, {len(models_changed)} "
-        f"ManagedModel writes, {operator.runtime.metrics.child_writes - writes_before} "
+        f"ManagedModel writes, {operator.state.metrics.child_writes - writes_before} "
         "writes counted by the operator"
     )
     assert changed == [] and models_changed == []
-    assert operator.runtime.metrics.child_writes == writes_before
+    assert operator.state.metrics.child_writes == writes_before
 
 
 def test_name_collision_is_not_taken_over(
@@ -333,8 +327,10 @@ def test_name_collision_is_not_taken_over(
     first["metadata"]["name"] = "a-b"
     first["spec"]["versions"][0]["name"] = "c"
     apply(kube, first)
-    eventually(lambda: kube.get(*ISVC, "a-b-c", namespace), what="a-b-c")
-    owner_before = kube.get(*ISVC, "a-b-c", namespace)["metadata"]["ownerReferences"][0]["uid"]
+    eventually(lambda: kube.get(INFERENCE_SERVICE, "a-b-c", namespace), what="a-b-c")
+    owner_before = kube.get(INFERENCE_SERVICE, "a-b-c", namespace)["metadata"]["ownerReferences"][
+        0
+    ]["uid"]
     before = spec_versions(kube, namespace)
     second = sample("cpu-single", namespace)
     second["metadata"]["name"] = "a"
@@ -344,7 +340,7 @@ def test_name_collision_is_not_taken_over(
     cond = wait_degraded(kube, namespace, "a", "NameConflict")
     assert "ManagedModel/a-b" in cond["message"]
     time.sleep(2)
-    isvc = kube.get(*ISVC, "a-b-c", namespace)
+    isvc = kube.get(INFERENCE_SERVICE, "a-b-c", namespace)
     assert isvc["metadata"]["ownerReferences"][0]["uid"] == owner_before
     assert (
         spec_versions(kube, namespace)[("InferenceService", "a-b-c")]
@@ -358,15 +354,15 @@ def test_unlabelled_object_holding_a_name_is_not_taken_over(
     # An object someone else made under a child's name, without our labels, must be
     # seen before any apply (the operator's cache holds unlabelled ones too).
     squatter = {
-        "apiVersion": ISVC[0],
-        "kind": ISVC[1],
+        "apiVersion": INFERENCE_SERVICE.api_version,
+        "kind": INFERENCE_SERVICE.kind,
         "metadata": {"name": "solo-v1", "namespace": namespace},
         "spec": {
             "predictor": {"model": {"modelFormat": {"name": "sklearn"}, "storageUri": "s3://x"}}
         },
     }
     apply(kube, squatter)
-    before = kube.get(*ISVC, "solo-v1", namespace)
+    before = kube.get(INFERENCE_SERVICE, "solo-v1", namespace)
     document = sample("cpu-single", namespace)
     document["metadata"]["name"] = "solo"
     document["spec"]["versions"][0]["name"] = "v1"
@@ -374,7 +370,7 @@ def test_unlabelled_object_holding_a_name_is_not_taken_over(
 
     cond = wait_degraded(kube, namespace, "solo", "NameConflict")
     assert "InferenceService solo-v1 is held by an object no controller owns" in cond["message"]
-    after = kube.get(*ISVC, "solo-v1", namespace)
+    after = kube.get(INFERENCE_SERVICE, "solo-v1", namespace)
     assert after["metadata"].get("ownerReferences") is None
     assert after["metadata"].get("labels") == before["metadata"].get("labels")
     assert after["spec"] == before["spec"]
@@ -394,8 +390,8 @@ def test_delete_collects_children(kube: Kube, namespace: str, operator: Operator
     apply(kube, sample("sklearn-iris", namespace))
     eventually(lambda: ready(kube, namespace, "iris"), what="Ready")
     assert children(kube, namespace)
-    kube.delete(*MM, "iris", namespace)
-    eventually(lambda: kube.get(*MM, "iris", namespace) is None, what="model deleted")
+    kube.delete(MANAGED_MODEL, "iris", namespace)
+    eventually(lambda: kube.get(MANAGED_MODEL, "iris", namespace) is None, what="model deleted")
     eventually(
         lambda: children(kube, namespace) == {}, timeout=60, what="children garbage-collected"
     )

@@ -3,7 +3,7 @@
 The chart is installed with Helm; the operator then runs in this process, logged in with
 a real token of the chart's ServiceAccount (TokenRequest API) on the RBAC-enforcing
 apiserver, for its own client and for kopf's watches alike (the login handler passes the
-same credentials on). KServe and the gateway do not run here: modelpilot.sim.standins
+same credentials on). KServe and the gateway do not run here: modelpilot_dev.standins
 plays them (as admin), so the InferenceServices become Ready from the real scheduling
 of their predictor pods on kwok's nodes.
 """
@@ -21,11 +21,12 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from modelpilot.api.kinds import INFERENCE_SERVICE, MANAGED_MODEL
 from modelpilot.handlers.runner import OperatorThread
 from modelpilot.k8s.client import ApiError, Kube
-from modelpilot.sim.cluster import ControlPlane
-from modelpilot.sim.standins import StandIns
-from tests.cluster.helpers import ISVC, MM, eventually, sample
+from modelpilot_dev.cluster import ControlPlane
+from modelpilot_dev.standins import StandIns
+from tests.cluster.helpers import eventually, sample
 from tests.cluster.test_chart import (
     Cli,
     delete_namespace,
@@ -124,7 +125,7 @@ def forbidden(records: list[logging.LogRecord]) -> list[str]:
     handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
     found = []
     for record in records:
-        if record.name.startswith("modelpilot.sim"):
+        if record.name.startswith("modelpilot_dev"):
             continue  # the stand-ins run as the admin: their errors are not the operator's
         text = handler.format(record)
         if "403" in text or "forbidden" in text.lower():
@@ -133,7 +134,7 @@ def forbidden(records: list[logging.LogRecord]) -> list[str]:
 
 
 def status_of(kube: Kube, namespace: str) -> dict[str, Any]:
-    found = kube.get(*MM, "iris", namespace)
+    found = kube.get(MANAGED_MODEL, "iris", namespace)
     return (found or {}).get("status") or {}
 
 
@@ -171,7 +172,7 @@ def test_a_full_rollout_as_the_charts_service_account(
         document["spec"]["rollout"]["target"] = "v2"
         kube.apply(document, manager=USER)
         eventually(lambda: stable_on(kube, ns, "v2"), timeout=ROLLOUT_TIMEOUT, what="v2 promoted")
-        final = kube.get(*MM, "iris", ns)
+        final = kube.get(MANAGED_MODEL, "iris", ns)
         assert final is not None
         assert final["status"]["weights"] == {"v2": 100}
         assert [h["result"] for h in final["status"]["history"]] == ["Promoted"]
@@ -181,9 +182,12 @@ def test_a_full_rollout_as_the_charts_service_account(
         )
         assert {e.reason for e in events.items} >= {"Promoted"}
         # kopf, as the ServiceAccount, removes its finalizer: the model can go.
-        kube.delete(*MM, "iris", ns)
-        eventually(lambda: kube.get(*MM, "iris", ns) is None, what="the model deleted")
-        eventually(lambda: kube.get(*ISVC, "iris-v1", ns) is None, what="its children collected")
+        kube.delete(MANAGED_MODEL, "iris", ns)
+        eventually(lambda: kube.get(MANAGED_MODEL, "iris", ns) is None, what="the model deleted")
+        eventually(
+            lambda: kube.get(INFERENCE_SERVICE, "iris-v1", ns) is None,
+            what="its children collected",
+        )
     assert operator.error is None
     assert forbidden(caplog.records) == []
 
@@ -246,18 +250,18 @@ def test_with_watch_namespaces_it_cannot_act_in_another_namespace(
         assert not cli.can_i(subject, verb, resource, "--all-namespaces"), (verb, resource)
 
     isvc = {
-        "apiVersion": ISVC[0],
-        "kind": ISVC[1],
+        "apiVersion": INFERENCE_SERVICE.api_version,
+        "kind": INFERENCE_SERVICE.kind,
         "metadata": {"name": "intruder", "namespace": elsewhere},
         "spec": {"predictor": {"model": {"modelFormat": {"name": "sklearn"}}}},
     }  # refused before it is looked at
     with service_account_client(control_plane, api_client, scoped) as sa:
         operator_kube = Kube(sa)
-        assert operator_kube.list(*MM, ns) == []  # allowed where it is installed for
+        assert operator_kube.list(MANAGED_MODEL, ns) == []  # allowed where it is installed for
         for attempt in (
-            lambda: operator_kube.list(*MM, elsewhere),
+            lambda: operator_kube.list(MANAGED_MODEL, elsewhere),
             lambda: operator_kube.apply(isvc),
-            lambda: operator_kube.list(*ISVC),  # all namespaces
+            lambda: operator_kube.list(INFERENCE_SERVICE),  # all namespaces
         ):
             with pytest.raises(ApiError) as refused:
                 attempt()

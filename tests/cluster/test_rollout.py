@@ -1,6 +1,6 @@
 """Canary rollouts on the real control plane, with short intervals.
 
-The operator runs in-process; KServe is played by modelpilot.sim.standins (readiness
+The operator runs in-process; KServe is played by modelpilot_dev.standins (readiness
 comes from real scheduling of the predictor pods on kwok's fake nodes) and so is the
 gateway (it marks each HTTPRoute Accepted). Every test records each HTTPRoute version
 written and checks that every weight set sums to 100 and that no weight ever went to a
@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 
+from modelpilot.api.kinds import INFERENCE_SERVICE, KSERVE_ISVC_LABEL, MANAGED_MODEL, POD
 from modelpilot.cli import main as cli
 from modelpilot.handlers.runner import OperatorThread
 from modelpilot.k8s.client import Kube
-from modelpilot.sim.standins import StandIns
-from tests.cluster.helpers import ISVC, MM, POD, condition, eventually, model, sample
+from modelpilot_dev.standins import StandIns
+from tests.cluster.helpers import condition, eventually, model, sample
 from tests.cluster.recorder import Recorder
 
 pytestmark = pytest.mark.cluster
@@ -139,7 +140,7 @@ def test_abort_midway_restores_stable_in_one_reconcile(
     assert recorder.first_route_rv(
         {"v1": 100}, after=recorder.annotated_rv("modelpilot.io/abort")
     ) < (recorder.consumed_rv("modelpilot.io/abort"))
-    assert kube.get(*ISVC, "iris-v2", namespace) is not None  # kept for inspection
+    assert kube.get(INFERENCE_SERVICE, "iris-v2", namespace) is not None  # kept for inspection
     time.sleep(3)
     assert phase_is(kube, namespace, "iris", "Aborted", weights={"v1": 100})
 
@@ -287,9 +288,7 @@ def gpu_model(namespace: str, capacity: str) -> dict[str, Any]:
 
 
 def running_pods(kube: Kube, namespace: str, version: str) -> int:
-    pods = kube.list(
-        *POD, namespace, {"serving.kserve.io/inferenceservice": f"llama-chat-{version}"}
-    )
+    pods = kube.list(POD, namespace, {KSERVE_ISVC_LABEL: f"llama-chat-{version}"})
     return sum(
         1
         for p in pods
@@ -365,6 +364,6 @@ def test_shared_capacity_rolls_out_on_the_same_gpus(
     final = model(kube, namespace, "llama-chat")
     stopped = {v["name"]: v["stopped"] for v in final["status"]["versions"]}
     assert stopped == {"v1": True, "v2": False}
-    annotations = kube.get(*ISVC, "llama-chat-v1", namespace)["metadata"]["annotations"]
+    annotations = kube.get(INFERENCE_SERVICE, "llama-chat-v1", namespace)["metadata"]["annotations"]
     assert annotations["serving.kserve.io/stop"] == "true"
-    assert kube.get(*MM, "llama-chat", namespace) is not None
+    assert kube.get(MANAGED_MODEL, "llama-chat", namespace) is not None

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from modelpilot.k8s.client import Kube, api_client
-from modelpilot.sim import tools
+from modelpilot_dev import tools
 from tests.kind import stack
 
 CLUSTER_NAME = "modelpilot-e2e"

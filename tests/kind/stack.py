@@ -19,7 +19,9 @@ from typing import Any
 
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from modelpilot_dev.checkout import checkout_root
+
+REPO_ROOT = checkout_root()
 
 # kind v0.31.0's default node image (Kubernetes 1.35; KServe 0.21 needs 1.32 or later).
 KIND_MIN_VERSION = (0, 31)

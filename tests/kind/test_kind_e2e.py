@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
+from modelpilot.api.kinds import KSERVE_ISVC_LABEL, MANAGED_MODEL, POD
 from modelpilot.cli import main as cli
-from tests.cluster.helpers import MM, eventually
+from tests.cluster.helpers import eventually
 from tests.kind import stack
 from tests.kind.conftest import KindEnv
 
@@ -27,7 +28,7 @@ NAMESPACE = stack.MODELS_NAMESPACE
 
 
 def status(env: KindEnv) -> dict[str, Any]:
-    found = env.kube.get(*MM, "iris", NAMESPACE)
+    found = env.kube.get(MANAGED_MODEL, "iris", NAMESPACE)
     return (found or {}).get("status") or {}
 
 
@@ -128,9 +129,7 @@ def test_rollout_with_real_predictions_through_the_gateway(kind_env: KindEnv) ->
     eventually(
         lambda: (
             any(v["name"] == "v1" and v.get("stopped") for v in status(env)["versions"])
-            and not env.kube.list(
-                "v1", "Pod", NAMESPACE, {"serving.kserve.io/inferenceservice": "iris-v1"}
-            )
+            and not env.kube.list(POD, NAMESPACE, {KSERVE_ISVC_LABEL: "iris-v1"})
         ),
         timeout=300,
         interval=2,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from modelpilot.store.build import build
-from modelpilot.store.local import LocalServer
+from modelpilot_dev.local_server import LocalServer
 
 SERVE_PACKAGES = ("kserve", "sklearn", "joblib")
 

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from modelpilot import demo
-from modelpilot.sim import tools
+from modelpilot_dev import demo, tools
 
 pytestmark = pytest.mark.cluster
 

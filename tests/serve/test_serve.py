@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from modelpilot.store import ModelStore
-from modelpilot.store.local import LocalServer
+from modelpilot_dev.local_server import LocalServer
 
 # A clear setosa, a borderline flower (the versions may disagree), a clear virginica.
 PROBE = [[5.1, 3.5, 1.4, 0.2], [6.0, 2.7, 5.1, 1.6], [6.7, 3.0, 5.2, 2.3]]

@@ -16,8 +16,9 @@ from typing import Any
 import yaml
 
 import modelpilot
+from modelpilot_dev.checkout import checkout_root
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = checkout_root()
 CHART = ROOT / "charts" / "modelpilot"
 MANIFESTS = ROOT / "manifests"
 KEY = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z][\w.-]*):")

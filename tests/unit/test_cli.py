@@ -8,8 +8,9 @@ import pytest
 import yaml
 
 from modelpilot.cli import main
+from modelpilot_dev.checkout import checkout_root
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = checkout_root()
 SAMPLES = sorted((ROOT / "manifests" / "samples").glob("*.yaml"))
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from modelpilot.api.crd import CRD_FILE_NAME, crd_yaml, managed_model_crd
+from modelpilot_dev.checkout import checkout_root
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = checkout_root()
 
 
 @pytest.mark.parametrize("folder", ["manifests/crd", "charts/modelpilot/crds"])

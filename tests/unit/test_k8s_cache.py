@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from modelpilot.api.kinds import DEPLOYMENT, INFERENCE_SERVICE
 from modelpilot.k8s.cache import ChildCache, trim
-from modelpilot.k8s.observe import DEPLOYMENT, ISVC
 from modelpilot.k8s.readiness import version_readiness
 
 
 def isvc(rv: str, uri: str = "s3://m/v1") -> dict[str, Any]:
     return {
-        "apiVersion": ISVC[0],
-        "kind": ISVC[1],
+        "apiVersion": INFERENCE_SERVICE.api_version,
+        "kind": INFERENCE_SERVICE.kind,
         "metadata": {
             "name": "m-v1",
             "namespace": "ns",
@@ -26,8 +26,8 @@ def isvc(rv: str, uri: str = "s3://m/v1") -> dict[str, Any]:
 
 def deployment() -> dict[str, Any]:
     return {
-        "apiVersion": DEPLOYMENT[0],
-        "kind": DEPLOYMENT[1],
+        "apiVersion": DEPLOYMENT.api_version,
+        "kind": DEPLOYMENT.kind,
         "metadata": {"name": "m-v1-predictor", "namespace": "ns", "generation": 2},
         "spec": {
             "replicas": 2,
@@ -97,16 +97,16 @@ def test_a_write_is_read_back_until_the_watch_reports_on_it() -> None:
     cache = ChildCache()
     cache.watched(isvc("4"))
     assert cache.changed(isvc("4")) is True  # first seen
-    assert cache.read(ISVC, "m-v1", "ns")["metadata"]["resourceVersion"] == "4"
+    assert cache.read(INFERENCE_SERVICE, "m-v1", "ns")["metadata"]["resourceVersion"] == "4"
     cache.wrote(isvc("5", uri="s3://m/v1-new"))
     # Read before the echo arrives: what we wrote, not the older watched object.
-    seen = cache.read(ISVC, "m-v1", "ns")
+    seen = cache.read(INFERENCE_SERVICE, "m-v1", "ns")
     assert seen["spec"]["predictor"]["model"]["storageUri"] == "s3://m/v1-new"
     assert "managedFields" not in seen["metadata"]
     cache.watched(isvc("5", uri="s3://m/v1-new"))
     assert cache.changed(isvc("5")) is False  # our own echo wakes no one
     assert cache.sizes() == (1, 0)
-    assert cache.read(ISVC, "m-v1", "ns")["metadata"]["resourceVersion"] == "5"
+    assert cache.read(INFERENCE_SERVICE, "m-v1", "ns")["metadata"]["resourceVersion"] == "5"
 
 
 def test_only_a_change_a_reconcile_reads_counts() -> None:
@@ -131,7 +131,7 @@ def test_a_change_by_someone_else_after_our_write_counts() -> None:
     edited = isvc("9", uri="s3://someone/else")
     cache.watched(edited)
     assert cache.changed(edited) is True
-    assert cache.read(ISVC, "m-v1", "ns")["metadata"]["resourceVersion"] == "9"
+    assert cache.read(INFERENCE_SERVICE, "m-v1", "ns")["metadata"]["resourceVersion"] == "9"
 
 
 def test_a_deleted_child_is_forgotten_with_what_we_wrote() -> None:
@@ -139,7 +139,7 @@ def test_a_deleted_child_is_forgotten_with_what_we_wrote() -> None:
     cache.watched(isvc("3"))
     cache.wrote(isvc("4"))
     cache.deleted(isvc("4"))
-    assert cache.read(ISVC, "m-v1", "ns") is None
+    assert cache.read(INFERENCE_SERVICE, "m-v1", "ns") is None
     assert cache.sizes() == (0, 0)
     assert cache.changed(isvc("4")) is False
 
@@ -149,7 +149,7 @@ def test_children_are_read_by_kind_name_and_namespace() -> None:
     cache.watched(isvc("1"))
     cache.watched(deployment())
     assert cache.read(DEPLOYMENT, "m-v1", "ns") is None
-    assert cache.read(ISVC, "m-v1", "other") is None
+    assert cache.read(INFERENCE_SERVICE, "m-v1", "other") is None
     assert cache.read(DEPLOYMENT, "m-v1-predictor", "ns") is not None
 
 
@@ -180,6 +180,6 @@ def test_a_full_listing_forgets_only_what_vanished_untouched() -> None:
     cache.watched({**renewed, "metadata": {**renewed["metadata"], "resourceVersion": "9"}})
     gone = cache.forget_missing(before, [kept])
     assert [obj["metadata"]["name"] for obj in gone] == ["ghost"]
-    assert cache.read(ISVC, "ghost", "ns") is None
-    assert cache.read(ISVC, "m-v1", "ns") is not None
-    assert cache.read(ISVC, "renewed", "ns") is not None
+    assert cache.read(INFERENCE_SERVICE, "ghost", "ns") is None
+    assert cache.read(INFERENCE_SERVICE, "m-v1", "ns") is not None
+    assert cache.read(INFERENCE_SERVICE, "renewed", "ns") is not None

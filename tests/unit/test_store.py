@@ -126,9 +126,10 @@ def test_get_refuses_a_card_in_the_wrong_place(tmp_path: Path) -> None:
 
 
 def test_store_commands_need_no_heavy_imports() -> None:
-    # The operator's CLI, the store and the demo must not drag in kserve or scikit-learn.
+    # The CLI, the store, the local server and the demo must not drag in kserve or sklearn.
     code = (
-        "import sys, modelpilot.cli, modelpilot.store, modelpilot.store.local, modelpilot.demo;"
+        "import sys, modelpilot.cli, modelpilot.store, modelpilot_dev.local_server,"
+        " modelpilot_dev.demo;"
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'kserve', 'sklearn', 'joblib'}))"
     )
     out = subprocess.run(

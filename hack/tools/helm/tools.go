@@ -1,7 +1,7 @@
 //go:build tools
 
 // Package tools keeps this module's requirement through `go mod tidy`; the binary is
-// built from the imported main package by `python -m modelpilot.sim.tools`.
+// built from the imported main package by `python -m modelpilot_dev tools`.
 package tools
 
 import (

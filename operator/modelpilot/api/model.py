@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from modelpilot.api.kinds import KSERVE_ISVC_LABEL, MANAGED_MODEL
+from modelpilot.api.names import MANAGED_BY
 from modelpilot.api.spec import (
     MAX_MODEL_PLUS_VERSION,
     ManagedModelSpec,
@@ -20,11 +22,11 @@ from modelpilot.api.spec import (
 )
 from modelpilot.api.status import ManagedModelStatus
 
-GROUP = "modelpilot.io"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
-KIND = "ManagedModel"
-PLURAL = "managedmodels"
+GROUP = MANAGED_MODEL.group
+VERSION = MANAGED_MODEL.version
+API_VERSION = MANAGED_MODEL.api_version
+KIND = MANAGED_MODEL.kind
+PLURAL = MANAGED_MODEL.plural
 SINGULAR = "managedmodel"
 SHORT_NAMES = ("mm",)
 CATEGORIES = ("modelpilot",)
@@ -32,11 +34,7 @@ CATEGORIES = ("modelpilot",)
 DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 # Labels the operator or KServe own: a user label with one of these keys would confuse
 # KServe's orphan cleanup or our own child selection.
-RESERVED_LABEL_KEYS = (
-    "app.kubernetes.io/managed-by",
-    "serving.kserve.io/inferenceservice",
-    "component",
-)
+RESERVED_LABEL_KEYS = (MANAGED_BY, KSERVE_ISVC_LABEL, "component")
 RESERVED_LABEL_PREFIX = "modelpilot.io/"
 GPU_RESOURCE_HINTS = ("gpu", "nvidia.com/", "amd.com/")
 

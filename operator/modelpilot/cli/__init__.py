@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from modelpilot import __version__
-from modelpilot.cli import control, demo, offline, run, store
+from modelpilot.cli import control, offline, run, store
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,7 +22,6 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_commands(commands)
     control.add_commands(commands)
     store.add_commands(commands)
-    demo.add_commands(commands)
     return parser
 
 

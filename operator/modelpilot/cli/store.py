@@ -17,8 +17,8 @@ def add_commands(commands: Any) -> None:
         "store",
         help="the local model store: build the sample models, list them, serve one",
         description="A file-based model store laid out <model>/<version>/ with the artifact "
-        "and a model.yaml card. Root: --root, else $MODELPILOT_MODEL_STORE, else the "
-        "checkout's model-store/.",
+        "and a model.yaml card. Root: --root, else $MODELPILOT_MODEL_STORE, else "
+        "./model-store.",
     )
     sub = store.add_subparsers(dest="store_command", required=True, metavar="STORE_COMMAND")
 

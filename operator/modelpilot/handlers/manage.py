@@ -1,59 +1,47 @@
 """One level-based reconcile for create, resume, update and every wake-up.
 
 Read the ManagedModel and its children, decide (the pure rollout machine), render (the
-pure renderer), apply what changed, prune what was removed, write status, post Events,
-consume commands. The same input always converges to the same children; a reconcile
-that finds nothing to change writes nothing.
+pure renderer), then write: prune what was removed, write status, consume commands,
+post Events, apply what changed. The same input always converges to the same children;
+a reconcile that finds nothing to change writes nothing.
+
+Status goes before the children. It is the rollout's memory: once a decision is in
+status, a crash before the route carries it only delays it, and the next reconcile
+carries it out. Written the other way round, a crash between the two let a restarted
+operator decide again from the older status and move traffic back to weights the
+rollout had already left. Every read and write goes through one `Cluster`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from modelpilot.api import InvalidManagedModel, ManagedModel, parse_managed_model
-from modelpilot.api.model import API_VERSION, KIND, PLURAL
+from modelpilot.api import InvalidManagedModel, ManagedModel, names, parse_managed_model
+from modelpilot.api.events import Event, EventType
+from modelpilot.api.kinds import (
+    AUTOSCALER,
+    GATEWAY,
+    INFERENCE_SERVICE,
+    KINDS_BY_NAME,
+    MANAGED_MODEL,
+)
 from modelpilot.api.status import ManagedModelStatus, VersionStatus
 from modelpilot.handlers.conditions import condition_of, set_condition
-from modelpilot.k8s.cache import ChildCache
-from modelpilot.k8s.children import (
-    contains,
-    content_hash,
-    foreign_controller,
-    needs_apply,
-    same,
-)
+from modelpilot.k8s.children import contains, content_hash, foreign_controller, needs_apply, same
 from modelpilot.k8s.children import with_owner as owned
-from modelpilot.k8s.client import Kube
-from modelpilot.k8s.events import post_event
-from modelpilot.k8s.observe import (
-    GATEWAY,
-    HPA,
-    ISVC,
-    Snapshot,
-    replicas_of,
-    route_accepted,
-    route_weights,
-    snapshot,
-)
+from modelpilot.k8s.cluster import Cluster
+from modelpilot.k8s.observe import Snapshot, replicas_of, route_accepted, route_weights, snapshot
 from modelpilot.k8s.runtime_index import RuntimeIndex
-from modelpilot.render import RenderState, UnservableModel, VersionState, names, render_model
-from modelpilot.render.manifests import plan_predictors, render_inference_service
-from modelpilot.rollout import (
-    Event,
-    Observations,
-    Plan,
-    VersionObservation,
-    decide,
-    parse_commands,
-    stamp,
-)
+from modelpilot.render import RenderState, UnservableModel, VersionState, plan_serving, render_model
+from modelpilot.rollout import Observations, Plan, VersionObservation, decide, parse_commands, stamp
 from modelpilot.rollout.machine import ROLLING
 
 log = logging.getLogger(__name__)
 RESYNC_WHILE_NOT_READY = 30.0
+PRUNABLE_KINDS = frozenset({INFERENCE_SERVICE.kind, AUTOSCALER.kind})
 
 
 @dataclass(frozen=True)
@@ -69,19 +57,27 @@ class Outcome:
     phase: str | None = None
 
 
+@dataclass
+class Writes:
+    """What one reconcile decided to write, gathered before the first write goes out."""
+
+    applies: list[dict[str, Any]] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    degraded: tuple[str, str] | None = None  # (reason, message)
+
+
 def manage(
-    kube: Kube,
+    cluster: Cluster,
     namespace: str,
     name: str,
-    runtimes: RuntimeIndex,
+    serving_runtimes: RuntimeIndex,
     settings: Settings,
-    children: ChildCache,
     now: dt.datetime | None = None,
 ) -> Outcome:
-    """Children are read from the operator's watch cache. The ManagedModel itself is
-    always read fresh: its status is the rollout's memory."""
+    """The ManagedModel is always read fresh (its status is the rollout's memory); its
+    children come from the operator's watch cache."""
     moment = now or dt.datetime.now(dt.UTC)
-    body = kube.get(API_VERSION, KIND, name, namespace)
+    body = cluster.get(MANAGED_MODEL, name, namespace)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return Outcome()  # gone or going: the garbage collector removes the children
     status = ManagedModelStatus.model_validate(body.get("status") or {})
@@ -90,44 +86,42 @@ def manage(
     except InvalidManagedModel as invalid:
         # Nothing is retried and no child is touched: the next spec change wakes us.
         message = "; ".join(str(p) for p in invalid.problems)
-        return _degraded(kube, body, status, "InvalidSpec", message, moment)
-    return Reconcile(kube, body, model, status, runtimes, settings, children, moment).run()
+        return degrade(cluster, body, status, "InvalidSpec", message, moment)
+    return Reconcile(cluster, body, model, status, serving_runtimes, settings, moment).run()
 
 
-def _degraded(
-    kube: Kube,
+def degrade(
+    cluster: Cluster,
     body: dict[str, Any],
     status: ManagedModelStatus,
     reason: str,
     message: str,
     moment: dt.datetime,
 ) -> Outcome:
+    """Say why the model cannot be reconciled, once; touch no child."""
     generation = body["metadata"].get("generation")
     previous = condition_of(status.conditions, "Degraded")
     conditions = set_condition(
         status.conditions, "Degraded", True, reason, message, generation, stamp(moment)
     )
-    updated = status.model_copy(update={"conditions": conditions})
-    outcome = Outcome(phase=status.phase)
-    _write_status(kube, body, status, updated)
+    write_status(cluster, body, status, status.model_copy(update={"conditions": conditions}))
     if previous is None or (previous.status, previous.reason, previous.message) != (
         "True",
         reason,
         message,
     ):
-        event = Event("Warning", reason, message)
-        post_event(kube.api, body, event)
-    return outcome
+        cluster.post_event(body, Event("Warning", reason, message))
+    return Outcome(phase=status.phase)
 
 
-def _write_status(
-    kube: Kube, body: dict[str, Any], old: ManagedModelStatus, new: ManagedModelStatus
+def write_status(
+    cluster: Cluster, body: dict[str, Any], old: ManagedModelStatus, new: ManagedModelStatus
 ) -> bool:
     before = old.model_dump(by_alias=True, exclude_none=True)
     after = new.model_dump(by_alias=True, exclude_none=True)
     if before == after:
         return False
-    kube.patch_status(body, merge_patch(before, after))
+    cluster.patch_status(body, merge_patch(before, after))
     return True
 
 
@@ -149,56 +143,46 @@ def merge_patch(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]
 class Reconcile:
     def __init__(
         self,
-        kube: Kube,
+        cluster: Cluster,
         body: dict[str, Any],
         model: ManagedModel,
         status: ManagedModelStatus,
-        runtimes: RuntimeIndex,
+        serving_runtimes: RuntimeIndex,
         settings: Settings,
-        children: ChildCache,
         moment: dt.datetime,
     ) -> None:
-        self.kube, self.body, self.model, self.status = kube, body, model, status
-        self.runtimes, self.settings, self.now = runtimes, settings, moment
-        self.children = children
+        self.cluster, self.body, self.model, self.status = cluster, body, model, status
+        self.serving_runtimes, self.settings, self.now = serving_runtimes, settings, moment
         self.outcome = Outcome()
-        self.degraded: tuple[str, str] | None = None
 
     @property
     def uid(self) -> str:
         return str(self.body["metadata"]["uid"])
 
     def run(self) -> Outcome:
-        spec, model = self.model.spec, self.model
-        known = [v.name for v in spec.versions]
-        in_use = [v for v, w in self.status.weights.items() if w > 0 and v not in known]
+        model = self.model
+        known = [v.name for v in model.spec.versions]
+        seen = snapshot(self.cluster, model, known)
+        # Weight on the live route counts too: status may already be ahead of it.
+        carried = {**route_weights(seen.route, model.name), **self.status.weights}
+        in_use = sorted(v for v, w in carried.items() if w > 0 and v not in known)
         if in_use:
-            return _degraded(
-                self.kube,
-                self.body,
-                self.status,
+            return self._degrade(
                 "VersionInUse",
                 f"{', '.join(in_use)} still carries traffic and cannot be removed from "
                 "spec.versions: set spec.rollout.target to another version, let it be "
                 "promoted, then remove it",
-                self.now,
             )
-        runtimes = self.runtimes.for_namespace(model.namespace)
+        runtimes = self.serving_runtimes.for_namespace(model.namespace)
         try:
-            predictors = plan_predictors(model, runtimes)
+            serving = plan_serving(model, runtimes)
         except UnservableModel as unservable:
-            message = "; ".join(str(p) for p in unservable.problems)
-            return _degraded(self.kube, self.body, self.status, "NoRuntime", message, self.now)
+            return self._degrade("NoRuntime", "; ".join(str(p) for p in unservable.problems))
 
-        seen = snapshot(self.kube, model, known, self.children.read)
         self._keep_last_verdict_when_stale(seen)
-        served = {
-            v: render_inference_service(model, p, RenderState())["spec"]["predictor"]["model"]
-            for v, p in predictors.items()
-        }
-        self._not_ready_while_changing(seen, served)
-        revisions = {v: content_hash(m) for v, m in served.items()}
-        plan = decide(spec, self.status, self._observations(seen, revisions), self.now)
+        self._not_ready_while_changing(seen, serving.served)
+        revisions = {v: content_hash(m) for v, m in serving.served.items()}
+        plan = decide(model.spec, self.status, self._observations(seen, revisions), self.now)
         state = RenderState(
             versions={
                 v: VersionState(
@@ -213,12 +197,15 @@ class Reconcile:
             route=bool(plan.weights),
             legacy_raw_deployment=self.settings.legacy_raw_deployment,
         )
-        rendered = render_model(model, state, runtimes)
-        self._apply(rendered.objects, seen, plan)
+        rendered = render_model(model, state, serving=serving)
+        writes = self._changes(rendered.objects, seen)
         if self._may_have_leftovers(plan):
             self._prune({(o["kind"], o["metadata"]["name"]) for o in rendered.objects})
-        self._finish(plan, seen, rendered.runtimes, rendered.warnings)
+        self._write(plan, seen, rendered.runtimes, rendered.warnings, writes)
         return self.outcome
+
+    def _degrade(self, reason: str, message: str) -> Outcome:
+        return degrade(self.cluster, self.body, self.status, reason, message, self.now)
 
     def _keep_last_verdict_when_stale(self, seen: Snapshot) -> None:
         before = {v.name: v for v in self.status.versions}
@@ -261,8 +248,9 @@ class Reconcile:
             route_gate=self.settings.route_gate,
         )
 
-    def _apply(self, objects: list[dict[str, Any]], seen: Snapshot, plan: Plan) -> None:
-        conflicts = []
+    def _changes(self, objects: list[dict[str, Any]], seen: Snapshot) -> Writes:
+        """The children that need an apply; a name someone else holds is not taken."""
+        writes, conflicts = Writes(), []
         for obj in objects:
             live = seen.live(obj)
             if live is not None:
@@ -271,57 +259,98 @@ class Reconcile:
                     conflicts.append(f"{obj['kind']} {obj['metadata']['name']} is held by {other}")
                     continue
             desired = owned(obj, self.body)
-            if not needs_apply(desired, live):
-                continue
-            self._warn_in_place_update(obj, live)
-            self.kube.apply(desired)
-            self.outcome.writes += 1
+            if needs_apply(desired, live):
+                writes.applies.append(desired)
+                writes.events += self._in_place_update(obj, live)
         if conflicts:
-            self.degraded = ("NameConflict", "; ".join(conflicts) + ": rename the model or version")
+            writes.degraded = (
+                "NameConflict",
+                "; ".join(conflicts) + ": rename the model or version",
+            )
+        return writes
 
-    def _warn_in_place_update(self, obj: dict[str, Any], live: dict[str, Any] | None) -> None:
-        if live is None or obj["kind"] != "InferenceService":
-            return
+    def _in_place_update(self, obj: dict[str, Any], live: dict[str, Any] | None) -> list[Event]:
+        if live is None or obj["kind"] != INFERENCE_SERVICE.kind:
+            return []
         version = obj["metadata"]["labels"][names.VERSION_LABEL]
         if self.status.weights.get(version, 0) <= 0:
-            return
+            return []
         want = obj["spec"]["predictor"]["model"]
         have = (live.get("spec") or {}).get("predictor", {}).get("model", {})
         if contains(have, want) and contains(want, have):
-            return
+            return []
         changed = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
-        self._event(
-            "Warning",
-            "InPlaceUpdate",
-            f"{version} carries traffic and its predictor changed ({', '.join(changed)}): "
-            "KServe restarts its pods in place, with no canary; publish a new version name "
-            "to roll it out instead",
-        )
+        return [
+            Event(
+                "Warning",
+                "InPlaceUpdate",
+                f"{version} carries traffic and its predictor changed ({', '.join(changed)}): "
+                "KServe restarts its pods in place, with no canary; publish a new version "
+                "name to roll it out instead",
+            )
+        ]
 
     def _may_have_leftovers(self, plan: Plan) -> bool:
         """Children go away only when the spec changed (a version removed) or a version
         was stopped (its HPA): scanning the cache on every other reconcile finds
-        nothing. observedGeneration is written after pruning, so an interrupted prune
-        reruns."""
+        nothing. Pruning comes before the status write that records observedGeneration,
+        so an interrupted prune reruns."""
         stopped_before = {v.name for v in self.status.versions if v.stopped}
         generation = self.body["metadata"].get("generation")
         return self.status.observed_generation != generation or plan.stopped != stopped_before
 
     def _prune(self, keep: set[tuple[str, str]]) -> None:
         labels = {names.MODEL_LABEL: self.model.name, names.MANAGED_BY: "modelpilot"}
-        for live in self.children.children_of(self.model.namespace, labels):
+        for live in self.cluster.cached_children(self.model.namespace, labels):
             meta, kind = live["metadata"], live["kind"]
-            if kind not in (HPA[1], ISVC[1]) or (kind, meta["name"]) in keep:
+            if kind not in PRUNABLE_KINDS or (kind, meta["name"]) in keep:
                 continue
             if foreign_controller(live, self.uid) is not None:
                 continue
-            self.kube.delete(live["apiVersion"], kind, meta["name"], self.model.namespace)
+            self.cluster.delete(KINDS_BY_NAME[kind], meta["name"], self.model.namespace)
             self.outcome.writes += 1
             self._event("Normal", "Removed", f"{kind} {meta['name']} removed")
 
-    def _finish(
-        self, plan: Plan, seen: Snapshot, runtimes: dict[str, str | None], warnings: list[str]
+    def _write(
+        self,
+        plan: Plan,
+        seen: Snapshot,
+        runtimes: dict[str, str | None],
+        warnings: list[str],
+        writes: Writes,
     ) -> None:
+        """Status (the decision), then the commands it consumed, the Events that tell of
+        it, and last the children that carry it out."""
+        updated, degraded = self._next_status(plan, seen, runtimes, warnings, writes.degraded)
+        write_status(self.cluster, self.body, self.status, updated)
+        self.outcome.phase = updated.phase
+        if plan.consumed:
+            patch = {"annotations": dict.fromkeys(plan.consumed)}
+            self.cluster.patch_metadata(self.body, patch)
+        previous = condition_of(self.status.conditions, "Degraded")
+        if degraded and (previous is None or previous.message != degraded[1]):
+            self._event("Warning", degraded[0], degraded[1])
+        for event in [*plan.events, *writes.events]:
+            self.cluster.post_event(self.body, event)
+        for desired in writes.applies:
+            self.cluster.apply(desired)
+            self.outcome.writes += 1
+
+        wake = [plan.requeue_after] if plan.requeue_after is not None else []
+        if sum(1 for v in updated.versions if v.ready) < sum(
+            1 for v in updated.versions if not v.stopped
+        ):
+            wake.append(RESYNC_WHILE_NOT_READY)
+        self.outcome.requeue_after = min(wake) if wake else None
+
+    def _next_status(
+        self,
+        plan: Plan,
+        seen: Snapshot,
+        runtimes: dict[str, str | None],
+        warnings: list[str],
+        conflict: tuple[str, str] | None,
+    ) -> tuple[ManagedModelStatus, tuple[str, str] | None]:
         model, spec = self.model, self.model.spec
         generation = self.body["metadata"].get("generation")
         now = stamp(self.now)
@@ -359,7 +388,7 @@ class Reconcile:
             generation,
             now,
         )
-        degraded = self.degraded
+        degraded = conflict
         if degraded is None and plan.status.phase == "Failed":
             degraded = ("RolloutFailed", plan.message)
         conditions = set_condition(
@@ -380,19 +409,7 @@ class Reconcile:
                 "conditions": conditions,
             }
         )
-        _write_status(self.kube, self.body, self.status, updated)
-        self.outcome.phase = updated.phase
-        previous = condition_of(self.status.conditions, "Degraded")
-        if degraded and (previous is None or previous.message != degraded[1]):
-            self._event("Warning", degraded[0], degraded[1])
-        for event in plan.events:
-            self._event(event.type, event.reason, event.message)
-        if plan.consumed:
-            self.kube.patch(self.body, {"metadata": {"annotations": dict.fromkeys(plan.consumed)}})
-        wake = [plan.requeue_after] if plan.requeue_after is not None else []
-        if ready_count < len([v for v in versions if not v.stopped]):
-            wake.append(RESYNC_WHILE_NOT_READY)
-        self.outcome.requeue_after = min(wake) if wake else None
+        return updated, degraded
 
     def _url(self) -> str | None:
         """The model's address through the gateway: its first hostname, else the
@@ -401,13 +418,12 @@ class Reconcile:
         if hostnames:
             return f"http://{hostnames[0]}"
         ref = self.model.spec.traffic.gateway_ref
-        gateway = self.kube.get(*GATEWAY, ref.name, ref.namespace or self.model.namespace)
+        gateway = self.cluster.get(GATEWAY, ref.name, ref.namespace or self.model.namespace)
         addresses = ((gateway or {}).get("status") or {}).get("addresses") or []
         return f"http://{addresses[0]['value']}" if addresses else None
 
-    def _event(self, kind: str, reason: str, message: str) -> None:
-        event = Event(kind, reason, message)  # type: ignore[arg-type]
-        post_event(self.kube.api, self.body, event)
+    def _event(self, kind: EventType, reason: str, message: str) -> None:
+        self.cluster.post_event(self.body, Event(kind, reason, message))
 
 
-__all__ = ["PLURAL", "Outcome", "Settings", "manage"]
+__all__ = ["Outcome", "Settings", "manage"]

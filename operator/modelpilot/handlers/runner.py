@@ -25,9 +25,9 @@ async def run_operator(
     metrics_port: int | None = None,
     stop_flag: threading.Event | asyncio.Event | None = None,
     ready_flag: threading.Event | asyncio.Event | None = None,
-    runtime: wiring.Runtime | None = None,
-) -> wiring.Runtime:
-    runtime = runtime or wiring.Runtime(
+    state: wiring.OperatorState | None = None,
+) -> wiring.OperatorState:
+    state = state or wiring.OperatorState(
         kube=kube, settings=settings, metrics_port=metrics_port, namespaces=tuple(namespaces)
     )
     # One replica, no peering: two operators acting on one model would fight over its
@@ -38,11 +38,11 @@ async def run_operator(
         namespaces=list(namespaces),
         standalone=True,
         liveness_endpoint=liveness,
-        memo=kopf.Memo(runtime=runtime),
+        memo=kopf.Memo(state=state),
         stop_flag=stop_flag,
         ready_flag=ready_flag,
     )
-    return runtime
+    return state
 
 
 class OperatorThread:
@@ -54,7 +54,7 @@ class OperatorThread:
         self.kube = kube
         self.settings = settings or Settings()
         self.namespaces = namespaces
-        self.runtime = wiring.Runtime(
+        self.state = wiring.OperatorState(
             kube=kube, settings=self.settings, namespaces=tuple(namespaces)
         )
         self._stop = threading.Event()
@@ -71,7 +71,7 @@ class OperatorThread:
                     namespaces=self.namespaces,
                     stop_flag=self._stop,
                     ready_flag=self._ready,
-                    runtime=self.runtime,
+                    state=self.state,
                 )
             )
         except BaseException as err:

@@ -20,14 +20,21 @@ from typing import Any
 
 import kopf
 
-from modelpilot.api.model import GROUP, PLURAL, VERSION
+from modelpilot.api.kinds import (
+    CLUSTER_SERVING_RUNTIME,
+    DEPLOYMENT,
+    MANAGED_MODEL,
+    SERVING_RUNTIME,
+    WATCHED_CHILD_KINDS,
+    Kind,
+)
+from modelpilot.api.names import MODEL_LABEL
 from modelpilot.handlers.manage import Settings, manage
 from modelpilot.handlers.metrics import Metrics, serve_metrics
 from modelpilot.k8s.cache import ChildCache
 from modelpilot.k8s.client import Kube
-from modelpilot.k8s.observe import DEPLOYMENT, HPA, ISVC, ROUTE
+from modelpilot.k8s.cluster import KubeCluster
 from modelpilot.k8s.runtime_index import RuntimeIndex
-from modelpilot.render.names import MODEL_LABEL
 
 log = logging.getLogger(__name__)
 # kopf's own annotations. Not "modelpilot.io": kopf ignores annotations under its own
@@ -36,22 +43,25 @@ log = logging.getLogger(__name__)
 KOPF_PREFIX = "kopf.modelpilot.io"
 MAX_BACKOFF = 60.0
 CHILD_RESYNC_SECONDS = 600.0
-# The kinds in the children cache, and the label selector each is watched with.
-CACHED_KINDS: tuple[tuple[tuple[str, str], dict[str, str | None] | None], ...] = (
-    (ISVC, None),
-    (HPA, None),
-    (ROUTE, None),
-    (DEPLOYMENT, {MODEL_LABEL: None}),
-)
+
+
+def watch_labels(kind: Kind) -> dict[str, str | None] | None:
+    """The label selector a child kind is watched and listed with. Every
+    InferenceService, HPA and HTTPRoute in scope enters the cache, labelled or not: an
+    object someone else made under a child's name must be seen before we apply ours.
+    KServe's predictor Deployments carry their InferenceService's labels and the
+    operator never writes Deployments, so only labelled ones (selected server-side)."""
+    return {MODEL_LABEL: None} if kind == DEPLOYMENT else None
 
 
 @dataclass
-class Runtime:
+class OperatorState:
     """What the handlers share within one operator process (kopf's memo)."""
 
     kube: Kube
     settings: Settings = field(default_factory=Settings)
-    runtimes: RuntimeIndex = field(default_factory=RuntimeIndex)
+    # KServe's ServingRuntimes and ClusterServingRuntimes, as watched.
+    serving_runtimes: RuntimeIndex = field(default_factory=RuntimeIndex)
     metrics: Metrics = field(default_factory=Metrics)
     metrics_port: int | None = None
     namespaces: tuple[str, ...] = ()  # the watched namespaces; empty: all of them
@@ -62,7 +72,7 @@ class Runtime:
     children: ChildCache = field(default_factory=ChildCache)
 
     def __post_init__(self) -> None:
-        self.kube.on_write = self.children.wrote
+        self.cluster = KubeCluster(self.kube, self.children)
         self.metrics.api_requests = getattr(self.kube.api, "requests", {})
 
     def poke(self, namespace: str | None, name: str | None) -> None:
@@ -70,8 +80,9 @@ class Runtime:
             self.pokes.setdefault((namespace, name), asyncio.Event()).set()
 
 
-def _runtime(memo: Any) -> Runtime:
-    return memo.runtime  # type: ignore[no-any-return]
+def _state(memo: Any) -> OperatorState:
+    state: OperatorState = memo.state
+    return state
 
 
 @kopf.on.startup()
@@ -85,14 +96,14 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     settings.watching.server_timeout = 300
     settings.networking.connect_timeout = 10
     # Only the predictor Deployments of models, not every Deployment in scope.
-    settings.watching.label_selectors["apps", "deployments"] = MODEL_LABEL
-    runtime = _runtime(memo)
-    runtime.runtimes.replace_all(
-        await asyncio.to_thread(_list_runtimes, runtime.kube, runtime.namespaces)
+    settings.watching.label_selectors[DEPLOYMENT.group, DEPLOYMENT.plural] = MODEL_LABEL
+    state = _state(memo)
+    state.serving_runtimes.replace_all(
+        await asyncio.to_thread(_list_runtimes, state.kube, state.namespaces)
     )
-    if runtime.metrics_port is not None:
-        memo.metrics_server = await serve_metrics(runtime.metrics, runtime.metrics_port)
-    memo.resync = asyncio.create_task(_resync_children(runtime), name="modelpilot-resync")
+    if state.metrics_port is not None:
+        memo.metrics_server = await serve_metrics(state.metrics, state.metrics_port)
+    memo.resync = asyncio.create_task(_resync_children(state), name="modelpilot-resync")
 
 
 @kopf.on.cleanup()
@@ -105,62 +116,61 @@ async def shut_down(memo: Any, **_: Any) -> None:
         await server.cleanup()
 
 
-async def _resync_children(runtime: Runtime, every: float = CHILD_RESYNC_SECONDS) -> None:
+async def _resync_children(state: OperatorState, every: float = CHILD_RESYNC_SECONDS) -> None:
     """Lists every child kind now and then, and forgets what a watch gap hid the
     deletion of: four LISTs per period, whatever the number of models."""
     while True:
         await asyncio.sleep(every)
-        for (api_version, kind), labels in CACHED_KINDS:
-            before = runtime.children.of_kind(kind)
+        for kind in WATCHED_CHILD_KINDS:
+            before = state.children.of_kind(kind.kind)
             try:
                 listed = await asyncio.to_thread(
-                    _list_in_scope, runtime.kube, api_version, kind, runtime.namespaces, labels
+                    _list_in_scope, state.kube, kind, state.namespaces, watch_labels(kind)
                 )
             except Exception as err:  # the next period tries again
-                log.warning("cannot list %ss to resync the cache: %s", kind, err)
+                log.warning("cannot list %ss to resync the cache: %s", kind.kind, err)
                 continue
-            for gone in runtime.children.forget_missing(before, listed):
+            for gone in state.children.forget_missing(before, listed):
                 meta = gone["metadata"]
                 log.info(
-                    "%s %s/%s is gone (missed by the watch)", kind, meta["namespace"], meta["name"]
+                    "%s %s/%s is gone (missed by the watch)",
+                    kind.kind,
+                    meta["namespace"],
+                    meta["name"],
                 )
-                runtime.poke(meta["namespace"], (meta.get("labels") or {}).get(MODEL_LABEL))
+                state.poke(meta["namespace"], (meta.get("labels") or {}).get(MODEL_LABEL))
 
 
 def _list_in_scope(
     kube: Kube,
-    api_version: str,
-    kind: str,
+    kind: Kind,
     namespaces: Sequence[str],
     labels: dict[str, str | None] | None,
 ) -> list[dict[str, Any]]:
     if not namespaces:
-        return kube.list(api_version, kind, None, labels)
-    return [obj for ns in namespaces for obj in kube.list(api_version, kind, ns, labels)]
+        return kube.list(kind, None, labels)
+    return [obj for ns in namespaces for obj in kube.list(kind, ns, labels)]
 
 
 def _list_runtimes(kube: Kube, namespaces: Sequence[str] = ()) -> list[dict[str, Any]]:
     # Listed once at start so the first reconciles see every runtime; watch events
     # keep the index current afterwards. ServingRuntimes only where the operator
     # watches: with --namespace its RBAC allows no cluster-wide list.
-    scopes: list[tuple[str, str | None]] = [("ClusterServingRuntime", None)]
-    scopes += [("ServingRuntime", ns) for ns in namespaces] or [("ServingRuntime", None)]
+    scopes: list[tuple[Kind, str | None]] = [(CLUSTER_SERVING_RUNTIME, None)]
+    scopes += [(SERVING_RUNTIME, ns) for ns in namespaces] or [(SERVING_RUNTIME, None)]
     found: list[dict[str, Any]] = []
     for kind, namespace in scopes:
         try:
-            found += [
-                {**item, "kind": kind}
-                for item in kube.list("serving.kserve.io/v1alpha1", kind, namespace)
-            ]
+            found += [{**item, "kind": kind.kind} for item in kube.list(kind, namespace)]
         except Exception as err:  # KServe's CRDs may be missing: nothing resolves then
-            log.warning("cannot list %ss: %s", kind, err)
+            log.warning("cannot list %ss: %s", kind.kind, err)
     return found
 
 
 @kopf.on.login()
 def login(memo: Any, **_: Any) -> kopf.ConnectionInfo:
     """Log kopf in with the same credentials as the operator's own client."""
-    config = _runtime(memo).kube.api.configuration
+    config = _state(memo).kube.api.configuration
     header = config.get_api_key_with_prefix("BearerToken") or config.get_api_key_with_prefix(
         "authorization"
     )
@@ -176,12 +186,14 @@ def login(memo: Any, **_: Any) -> kopf.ConnectionInfo:
     )
 
 
-@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=2.0)
+@kopf.daemon(
+    MANAGED_MODEL.group, MANAGED_MODEL.version, MANAGED_MODEL.plural, cancellation_timeout=2.0
+)
 async def model_loop(
     namespace: str, name: str, stopped: kopf.DaemonStopped, memo: Any, **_: Any
 ) -> None:
-    runtime = _runtime(memo)
-    poke = runtime.pokes.setdefault((namespace, name), asyncio.Event())
+    state = _state(memo)
+    poke = state.pokes.setdefault((namespace, name), asyncio.Event())
     backoff = 1.0
     try:
         while not stopped:
@@ -190,29 +202,28 @@ async def model_loop(
             try:
                 outcome = await asyncio.to_thread(
                     manage,
-                    runtime.kube,
+                    state.cluster,
                     namespace,
                     name,
-                    runtime.runtimes,
-                    runtime.settings,
-                    runtime.children,
+                    state.serving_runtimes,
+                    state.settings,
                 )
             except Exception:
-                runtime.metrics.observe(time.monotonic() - started, 0, error=True)
+                state.metrics.observe(time.monotonic() - started, 0, error=True)
                 log.exception(
                     "reconcile of %s/%s failed; retrying in %.0fs", namespace, name, backoff
                 )
                 timeout: float | None = backoff
                 backoff = min(backoff * 2, MAX_BACKOFF)
             else:
-                runtime.metrics.observe(time.monotonic() - started, outcome.writes, error=False)
-                runtime.metrics.set_phase(namespace, name, outcome.phase)
+                state.metrics.observe(time.monotonic() - started, outcome.writes, error=False)
+                state.metrics.set_phase(namespace, name, outcome.phase)
                 timeout, backoff = outcome.requeue_after, 1.0
             await _sleep(poke, stopped, timeout)
     finally:
-        runtime.pokes.pop((namespace, name), None)
-        runtime.seen.pop((namespace, name), None)
-        runtime.metrics.set_phase(namespace, name, None)
+        state.pokes.pop((namespace, name), None)
+        state.seen.pop((namespace, name), None)
+        state.metrics.set_phase(namespace, name, None)
 
 
 async def _sleep(poke: asyncio.Event, stopped: kopf.DaemonStopped, timeout: float | None) -> None:
@@ -225,33 +236,33 @@ async def _sleep(poke: asyncio.Event, stopped: kopf.DaemonStopped, timeout: floa
             waiter.cancel()
 
 
-@kopf.on.event(GROUP, VERSION, PLURAL)
+@kopf.on.event(MANAGED_MODEL.group, MANAGED_MODEL.version, MANAGED_MODEL.plural)
 async def model_changed(
     event: dict[str, Any], namespace: str, name: str, memo: Any, **_: Any
 ) -> None:
     # Only what the user changes (spec, annotations) wakes the loop, not the status
     # the loop itself just wrote.
-    runtime = _runtime(memo)
+    state = _state(memo)
     meta = (event.get("object") or {}).get("metadata") or {}
     annotations = {
         k: v for k, v in (meta.get("annotations") or {}).items() if not k.startswith(KOPF_PREFIX)
     }
     key = json.dumps([meta.get("generation"), annotations], sort_keys=True)
-    if runtime.seen.get((namespace, name)) != key:
-        runtime.seen[(namespace, name)] = key
-        runtime.poke(namespace, name)
+    if state.seen.get((namespace, name)) != key:
+        state.seen[(namespace, name)] = key
+        state.poke(namespace, name)
 
 
 async def _child_changed(
     event: dict[str, Any], body: Any, labels: dict[str, str], namespace: str, memo: Any, **_: Any
 ) -> None:
-    children = _runtime(memo).children
+    children = _state(memo).children
     if event.get("type") == "DELETED":
         children.deleted(body)
     elif not children.changed(body):
         return  # our own apply's echo, or a change no reconcile reads
     if MODEL_LABEL in labels:
-        _runtime(memo).poke(namespace, labels[MODEL_LABEL])
+        _state(memo).poke(namespace, labels[MODEL_LABEL])
 
 
 async def _child_listed(body: Any, memo: Any, **_: Any) -> None:
@@ -259,38 +270,29 @@ async def _child_listed(body: Any, memo: Any, **_: Any) -> None:
     # listing before any daemon starts (so the first reconcile after a restart sees
     # every child), then for every change before the event handler above. It keeps
     # nothing in kopf's index; the cache is the operator's own, read by name.
-    _runtime(memo).children.watched(body)
+    _state(memo).children.watched(body)
 
 
-# Every InferenceService, HPA and HTTPRoute in scope enters the cache, labelled or not:
-# an object someone else made under a child's name must be seen before we apply ours.
-# Only labelled ones wake a model.
-for _group, _version, _plural in (
-    ("serving.kserve.io", "v1beta1", "inferenceservices"),
-    ("autoscaling", "v2", "horizontalpodautoscalers"),
-    ("gateway.networking.k8s.io", "v1", "httproutes"),
-):
-    kopf.index(_group, _version, _plural, id=f"{_plural}_cache")(_child_listed)
-    kopf.on.event(_group, _version, _plural)(_child_changed)
-# KServe's predictor Deployments carry their InferenceService's labels; the operator
-# never writes Deployments, so only labelled ones are watched (selected server-side).
-kopf.index("apps", "v1", "deployments", id="deployments_cache", labels={MODEL_LABEL: kopf.PRESENT})(
-    _child_listed
-)
-kopf.on.event("apps", "v1", "deployments", labels={MODEL_LABEL: kopf.PRESENT})(_child_changed)
+# Only labelled children wake a model (see watch_labels for what is watched).
+for _kind in WATCHED_CHILD_KINDS:
+    _labels = {MODEL_LABEL: kopf.PRESENT} if watch_labels(_kind) else None
+    kopf.index(
+        _kind.group, _kind.version, _kind.plural, id=f"{_kind.plural}_cache", labels=_labels
+    )(_child_listed)
+    kopf.on.event(_kind.group, _kind.version, _kind.plural, labels=_labels)(_child_changed)
 
 
 async def _runtime_changed(event: dict[str, Any], body: Any, memo: Any, **_: Any) -> None:
-    runtime = _runtime(memo)
+    state = _state(memo)
     obj = dict(body)
     if event.get("type") == "DELETED":
-        runtime.runtimes.remove(obj)
+        state.serving_runtimes.remove(obj)
     else:
-        runtime.runtimes.upsert(obj)
+        state.serving_runtimes.upsert(obj)
     # A runtime appearing can make a Degraded (NoRuntime) model servable.
-    for namespace, name in list(runtime.pokes):
-        runtime.poke(namespace, name)
+    for namespace, name in list(state.pokes):
+        state.poke(namespace, name)
 
 
-for _kind_plural in ("servingruntimes", "clusterservingruntimes"):
-    kopf.on.event("serving.kserve.io", "v1alpha1", _kind_plural)(_runtime_changed)
+for _kind in (SERVING_RUNTIME, CLUSTER_SERVING_RUNTIME):
+    kopf.on.event(_kind.group, _kind.version, _kind.plural)(_runtime_changed)

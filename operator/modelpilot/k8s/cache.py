@@ -14,14 +14,13 @@ a reconcile would decide on.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from modelpilot.api.kinds import DEPLOYMENT, HTTP_ROUTE, INFERENCE_SERVICE, Kind
 from modelpilot.k8s.readiness import KSERVE_CONTAINER
 
 Key = tuple[str, str, str]  # namespace, kind, name
-# (apiVersion, kind), name, namespace -> the object or None
-ChildReader = Callable[[tuple[str, str], str, str], dict[str, Any] | None]
 # What a reconcile reads of a child's metadata (the resourceVersion only to tell an echo).
 METADATA = ("name", "namespace", "labels", "annotations", "ownerReferences", "generation")
 DEPLOYMENT_STATUS = ("observedGeneration", "replicas", "updatedReplicas", "availableReplicas")
@@ -45,7 +44,7 @@ def trim(obj: Mapping[str, Any]) -> dict[str, Any]:
         "metadata": {k: meta[k] for k in (*METADATA, "resourceVersion") if k in meta},
         "spec": spec,
     }
-    if kind == "Deployment":
+    if kind == DEPLOYMENT.kind:
         containers = ((spec.get("template") or {}).get("spec") or {}).get("containers") or []
         model = [
             {k: c[k] for k in ("name", "args", "resources") if k in c}
@@ -57,10 +56,10 @@ def trim(obj: Mapping[str, Any]) -> dict[str, Any]:
             "template": {"spec": {"containers": model}},
         }
         trimmed["status"] = {k: status[k] for k in DEPLOYMENT_STATUS if k in status}
-    elif kind == "InferenceService":
+    elif kind == INFERENCE_SERVICE.kind:
         ready = [c for c in status.get("conditions") or [] if c.get("type") == "Ready"]
         trimmed["status"] = {"url": status.get("url"), "conditions": ready}
-    elif kind == "HTTPRoute":
+    elif kind == HTTP_ROUTE.kind:
         trimmed["status"] = {"parents": status.get("parents") or []}
     return trimmed
 
@@ -109,8 +108,8 @@ class ChildCache:
         """This process wrote obj: read it back until the watch reports on it."""
         self._written[key_of(obj)] = trim(obj)
 
-    def read(self, kind: tuple[str, str], name: str, namespace: str) -> dict[str, Any] | None:
-        key = (namespace, kind[1], name)
+    def read(self, kind: Kind, name: str, namespace: str) -> dict[str, Any] | None:
+        key = (namespace, kind.kind, name)
         found = self._written.get(key) or self._watched.get(key)
         return dict(found) if found is not None else None
 

@@ -17,7 +17,8 @@ from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError
 from kubernetes.dynamic.resource import Resource
 
-from modelpilot.render.names import FIELD_MANAGER
+from modelpilot.api.kinds import Kind
+from modelpilot.api.names import FIELD_MANAGER
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -73,9 +74,6 @@ class Kube:
         self.dynamic = DynamicClient(api)
         self.attempts = attempts
         self._resources: dict[tuple[str, str], Resource] = {}
-        # Called with each object this client wrote: lets a watcher tell the echo of our
-        # own write from someone else's change.
-        self.on_write: Callable[[Mapping[str, Any]], None] | None = None
 
     def resource(self, api_version: str, kind: str) -> Resource:
         key = (api_version, kind)
@@ -83,8 +81,8 @@ class Kube:
             self._resources[key] = self.dynamic.resources.get(api_version=api_version, kind=kind)
         return self._resources[key]
 
-    def get(self, api_version: str, kind: str, name: str, namespace: str | None) -> dict | None:
-        resource = self.resource(api_version, kind)
+    def get(self, kind: Kind, name: str, namespace: str | None) -> dict[str, Any] | None:
+        resource = self.resource(kind.api_version, kind.kind)
         try:
             return self._retry(lambda: resource.get(name=name, namespace=namespace).to_dict())
         except NotFoundError:
@@ -92,13 +90,12 @@ class Kube:
 
     def list(
         self,
-        api_version: str,
-        kind: str,
+        kind: Kind,
         namespace: str | None = None,
         labels: Mapping[str, str | None] | None = None,
     ) -> list[dict[str, Any]]:
         """labels: key=value each, or only the key's presence where the value is None."""
-        resource = self.resource(api_version, kind)
+        resource = self.resource(kind.api_version, kind.kind)
         terms = [k if v is None else f"{k}={v}" for k, v in (labels or {}).items()]
         selector = ",".join(terms) or None
         result = self._retry(
@@ -111,7 +108,7 @@ class Kube:
     ) -> dict[str, Any]:
         """Server-side apply with force: the operator owns the fields it renders."""
         resource = self.resource(obj["apiVersion"], obj["kind"])
-        written = self._retry(
+        return self._retry(
             lambda: resource.server_side_apply(
                 body=dict(obj),
                 field_manager=manager,
@@ -119,12 +116,9 @@ class Kube:
                 dry_run="All" if dry_run else None,
             ).to_dict()
         )
-        if self.on_write is not None and not dry_run:
-            self.on_write(written)
-        return written
 
-    def delete(self, api_version: str, kind: str, name: str, namespace: str | None) -> None:
-        resource = self.resource(api_version, kind)
+    def delete(self, kind: Kind, name: str, namespace: str | None) -> None:
+        resource = self.resource(kind.api_version, kind.kind)
         with contextlib.suppress(NotFoundError):
             self._retry(
                 lambda: resource.delete(

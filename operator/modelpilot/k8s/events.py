@@ -9,7 +9,7 @@ from typing import Any
 
 from kubernetes import client
 
-from modelpilot.rollout.types import Event
+from modelpilot.api.events import Event
 
 log = logging.getLogger(__name__)
 COMPONENT = "modelpilot"

@@ -6,20 +6,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelpilot.api import API_VERSION, KIND, ManagedModel
-from modelpilot.k8s.cache import ChildReader
-from modelpilot.k8s.client import Kube
+from modelpilot.api import ManagedModel, names
+from modelpilot.api.kinds import (
+    AUTOSCALER,
+    DEPLOYMENT,
+    HTTP_ROUTE,
+    INFERENCE_SERVICE,
+    KSERVE_ISVC_LABEL,
+    POD,
+)
+from modelpilot.k8s.cluster import Cluster
 from modelpilot.k8s.readiness import Readiness, condition, version_readiness
-from modelpilot.render import names
-
-MM = (API_VERSION, KIND)
-ISVC = ("serving.kserve.io/v1beta1", "InferenceService")
-HPA = ("autoscaling/v2", "HorizontalPodAutoscaler")
-ROUTE = ("gateway.networking.k8s.io/v1", "HTTPRoute")
-DEPLOYMENT = ("apps/v1", "Deployment")
-POD = ("v1", "Pod")
-GATEWAY = ("gateway.networking.k8s.io/v1", "Gateway")
-KSERVE_ISVC_LABEL = "serving.kserve.io/inferenceservice"
 
 
 @dataclass
@@ -35,21 +32,21 @@ class Snapshot:
     def live(self, obj: Mapping[str, Any]) -> dict[str, Any] | None:
         """The live counterpart of a desired child."""
         version = (obj["metadata"].get("labels") or {}).get(names.VERSION_LABEL)
-        if obj["kind"] == "HTTPRoute":
+        if obj["kind"] == HTTP_ROUTE.kind:
             return self.route
-        table = self.isvcs if obj["kind"] == "InferenceService" else self.hpas
+        table = self.isvcs if obj["kind"] == INFERENCE_SERVICE.kind else self.hpas
         return table.get(version or "")
 
 
-def snapshot(kube: Kube, model: ManagedModel, versions: list[str], read: ChildReader) -> Snapshot:
+def snapshot(cluster: Cluster, model: ManagedModel, versions: list[str]) -> Snapshot:
     """The model's children as read (from the operator's watch cache); pods, only for a
     version that is not ready, from the API."""
     ns, found = model.namespace, Snapshot()
     for version in versions:
         isvc_name = names.inference_service_name(model.name, version)
-        isvc = read(ISVC, isvc_name, ns)
-        hpa = read(HPA, names.autoscaler_name(model.name, version), ns)
-        deployment = read(DEPLOYMENT, names.predictor_name(model.name, version), ns)
+        isvc = cluster.cached(INFERENCE_SERVICE, isvc_name, ns)
+        hpa = cluster.cached(AUTOSCALER, names.autoscaler_name(model.name, version), ns)
+        deployment = cluster.cached(DEPLOYMENT, names.predictor_name(model.name, version), ns)
         if isvc is not None:
             found.isvcs[version] = isvc
         if hpa is not None:
@@ -60,9 +57,9 @@ def snapshot(kube: Kube, model: ManagedModel, versions: list[str], read: ChildRe
         first = version_readiness(isvc, deployment)
         if first.waiting_for_pods:
             # Only a version short of pods costs a pod list: the scheduler's reason.
-            pods = kube.list(*POD, ns, {KSERVE_ISVC_LABEL: isvc_name})
+            pods = cluster.list(POD, ns, {KSERVE_ISVC_LABEL: isvc_name})
         found.readiness[version] = version_readiness(isvc, deployment, pods) if pods else first
-    found.route = read(ROUTE, names.route_name(model.name), ns)
+    found.route = cluster.cached(HTTP_ROUTE, names.route_name(model.name), ns)
     return found
 
 

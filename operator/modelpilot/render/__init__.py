@@ -3,7 +3,9 @@
 from modelpilot.render.engine import RenderError
 from modelpilot.render.manifests import (
     Rendered,
+    ServingPlan,
     UnservableModel,
+    plan_serving,
     render_autoscaler,
     render_inference_service,
     render_model,
@@ -15,10 +17,12 @@ __all__ = [
     "RenderError",
     "RenderState",
     "Rendered",
+    "ServingPlan",
     "UnservableModel",
     "VersionState",
     "default_render_state",
     "parse_weights",
+    "plan_serving",
     "render_autoscaler",
     "render_inference_service",
     "render_model",

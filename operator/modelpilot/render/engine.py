@@ -43,22 +43,28 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def render_template(template: str, /, **context: Any) -> dict[str, Any]:
-    """Render one template into one checked Kubernetes object."""
+def render_fragment(template: str, /, **context: Any) -> dict[str, Any]:
+    """Render one template into one mapping (a part of an object), nulls dropped."""
     text = _environment().get_template(template).render(**context)
     try:
         obj = yaml.load(text, Loader=_SafeLoader)
     except yaml.YAMLError as err:
         raise RenderError(f"{template} produced invalid YAML: {err}") from err
     if not isinstance(obj, dict):
-        raise RenderError(f"{template} produced {type(obj).__name__}, not an object")
+        raise RenderError(f"{template} produced {type(obj).__name__}, not a mapping")
+    _drop_nulls(obj)
+    return obj
+
+
+def render_template(template: str, /, **context: Any) -> dict[str, Any]:
+    """Render one template into one checked Kubernetes object."""
+    obj = render_fragment(template, **context)
     for key in ("apiVersion", "kind"):
         if not isinstance(obj.get(key), str):
             raise RenderError(f"{template} produced an object without {key}")
     metadata = obj.get("metadata")
     if not isinstance(metadata, dict) or not metadata.get("name"):
         raise RenderError(f"{template} produced an object without metadata.name")
-    _drop_nulls(obj)
     return obj
 
 

@@ -6,10 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelpilot.api import ManagedModel, Problem
+from modelpilot.api import ManagedModel, Problem, names
 from modelpilot.api.spec import Metric
-from modelpilot.render import names
-from modelpilot.render.engine import RenderError, render_template
+from modelpilot.render.engine import RenderError, render_fragment, render_template
 from modelpilot.render.predictor import Predictor, plan_predictor
 from modelpilot.render.state import RenderState
 from modelpilot.runtimes import ServingRuntimeInfo
@@ -35,6 +34,28 @@ class Rendered:
     runtimes: dict[str, str | None] = field(default_factory=dict)  # version -> runtime
 
 
+@dataclass(frozen=True)
+class ServingPlan:
+    """What each version serves, planned and rendered once per reconcile: the rollout
+    compares it with what runs before the InferenceServices are rendered around it."""
+
+    predictors: dict[str, Predictor]
+    served: dict[str, dict[str, Any]]  # version -> its spec.predictor.model
+
+
+def plan_serving(model: ManagedModel, runtimes: Sequence[ServingRuntimeInfo]) -> ServingPlan:
+    predictors = plan_predictors(model, runtimes)
+    return ServingPlan(
+        predictors=predictors,
+        served={v: render_served_model(p) for v, p in predictors.items()},
+    )
+
+
+def render_served_model(predictor: Predictor) -> dict[str, Any]:
+    """The InferenceService's spec.predictor.model: what the version serves, and how."""
+    return render_fragment("served_model.yaml.j2", p=predictor)
+
+
 def plan_predictors(
     model: ManagedModel, runtimes: Sequence[ServingRuntimeInfo]
 ) -> dict[str, Predictor]:
@@ -52,8 +73,12 @@ def plan_predictors(
 
 
 def render_inference_service(
-    model: ManagedModel, predictor: Predictor, state: RenderState
+    model: ManagedModel,
+    predictor: Predictor,
+    state: RenderState,
+    served: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """served: the predictor's model section when already rendered (plan_serving)."""
     spec = model.spec
     version_state = state.of(predictor.version)
     annotations = {
@@ -74,6 +99,7 @@ def render_inference_service(
         timeout=spec.serving.timeout,
         deployment_strategy=spec.serving.deployment_strategy,
         p=predictor,
+        served=served if served is not None else render_served_model(predictor),
     )
 
 
@@ -139,17 +165,24 @@ def render_route(model: ManagedModel, state: RenderState) -> dict[str, Any]:
 
 
 def render_model(
-    model: ManagedModel, state: RenderState, runtimes: Sequence[ServingRuntimeInfo]
+    model: ManagedModel,
+    state: RenderState,
+    runtimes: Sequence[ServingRuntimeInfo] = (),
+    *,
+    serving: ServingPlan | None = None,
 ) -> Rendered:
     """Every child of the model, in a stable order: per version its InferenceService and
-    HPA (none while stopped), then the HTTPRoute."""
-    predictors = plan_predictors(model, runtimes)
+    HPA (none while stopped), then the HTTPRoute. serving: planned already (then
+    runtimes are not consulted again)."""
+    serving = serving or plan_serving(model, runtimes)
+    predictors = serving.predictors
     objects: list[dict[str, Any]] = []
     warnings: list[str] = []
     for version in model.spec.versions:
         predictor = predictors[version.name]
         warnings += predictor.warnings
-        objects.append(render_inference_service(model, predictor, state))
+        served = serving.served[version.name]
+        objects.append(render_inference_service(model, predictor, state, served))
         if not state.of(version.name).stopped:
             objects.append(render_autoscaler(model, version.name, state))
     if state.route and state.weights:

@@ -1,7 +1,7 @@
 """The file-based model store: `<root>/<model>/<version>/{model.yaml, <artifact>}`.
 
-Where the store is: `--root`, else `$MODELPILOT_MODEL_STORE`, else `model-store/` of the
-source checkout modelpilot runs from, else `./model-store`.
+Where the store is: `--root`, else `$MODELPILOT_MODEL_STORE`, else `./model-store` (the
+checkout's own store when run from the checkout, as make and the tests do).
 """
 
 from __future__ import annotations
@@ -14,15 +14,12 @@ from pathlib import Path
 from modelpilot.store.card import CARD_FILE, ModelCard, StoreError, read_card
 
 ENV_ROOT = "MODELPILOT_MODEL_STORE"
-_CHECKOUT = Path(__file__).resolve().parents[3]
 
 
 def default_root() -> Path:
     env = os.environ.get(ENV_ROOT)
     if env:
         return Path(env)
-    if (_CHECKOUT / "pyproject.toml").is_file() and (_CHECKOUT / "operator").is_dir():
-        return _CHECKOUT / "model-store"
     return Path("model-store")
 
 

@@ -1,7 +1,7 @@
 """The KServe and gateway stand-ins (instant mode) as their own process, so that they
 neither share the bench's interpreter nor count towards the operator's figures:
 
-    python -m bench.standins KUBECONFIG
+    python -m modelpilot_dev standins KUBECONFIG
 
 Runs until SIGTERM or SIGINT.
 """
@@ -14,7 +14,7 @@ import threading
 from types import FrameType
 
 from modelpilot.k8s.client import api_client
-from modelpilot.sim.standins import StandIns
+from modelpilot_dev.standins import StandIns
 
 
 def main(argv: list[str]) -> int:

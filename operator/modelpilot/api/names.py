@@ -1,4 +1,5 @@
-"""Names and labels of the children a ManagedModel owns."""
+"""Names and labels of the children a ManagedModel owns, and the field manager its
+writes go under: the contract between the renderer, the reads and the writes."""
 
 from __future__ import annotations
 

@@ -19,9 +19,9 @@ from typing import Any
 import yaml
 from kubernetes import client
 
-from modelpilot.sim import crds, pki, tools
-from modelpilot.sim.nodes import NodePool, kwok_args
-from modelpilot.sim.procs import ClusterError, Process, free_port, http_ok, wait_for
+from modelpilot_dev import crds, pki, tools
+from modelpilot_dev.nodes import NodePool, kwok_args
+from modelpilot_dev.procs import ClusterError, Process, free_port, http_ok, wait_for
 
 SERVICE_CIDR = "10.96.0.0/16"  # allocated in the API only; nothing routes to it
 
@@ -79,9 +79,7 @@ class ControlPlane:
     def start(self) -> None:
         missing = tools.missing(tools.CONTROL_PLANE)
         if missing:
-            raise ClusterError(
-                f"tools not built: {', '.join(missing)}; run `python -m modelpilot.sim.tools`"
-            )
+            raise ClusterError(f"tools not built: {', '.join(missing)}; run `make tools`")
         started = time.monotonic()
         self.root = Path(tempfile.mkdtemp(prefix="modelpilot-sim-"))
         try:

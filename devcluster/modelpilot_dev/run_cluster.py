@@ -1,4 +1,4 @@
-"""Run the simulated cluster in the foreground: `python -m modelpilot.sim`.
+"""Run the simulated cluster in the foreground: `python -m modelpilot_dev cluster`.
 
 Builds missing tools first, prints the `export KUBECONFIG=...` line to use it, and
 stops everything it started on Ctrl-C or SIGTERM.
@@ -13,16 +13,16 @@ import threading
 from types import FrameType
 
 from modelpilot.k8s.client import api_client
-from modelpilot.sim import tools
-from modelpilot.sim.cluster import ControlPlane
-from modelpilot.sim.nodes import NodeGroup, NodePool
-from modelpilot.sim.procs import ClusterError
-from modelpilot.sim.standins import StandIns
+from modelpilot_dev import tools
+from modelpilot_dev.cluster import ControlPlane
+from modelpilot_dev.nodes import NodeGroup, NodePool
+from modelpilot_dev.procs import ClusterError
+from modelpilot_dev.standins import StandIns
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m modelpilot.sim",
+        prog="python -m modelpilot_dev cluster",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

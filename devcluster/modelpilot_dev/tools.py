@@ -8,8 +8,8 @@ tree, `~/.cache/modelpilot/tools/<name>-<version>/` (or `$MODELPILOT_TOOLS_DIR`)
 built only when missing. `$KUBEBUILDER_ASSETS`, when it holds kube-apiserver and etcd,
 provides those two instead.
 
-    python -m modelpilot.sim.tools            # build what is missing, with timings
-    python -m modelpilot.sim.tools --path kubectl
+    python -m modelpilot_dev.tools            # build what is missing, with timings
+    python -m modelpilot_dev.tools --path kubectl
 """
 
 from __future__ import annotations
@@ -26,8 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-HACK_TOOLS = REPO_ROOT / "hack" / "tools"
+from modelpilot_dev.checkout import hack_tools
 
 _K8S_VERSION_PKG = "k8s.io/component-base/version"
 
@@ -96,7 +95,7 @@ _REQUIRE_LINE = re.compile(r"^\s*(?:require\s+)?(?P<path>[^\s()]+)\s+(?P<version
 
 def read_go_mod(module_dir: str) -> tuple[dict[str, str], str | None]:
     """The direct requirements and the `toolchain` line of one hack/tools module."""
-    text = (HACK_TOOLS / module_dir / "go.mod").read_text()
+    text = (hack_tools() / module_dir / "go.mod").read_text()
     requires: dict[str, str] = {}
     toolchain: str | None = None
     in_block = False
@@ -216,7 +215,7 @@ def _run_go(args: list[str], module_dir: str) -> str:
         raise ToolError("the go command is not installed (needed to build the test tools)")
     proc = subprocess.run(
         [go, *args],
-        cwd=HACK_TOOLS / module_dir,
+        cwd=hack_tools() / module_dir,
         env=_go_env(module_dir),
         capture_output=True,
         text=True,
@@ -318,14 +317,14 @@ def staging_replaces() -> list[str]:
 
 def check_replaces() -> list[str]:
     """Replace lines that hack/tools/go.mod lacks (empty when in sync)."""
-    text = (HACK_TOOLS / "go.mod").read_text()
+    text = (hack_tools() / "go.mod").read_text()
     have = {" ".join(line.split()) for line in text.splitlines()}
     return [line for line in staging_replaces() if line not in have]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m modelpilot.sim.tools",
+        prog="python -m modelpilot_dev.tools",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -16,8 +16,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from modelpilot.sim.procs import Process, free_port
 from modelpilot.store.card import StoreError
+from modelpilot_dev.procs import Process, free_port
 
 
 class LocalServer:

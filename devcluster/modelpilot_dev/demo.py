@@ -1,6 +1,6 @@
-"""`make demo` (`modelpilot demo`): modelpilot's main job on a laptop, no Docker.
+"""`make demo` (`python -m modelpilot_dev demo`): modelpilot's main job on a laptop, no Docker.
 
-Starts the simulated cluster (`modelpilot.sim`: a real control plane with kwok's fake
+Starts the simulated cluster (`modelpilot_dev.cluster`: a real control plane with kwok's fake
 CPU and GPU nodes, plus the KServe and gateway stand-ins), runs the operator in this
 process, applies the iris ManagedModel from the model store serving v1, walks a canary
 to v2 through its steps, promotes it and watches v1 scale down, printing `kubectl get
@@ -27,15 +27,14 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import yaml
 
+from modelpilot.api.kinds import MANAGED_MODEL
 from modelpilot.store import ModelStore, StoreError
-from modelpilot.store.local import LocalServer
+from modelpilot_dev import checkout
+from modelpilot_dev.local_server import LocalServer
 
 if TYPE_CHECKING:
-    from modelpilot.sim.cluster import ControlPlane
+    from modelpilot_dev.cluster import ControlPlane
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SAMPLE = REPO_ROOT / "manifests" / "samples" / "iris-store.yaml"
-MM = ("modelpilot.io/v1alpha1", "ManagedModel")
 NAMESPACE = "default"
 # Three flowers: a clear setosa, a borderline one, a clear virginica.
 PROBE = [[5.1, 3.5, 1.4, 0.2], [6.0, 2.7, 5.1, 1.6], [6.7, 3.0, 5.2, 2.3]]
@@ -57,13 +56,13 @@ class Demo:
         *,
         out: TextIO = sys.stdout,
         store_root: Path | None = None,
-        sample: Path = SAMPLE,
+        sample: Path | None = None,
         timeout: float = 90.0,
         serve: bool = True,
     ) -> None:
         self.out = out
-        self.store = ModelStore(store_root)
-        self.sample = sample
+        self.store = ModelStore(store_root or checkout.model_store())
+        self.sample = sample or checkout.manifests() / "samples" / "iris-store.yaml"
         self.timeout = timeout  # for each wait on the cluster
         self.serve = serve  # real predictions from the store's artifacts first
         self.started = time.monotonic()
@@ -85,7 +84,7 @@ class Demo:
         self.out.flush()
 
     def kubectl(self, *argv: str, shown: str | None = None) -> str:
-        from modelpilot.sim import tools
+        from modelpilot_dev import tools
 
         assert self.kubeconfig is not None
         self.out.write(f"$ {shown or 'kubectl ' + ' '.join(argv)}\n")
@@ -123,7 +122,7 @@ class Demo:
     # --- cluster reads ------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        found = self.kube.get(*MM, "iris", NAMESPACE)
+        found = self.kube.get(MANAGED_MODEL, "iris", NAMESPACE)
         return ((found or {}).get("status")) or {}
 
     def wait(self, what: str, done: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
@@ -170,10 +169,10 @@ class Demo:
     def run(self) -> None:
         from modelpilot.handlers.runner import OperatorThread
         from modelpilot.k8s.client import Kube, api_client
-        from modelpilot.sim import tools
-        from modelpilot.sim.cluster import ControlPlane
-        from modelpilot.sim.nodes import NodePool
-        from modelpilot.sim.standins import StandIns
+        from modelpilot_dev import tools
+        from modelpilot_dev.cluster import ControlPlane
+        from modelpilot_dev.nodes import NodePool
+        from modelpilot_dev.standins import StandIns
 
         self.ensure_store()
         missing = tools.missing((*tools.CONTROL_PLANE, "kubectl"))
@@ -204,7 +203,7 @@ class Demo:
             if servers:
                 self.predictions(servers)
             self.say(
-                "SIMULATED: KServe and the gateway are stand-ins (modelpilot.sim.standins): "
+                "SIMULATED: KServe and the gateway are stand-ins (modelpilot_dev.standins): "
                 "a Deployment and Service per InferenceService, Ready from the Deployment; "
                 "HTTPRoutes marked Accepted. Pods are kwok's: scheduled for real, never run, "
                 "so nothing loads the model artifacts on this cluster."

@@ -12,10 +12,9 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from modelpilot.sim import tools
-from modelpilot.sim.procs import ClusterError
-
-MANAGEDMODEL_CRD_DIR = tools.REPO_ROOT / "manifests" / "crd"
+from modelpilot_dev import tools
+from modelpilot_dev.checkout import manifests
+from modelpilot_dev.procs import ClusterError
 
 
 def _crd_documents(paths: list[Path]) -> list[dict[str, Any]]:
@@ -31,9 +30,10 @@ def _crd_documents(paths: list[Path]) -> list[dict[str, Any]]:
 
 def managedmodel_crds() -> list[dict[str, Any]]:
     """modelpilot's own CRDs; none until the repo has generated them."""
-    if not MANAGEDMODEL_CRD_DIR.is_dir():
+    crd_dir = manifests() / "crd"
+    if not crd_dir.is_dir():
         return []
-    return _crd_documents(sorted(MANAGEDMODEL_CRD_DIR.glob("*.yaml")))
+    return _crd_documents(sorted(crd_dir.glob("*.yaml")))
 
 
 def gateway_api_crds() -> list[dict[str, Any]]:
@@ -43,7 +43,7 @@ def gateway_api_crds() -> list[dict[str, Any]]:
 def kserve_crds() -> list[dict[str, Any]]:
     """Generated from the kserve SDK; cached in the tools dir, keyed by the SDK version
     and the generator's source (importing the SDK alone takes seconds)."""
-    from modelpilot.sim import kserve_crds as generator  # heavy: kserve SDK
+    from modelpilot_dev import kserve_crds as generator  # heavy: kserve SDK
 
     source = Path(generator.__file__).read_bytes()
     digest = hashlib.sha256(source).hexdigest()[:12]

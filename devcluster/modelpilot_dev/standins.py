@@ -27,16 +27,16 @@ from typing import Any
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
+from modelpilot.api.kinds import DEPLOYMENT, HTTP_ROUTE, INFERENCE_SERVICE, KSERVE_ISVC_LABEL
 from modelpilot.k8s.children import contains
 
 log = logging.getLogger(__name__)
 
-KSERVE = ("serving.kserve.io", "v1beta1", "inferenceservices")
-# Deployments through the custom-objects API: plain dicts, not the typed models whose
-# deserialisation made the stand-in the slowest part of the benchmark.
-DEPLOYMENTS = ("apps", "v1", "deployments")
-ROUTES = ("gateway.networking.k8s.io", "v1", "httproutes")
-ISVC_LABEL = "serving.kserve.io/inferenceservice"
+# Every kind through the custom-objects API, Deployments too: plain dicts, not the typed
+# models whose deserialisation made the stand-in the slowest part of the benchmark.
+KSERVE = (INFERENCE_SERVICE.group, INFERENCE_SERVICE.version, INFERENCE_SERVICE.plural)
+DEPLOYMENTS = (DEPLOYMENT.group, DEPLOYMENT.version, DEPLOYMENT.plural)
+ROUTES = (HTTP_ROUTE.group, HTTP_ROUTE.version, HTTP_ROUTE.plural)
 STOP = "serving.kserve.io/stop"
 STANDIN_IMAGE = "example.invalid/kserve-standin/predictor:latest"
 GATEWAY_CONTROLLER = "modelpilot.io/gateway-standin"
@@ -174,7 +174,7 @@ class KServeStandIn(_Controller):
 
         def deployments(**kw: Any) -> Any:
             return self.custom.list_cluster_custom_object(
-                *DEPLOYMENTS, label_selector=ISVC_LABEL, **kw
+                *DEPLOYMENTS, label_selector=KSERVE_ISVC_LABEL, **kw
             )
 
         return [isvcs, deployments]
@@ -183,7 +183,7 @@ class KServeStandIn(_Controller):
         meta = obj.get("metadata") or {}
         if obj.get("kind") == "InferenceService":
             return meta.get("namespace"), meta.get("name")
-        return meta.get("namespace"), (meta.get("labels") or {}).get(ISVC_LABEL)
+        return meta.get("namespace"), (meta.get("labels") or {}).get(KSERVE_ISVC_LABEL)
 
     def handle(self, namespace: str, name: str) -> None:
         group, version, plural = KSERVE
@@ -261,7 +261,7 @@ class KServeStandIn(_Controller):
         name = isvc["metadata"]["name"]
         return {
             **(isvc["metadata"].get("labels") or {}),
-            ISVC_LABEL: name,
+            KSERVE_ISVC_LABEL: name,
             "component": "predictor",
             "app": f"isvc.{name}-predictor",
         }

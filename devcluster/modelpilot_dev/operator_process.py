@@ -1,0 +1,79 @@
+"""The operator as a process of its own (`modelpilot run`), so that its CPU, memory and
+metrics are its own, and it can be killed like a pod."""
+
+from __future__ import annotations
+
+import os
+import sys
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelpilot_dev.procs import Process, free_port, http_ok, wait_for
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class OperatorProcess:
+    process: Process
+    metrics_port: int
+
+    @property
+    def pid(self) -> int:
+        assert self.process.pid is not None
+        return self.process.pid
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def scrape(self) -> dict[str, float]:
+        """The operator's metrics: series (name and labels) -> value."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            text = response.read().decode()
+        series = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                series[name] = float(value)
+        return series
+
+    def stop(self) -> None:
+        self.process.stop(grace=30)
+
+
+def start_operator(kubeconfig: Path, log_dir: Path, namespace: str, *extra: str) -> OperatorProcess:
+    """`modelpilot run` against kubeconfig, for namespace; returns once it serves metrics."""
+    metrics = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "modelpilot.cli",
+        "run",
+        "--kubeconfig",
+        str(kubeconfig),
+        "--namespace",
+        namespace,
+        "--liveness-port",
+        str(free_port()),
+        "--metrics-port",
+        str(metrics),
+        *extra,
+    ]
+    process = Process("operator", command, log_dir)
+    process.start()
+    wait_for(
+        "the operator's metrics port",
+        lambda: http_ok(f"http://127.0.0.1:{metrics}/metrics"),
+        timeout=60,
+        processes=(process,),
+    )
+    return OperatorProcess(process, metrics)

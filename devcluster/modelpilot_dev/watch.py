@@ -1,0 +1,76 @@
+"""A watch on one kind in one namespace that never misses a baseline: the bench's probes
+and recorders build on it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Self
+
+from kubernetes import client, watch
+
+from modelpilot.api.kinds import AUTOSCALER, Kind
+
+
+class KindWatch:
+    """One kind in one namespace: listed first, then watched from the listing's
+    resourceVersion (the version of the last object seen can be older than the
+    apiserver's watch window: 410 Gone). Subclasses say what to keep of each event; the
+    listing arrives as LISTED events, a baseline rather than writes."""
+
+    def __init__(self, api: client.ApiClient, namespace: str, kind: Kind) -> None:
+        self.api, self.namespace, self.kind = api, namespace, kind
+        self.gaps: list[float] = []  # when a watch expired and the kind was listed again
+        self._stop = threading.Event()
+
+    def start(self) -> Self:
+        threading.Thread(target=self._run, name=f"watch-{self.kind.plural}", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()  # a daemon thread: no need to wait out its watch
+
+    def deliver(self, moment: float, kind: str, obj: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _lister(self, **kw: Any) -> Any:
+        if self.kind == AUTOSCALER:
+            hpas = client.AutoscalingV2Api(self.api)
+            return hpas.list_namespaced_horizontal_pod_autoscaler(self.namespace, **kw)
+        custom = client.CustomObjectsApi(self.api)
+        return custom.list_namespaced_custom_object(
+            self.kind.group, self.kind.version, self.namespace, self.kind.plural, **kw
+        )
+
+    def _run(self) -> None:
+        resource_version = self._list()
+        while not self._stop.is_set():
+            try:
+                for event in watch.Watch().stream(
+                    self._lister,
+                    timeout_seconds=30,
+                    resource_version=resource_version,
+                    allow_watch_bookmarks=True,
+                ):
+                    obj = event["object"]
+                    if not isinstance(obj, dict):
+                        obj = self.api.sanitize_for_serialization(obj)
+                    resource_version = obj["metadata"]["resourceVersion"]
+                    if event["type"] != "BOOKMARK":
+                        self.deliver(time.monotonic(), event["type"], obj)
+                    if self._stop.is_set():
+                        return
+            except client.ApiException as err:
+                if err.status != 410:
+                    raise
+                self.gaps.append(time.monotonic())  # events were missed
+                resource_version = self._list()
+
+    def _list(self) -> str:
+        listing = self._lister()
+        if not isinstance(listing, dict):
+            listing = self.api.sanitize_for_serialization(listing)
+        now = time.monotonic()
+        for obj in listing.get("items") or []:
+            self.deliver(now, "LISTED", obj)
+        return str(listing["metadata"]["resourceVersion"])

@@ -1,0 +1,94 @@
+"""The reconcile's one door to the cluster: every read and write it makes, nothing else.
+
+`KubeCluster` is the real one: children from the operator's watch cache, the model and
+pods fresh from the API, writes through the API client. The development package's
+`MemoryCluster` is its in-memory twin, so the reconcile is unit-tested without a cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from modelpilot.api.events import Event
+from modelpilot.api.kinds import Kind
+from modelpilot.k8s.cache import ChildCache
+from modelpilot.k8s.client import Kube
+from modelpilot.k8s.events import post_event
+
+
+class Cluster(Protocol):
+    def get(self, kind: Kind, name: str, namespace: str) -> dict[str, Any] | None:
+        """A fresh read from the API: the ManagedModel (its status is the rollout's
+        memory), a Gateway."""
+        ...
+
+    def list(
+        self, kind: Kind, namespace: str, labels: Mapping[str, str | None]
+    ) -> list[dict[str, Any]]:
+        """A fresh listing from the API: the pods of a version short of pods."""
+        ...
+
+    def cached(self, kind: Kind, name: str, namespace: str) -> dict[str, Any] | None:
+        """A child as the watch cache knows it, overlaid with this process's writes."""
+        ...
+
+    def cached_children(self, namespace: str, labels: Mapping[str, str]) -> list[dict[str, Any]]:
+        """Every cached object in namespace that carries all of labels."""
+        ...
+
+    def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """Server-side apply of a child, forcing the fields modelpilot renders."""
+        ...
+
+    def delete(self, kind: Kind, name: str, namespace: str) -> None: ...
+
+    def patch_status(self, model: Mapping[str, Any], patch: Mapping[str, Any]) -> None:
+        """A JSON merge patch of the ManagedModel's status subresource."""
+        ...
+
+    def patch_metadata(self, model: Mapping[str, Any], patch: Mapping[str, Any]) -> None:
+        """A JSON merge patch of the ManagedModel's metadata (consumed commands)."""
+        ...
+
+    def post_event(self, model: Mapping[str, Any], event: Event) -> None:
+        """An Event on the ManagedModel; failing to post is logged, never raised."""
+        ...
+
+
+class KubeCluster:
+    def __init__(self, kube: Kube, children: ChildCache) -> None:
+        self.kube, self.children = kube, children
+
+    def get(self, kind: Kind, name: str, namespace: str) -> dict[str, Any] | None:
+        return self.kube.get(kind, name, namespace)
+
+    def list(
+        self, kind: Kind, namespace: str, labels: Mapping[str, str | None]
+    ) -> list[dict[str, Any]]:
+        return self.kube.list(kind, namespace, labels)
+
+    def cached(self, kind: Kind, name: str, namespace: str) -> dict[str, Any] | None:
+        return self.children.read(kind, name, namespace)
+
+    def cached_children(self, namespace: str, labels: Mapping[str, str]) -> list[dict[str, Any]]:
+        return self.children.children_of(namespace, labels)
+
+    def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        written = self.kube.apply(obj)
+        # Read back until the watch reports on it: a reconcile that runs before the
+        # echo arrives still sees what it wrote.
+        self.children.wrote(written)
+        return written
+
+    def delete(self, kind: Kind, name: str, namespace: str) -> None:
+        self.kube.delete(kind, name, namespace)
+
+    def patch_status(self, model: Mapping[str, Any], patch: Mapping[str, Any]) -> None:
+        self.kube.patch_status(model, patch)
+
+    def patch_metadata(self, model: Mapping[str, Any], patch: Mapping[str, Any]) -> None:
+        self.kube.patch(model, {"metadata": dict(patch)})
+
+    def post_event(self, model: Mapping[str, Any], event: Event) -> None:
+        post_event(self.kube.api, model, event)
