@@ -23,7 +23,7 @@ class Cluster(Protocol):
         memory), a Gateway."""
         ...
 
-    def list(
+    def list_objects(
         self, kind: Kind, namespace: str, labels: Mapping[str, str | None]
     ) -> list[dict[str, Any]]:
         """A fresh listing from the API: the pods of a version short of pods."""
@@ -63,7 +63,7 @@ class KubeCluster:
     def get(self, kind: Kind, name: str, namespace: str) -> dict[str, Any] | None:
         return self.kube.get(kind, name, namespace)
 
-    def list(
+    def list_objects(
         self, kind: Kind, namespace: str, labels: Mapping[str, str | None]
     ) -> list[dict[str, Any]]:
         return self.kube.list(kind, namespace, labels)

@@ -57,7 +57,7 @@ def snapshot(cluster: Cluster, model: ManagedModel, versions: list[str]) -> Snap
         first = version_readiness(isvc, deployment)
         if first.waiting_for_pods:
             # Only a version short of pods costs a pod list: the scheduler's reason.
-            pods = cluster.list(POD, ns, {KSERVE_ISVC_LABEL: isvc_name})
+            pods = cluster.list_objects(POD, ns, {KSERVE_ISVC_LABEL: isvc_name})
         found.readiness[version] = version_readiness(isvc, deployment, pods) if pods else first
     found.route = cluster.cached(HTTP_ROUTE, names.route_name(model.name), ns)
     return found

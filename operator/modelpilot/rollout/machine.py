@@ -405,10 +405,10 @@ def _command(w: Working, command: Command) -> None:
         _rollback(w, command)
         return
     if w.canary is None:
-        _record(w, command, "refused: no rollout in progress")
+        _refuse(w, command, "no rollout in progress")
         return
     if command.version != w.canary:
-        _record(w, command, f"refused: meant for {command.version}, but the canary is {w.canary}")
+        _refuse(w, command, f"meant for {command.version}, but the canary is {w.canary}")
         return
     allowed = {
         "promote": ROLLING - {"Promoting"},
@@ -419,7 +419,7 @@ def _command(w: Working, command: Command) -> None:
         "set-weight": ROLLING - {"Promoting"},
     }[command.name]
     if w.phase not in allowed:
-        _record(w, command, f"refused: not possible while {w.phase}")
+        _refuse(w, command, f"not possible while {w.phase}")
         return
     needs_ready = command.name == "promote" or (
         command.name == "set-weight" and (command.weight or 0) > 0
@@ -453,7 +453,7 @@ def _command(w: Working, command: Command) -> None:
 def _rollback(w: Working, command: Command) -> None:
     delay = parse_duration(w.spec.rollout.scale_down_delay)
     if w.phase != "Stable" or not w.previous or not w.promoted_at:
-        _record(w, command, "refused: no promotion to roll back")
+        _refuse(w, command, "no promotion to roll back")
         return
     if command.version != w.previous:
         _record(
@@ -485,6 +485,20 @@ def _rollback(w: Working, command: Command) -> None:
         f"all traffic back on {w.stable}; {rolled_back} is treated as aborted",
     )
     _record(w, command, "applied")
+
+
+def _refuse(w: Working, command: Command, why: str) -> None:
+    """Refuse a command, unless it is the last one applied seen again: the operator
+    writes status before it removes the annotation, so a crash between the two shows it
+    a command it already carried out. Carried out, it moved the phase out of the
+    command's reach, so a replay is always refused; it is consumed without a word."""
+    last = w.last_command
+    if last and last.outcome == "applied" and (last.name, last.version) == (
+        command.name,
+        command.version,
+    ):
+        return
+    _record(w, command, f"refused: {why}")
 
 
 def _record(w: Working, command: Command, outcome: str) -> None:
