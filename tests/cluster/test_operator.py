@@ -19,6 +19,7 @@ from kubernetes import client
 from modelpilot.api import parse_managed_model
 from modelpilot.api.kinds import (
     AUTOSCALER,
+    CUSTOM_RESOURCE_DEFINITION,
     DEPLOYMENT,
     HTTP_ROUTE,
     INFERENCE_SERVICE,
@@ -228,9 +229,7 @@ def test_hpa_finds_its_deployment(kube: Kube, namespace: str, operator: Operator
 
 def relax_crd(kube: Kube) -> dict[str, Any]:
     """Let anything into spec, as an older or looser CRD would have."""
-    crd = kube.get(
-        "apiextensions.k8s.io/v1", "CustomResourceDefinition", "managedmodels.modelpilot.io", None
-    )
+    crd = kube.get(CUSTOM_RESOURCE_DEFINITION, "managedmodels.modelpilot.io", None)
     assert crd is not None
     loose = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
     schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]

@@ -36,6 +36,9 @@ GATEWAY = Kind("gateway.networking.k8s.io", "v1", "Gateway", "gateways")
 DEPLOYMENT = Kind("apps", "v1", "Deployment", "deployments")
 POD = Kind("", "v1", "Pod", "pods")
 SERVICE = Kind("", "v1", "Service", "services")
+CUSTOM_RESOURCE_DEFINITION = Kind(
+    "apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions"
+)
 
 # What the operator applies for a model, in the order render_model emits them.
 CHILD_KINDS = (INFERENCE_SERVICE, AUTOSCALER, HTTP_ROUTE)
@@ -54,6 +57,7 @@ KINDS_BY_NAME = {
         DEPLOYMENT,
         POD,
         SERVICE,
+        CUSTOM_RESOURCE_DEFINITION,
     )
 }
 

@@ -1,0 +1,457 @@
+"""The reconcile (`manage`) against the in-memory cluster: what it writes, in which
+order, and what a crash between two writes leaves behind.
+
+KServe, the Deployment controller and the gateway do not run here; `Controllers` plays
+what they would report (an InferenceService Ready on a rolled-out Deployment, a route
+Accepted for its generation) only when a test asks it to.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from modelpilot.api import names
+from modelpilot.api.kinds import (
+    AUTOSCALER,
+    DEPLOYMENT,
+    HTTP_ROUTE,
+    INFERENCE_SERVICE,
+    MANAGED_MODEL,
+)
+from modelpilot.handlers.manage import Outcome, Settings, manage
+from modelpilot.k8s.observe import route_weights
+from modelpilot.k8s.runtime_index import RuntimeIndex
+from modelpilot.render import manifests
+from modelpilot.runtimes import default_cluster_serving_runtimes
+from modelpilot_dev.memory_cluster import Crash, MemoryCluster, Write
+
+NS, NAME = "ml", "iris"
+T0 = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.UTC)
+
+MODEL: dict[str, Any] = {
+    "apiVersion": MANAGED_MODEL.api_version,
+    "kind": MANAGED_MODEL.kind,
+    "metadata": {"name": NAME, "namespace": NS},
+    "spec": {
+        "modelFormat": {"name": "sklearn"},
+        "versions": [
+            {"name": "v1", "storageUri": "gs://bucket/iris/v1"},
+            {"name": "v2", "storageUri": "gs://bucket/iris/v2"},
+            {"name": "v3", "storageUri": "gs://bucket/iris/v3"},
+        ],
+        "traffic": {"gatewayRef": {"name": "gw", "namespace": "gateways"}},
+        "rollout": {"target": "v1", "stepWeights": [25, 50], "interval": "30s"},
+    },
+}
+
+
+def serving_runtimes() -> RuntimeIndex:
+    index = RuntimeIndex()
+    index.replace_all(default_cluster_serving_runtimes())
+    return index
+
+
+class Controllers:
+    """What KServe, the Deployment controller and the gateway would report."""
+
+    def __init__(self, cluster: MemoryCluster) -> None:
+        self.cluster = cluster
+
+    def serve(self, *versions: str) -> None:
+        """The versions' InferenceServices Ready on rolled-out, available Deployments."""
+        for version in versions:
+            isvc_name = names.inference_service_name(NAME, version)
+            isvc = self.cluster.object(INFERENCE_SERVICE, isvc_name, NS)
+            assert isvc is not None, f"{isvc_name} was never applied"
+            ready = {"type": "Ready", "status": "True"}
+            url = f"http://{isvc_name}.{NS}.example.com"
+            self.cluster.set_status(
+                INFERENCE_SERVICE, isvc_name, NS, {"url": url, "conditions": [ready]}
+            )
+            model = isvc["spec"]["predictor"]["model"]
+            container = {"name": "kserve-container", "args": model.get("args", [])}
+            if "resources" in model:
+                container["resources"] = model["resources"]
+            self.cluster.put(
+                {
+                    "apiVersion": DEPLOYMENT.api_version,
+                    "kind": DEPLOYMENT.kind,
+                    "metadata": {
+                        "name": names.predictor_name(NAME, version),
+                        "namespace": NS,
+                        "labels": names.common_labels(NAME, version),
+                    },
+                    "spec": {"replicas": 1, "template": {"spec": {"containers": [container]}}},
+                }
+            )
+            self.cluster.set_status(
+                DEPLOYMENT,
+                names.predictor_name(NAME, version),
+                NS,
+                {
+                    "observedGeneration": 1,
+                    "replicas": 1,
+                    "updatedReplicas": 1,
+                    "availableReplicas": 1,
+                },
+            )
+
+    def accept_route(self) -> None:
+        route = self.cluster.object(HTTP_ROUTE, names.route_name(NAME), NS)
+        if route is None:
+            return
+        accepted = {
+            "type": "Accepted",
+            "status": "True",
+            "observedGeneration": route["metadata"]["generation"],
+        }
+        parents = [{"parentRef": {"name": "gw"}, "conditions": [accepted]}]
+        self.cluster.set_status(HTTP_ROUTE, route["metadata"]["name"], NS, {"parents": parents})
+
+
+class World:
+    """One model in the in-memory cluster, reconciled at chosen moments."""
+
+    def __init__(self, document: dict[str, Any] | None = None) -> None:
+        self.cluster = MemoryCluster()
+        self.controllers = Controllers(self.cluster)
+        self.runtimes = serving_runtimes()
+        self.now = T0
+        self.cluster.put(copy.deepcopy(document or MODEL))
+
+    def reconcile(self, *, after: float = 0.0) -> Outcome:
+        self.now += dt.timedelta(seconds=after)
+        return manage(self.cluster, NS, NAME, self.runtimes, Settings(), now=self.now)
+
+    def writes_of(self, step: Callable[[], object]) -> list[Write]:
+        before = len(self.cluster.writes)
+        step()
+        return self.cluster.writes[before:]
+
+    def converge(self, *, limit: int = 10) -> None:
+        """Reconcile, letting the controllers report, until a reconcile writes nothing."""
+        for _ in range(limit):
+            self.controllers.serve(*self.applied_versions())
+            self.controllers.accept_route()
+            if not self.writes_of(self.reconcile):
+                return
+        raise AssertionError(f"no quiet reconcile in {limit}: {self.cluster.writes[-5:]}")
+
+    def applied_versions(self) -> list[str]:
+        return [
+            o["metadata"]["labels"][names.VERSION_LABEL]
+            for o in self.cluster.of_kind(INFERENCE_SERVICE)
+            if o["metadata"]["labels"].get(names.MODEL_LABEL) == NAME
+        ]
+
+    def model(self) -> dict[str, Any]:
+        found = self.cluster.object(MANAGED_MODEL, NAME, NS)
+        assert found is not None
+        return found
+
+    def status(self) -> dict[str, Any]:
+        return self.model().get("status") or {}
+
+    def edit(self, change: Callable[[dict[str, Any]], None]) -> None:
+        """A user's edit of the ManagedModel (spec or annotations)."""
+        model = self.model()
+        change(model)
+        self.cluster.put(model)
+
+    def annotate(self, key: str, value: str) -> None:
+        self.edit(lambda m: m["metadata"].setdefault("annotations", {}).update({key: value}))
+
+    def set_target(self, version: str) -> None:
+        self.edit(lambda m: m["spec"]["rollout"].update({"target": version}))
+
+    def route(self) -> dict[str, int]:
+        return route_weights(self.cluster.object(HTTP_ROUTE, names.route_name(NAME), NS), NAME)
+
+    def condition(self, kind: str) -> dict[str, Any]:
+        return next(c for c in self.status().get("conditions", []) if c["type"] == kind)
+
+
+def applied(writes: list[Write]) -> list[tuple[str, str]]:
+    return [(w.kind, w.name) for w in writes if w.verb == "apply"]
+
+
+def reasons(writes: list[Write]) -> list[str]:
+    return [w.body.reason for w in writes if w.verb == "event"]
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+def stable_on_v1() -> World:
+    world = World()
+    world.converge()
+    assert world.status()["phase"] == "Stable" and world.route() == {"v1": 100}
+    return world
+
+
+def canary_at(weight: int) -> World:
+    """v1 stable, v2 a ready canary at weight (a step of [25, 50])."""
+    world = stable_on_v1()
+    world.set_target("v2")
+    world.converge()
+    for _ in range(4):
+        if world.status().get("canaryWeight") == weight:
+            return world
+        world.reconcile(after=31)
+        world.converge()
+    raise AssertionError(f"the canary never reached {weight}%: {world.status()}")
+
+
+# --- create, converge, change ---------------------------------------------------------
+
+
+def test_a_new_model_gets_its_children_and_a_route_only_once_its_target_is_ready(
+    world: World,
+) -> None:
+    first = world.writes_of(world.reconcile)
+    assert applied(first) == [
+        (kind, f"iris-{v}")
+        for v in ("v1", "v2", "v3")
+        for kind in ("InferenceService", "HorizontalPodAutoscaler")
+    ]
+    assert world.route() == {}  # no route to nothing
+    assert world.status()["phase"] == "Pending"
+    assert world.condition("Ready")["status"] == "False"
+    # Status, the decision, goes out before the children that carry it out.
+    assert first[0].verb == "status"
+
+    world.controllers.serve("v1")
+    second = world.writes_of(world.reconcile)
+    assert applied(second) == [("HTTPRoute", "iris")]
+    assert world.route() == {"v1": 100}
+    assert world.status()["phase"] == "Stable"
+    assert "Serving" in reasons(second)
+    hpa = world.cluster.object(AUTOSCALER, "iris-v1", NS)
+    assert hpa is not None and hpa["metadata"]["ownerReferences"][0]["name"] == NAME
+
+
+def test_a_converged_model_costs_no_write() -> None:
+    world = stable_on_v1()
+    assert world.writes_of(world.reconcile) == []
+    assert world.writes_of(lambda: world.reconcile(after=3600)) == []
+
+
+def test_a_version_removed_from_the_spec_is_pruned() -> None:
+    world = stable_on_v1()
+    world.edit(lambda m: m["spec"]["versions"].pop())  # v3: never carried traffic
+    writes = world.writes_of(world.reconcile)
+    deleted = sorted((w.kind, w.name) for w in writes if w.verb == "delete")
+    assert deleted == [("HorizontalPodAutoscaler", "iris-v3"), ("InferenceService", "iris-v3")]
+    assert reasons(writes).count("Removed") == 2
+    # The route only loses v3's pin rule; v1 and v2 are as they were.
+    assert applied(writes) == [("HTTPRoute", "iris")]
+    assert world.route() == {"v1": 100}
+    assert world.cluster.object(INFERENCE_SERVICE, "iris-v1", NS) is not None
+    assert world.writes_of(world.reconcile) == []  # and the prune is not repeated
+
+
+def test_a_version_that_carries_traffic_cannot_be_removed() -> None:
+    world = stable_on_v1()
+
+    def drop_v1(model: dict[str, Any]) -> None:
+        model["spec"]["versions"].pop(0)  # v1, the one serving
+        model["spec"]["rollout"]["target"] = "v2"
+
+    world.edit(drop_v1)
+    writes = world.writes_of(world.reconcile)
+    assert [w for w in writes if w.verb in ("apply", "delete")] == []
+    degraded = world.condition("Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "VersionInUse")
+    assert "v1 still carries traffic" in degraded["message"]
+    assert reasons(writes) == ["VersionInUse"]
+    assert world.route() == {"v1": 100}
+    assert world.writes_of(world.reconcile) == []  # said once
+
+
+def test_a_name_someone_else_holds_is_not_taken(world: World) -> None:
+    squatter = {
+        "apiVersion": INFERENCE_SERVICE.api_version,
+        "kind": INFERENCE_SERVICE.kind,
+        "metadata": {
+            "name": "iris-v2",
+            "namespace": NS,
+            "ownerReferences": [
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "name": "other",
+                    "uid": "x",
+                    "controller": True,
+                }
+            ],
+        },
+        "spec": {"predictor": {"model": {"modelFormat": {"name": "onnx"}}}},
+    }
+    world.cluster.put(squatter)
+    writes = world.writes_of(world.reconcile)
+    assert ("InferenceService", "iris-v2") not in applied(writes)
+    assert ("InferenceService", "iris-v1") in applied(writes)
+    held = world.cluster.object(INFERENCE_SERVICE, "iris-v2", NS)
+    assert held is not None and held["spec"] == squatter["spec"]
+    degraded = world.condition("Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "NameConflict")
+    assert "InferenceService iris-v2 is held by ConfigMap/other" in degraded["message"]
+    assert reasons(writes).count("NameConflict") == 1
+
+
+def test_an_invalid_spec_touches_no_child() -> None:
+    world = stable_on_v1()
+    world.edit(lambda m: m["spec"]["rollout"].update({"stepWeights": [50, 10]}))
+    writes = world.writes_of(world.reconcile)
+    assert [w.verb for w in writes] == ["status", "event"]
+    degraded = world.condition("Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "InvalidSpec")
+    assert "spec.rollout.stepWeights" in degraded["message"]
+    assert world.writes_of(world.reconcile) == []  # no retry storm, no second Event
+    assert world.route() == {"v1": 100}
+
+
+# --- commands -------------------------------------------------------------------------
+
+
+def test_a_command_is_carried_out_and_consumed() -> None:
+    world = canary_at(50)
+    world.reconcile(after=31)
+    assert world.status()["phase"] == "WaitingPromotion"
+    world.annotate("modelpilot.io/promote", "v2")
+    writes = world.writes_of(world.reconcile)
+    verbs = [w.verb for w in writes]
+    assert verbs.index("status") < verbs.index("metadata") < verbs.index("apply")
+    consumed = next(w.body for w in writes if w.verb == "metadata")
+    assert consumed == {"annotations": {"modelpilot.io/promote": None}}
+    assert "modelpilot.io/promote" not in world.model()["metadata"].get("annotations", {})
+    last = world.status()["lastCommand"]
+    assert (last["name"], last["version"], last["outcome"]) == ("promote", "v2", "applied")
+    assert world.route() == {"v2": 100}
+    world.converge()
+    assert world.status()["phase"] == "Stable" and world.status()["stableVersion"] == "v2"
+
+
+def test_a_stale_command_is_refused_and_consumed() -> None:
+    world = canary_at(25)
+    world.annotate("modelpilot.io/promote", "v3")  # meant for another candidate
+    writes = world.writes_of(world.reconcile)
+    last = world.status()["lastCommand"]
+    assert last["outcome"] == "refused: meant for v3, but the canary is v2"
+    assert "CommandPromote" in reasons(writes)
+    warning = next(
+        w.body for w in writes if w.verb == "event" and w.body.reason == "CommandPromote"
+    )
+    assert warning.type == "Warning"
+    assert "modelpilot.io/promote" not in world.model()["metadata"].get("annotations", {})
+    assert world.route() == {"v1": 75, "v2": 25}  # traffic unchanged
+    assert world.status()["phase"] == "Progressing"
+
+
+# --- rendering ------------------------------------------------------------------------
+
+
+def test_each_inference_service_is_rendered_once_per_reconcile(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counts: dict[str, int] = {}
+    for name in ("render_template", "render_fragment"):
+        original = getattr(manifests, name)
+
+        def counted(template: str, /, _original: Any = original, **context: Any) -> Any:
+            counts[template] = counts.get(template, 0) + 1
+            return _original(template, **context)
+
+        monkeypatch.setattr(manifests, name, counted)
+    world.reconcile()
+    assert counts["inference_service.yaml.j2"] == 3
+    assert counts["served_model.yaml.j2"] == 3
+
+
+# --- crashes between writes -----------------------------------------------------------
+
+# Each scenario: a world about to move traffic forward, and what makes the next reconcile
+# move it.
+
+
+def interval_passes(world: World) -> None:
+    world.now += dt.timedelta(seconds=31)
+
+
+def promote_requested(world: World) -> None:
+    world.reconcile(after=31)  # the last step held: WaitingPromotion
+    world.annotate("modelpilot.io/promote", "v2")
+
+
+def target_turns_ready(world: World) -> None:
+    world.reconcile()
+    world.controllers.serve("v1")
+
+
+SCENARIOS: dict[str, tuple[Callable[[], World], Callable[[World], None]]] = {
+    "step 25 -> 50": (lambda: canary_at(25), interval_passes),
+    "promote 50 -> 100": (lambda: canary_at(50), promote_requested),
+    "first route": (World, target_turns_ready),
+}
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_a_crash_between_any_two_writes_never_moves_traffic_back(scenario: str) -> None:
+    """Kill the operator before each write of the reconcile that moves traffic forward;
+    the restarted operator (the same store; its cache rebuilt from its watches) must
+    carry the move out, and never write the weights the rollout had already left."""
+    make, move = SCENARIOS[scenario]
+    probe = make()
+    move(probe)
+    left = probe.route()
+    moving = probe.writes_of(probe.reconcile)
+    moved_to = probe.route()
+    assert moved_to != left, "the reconcile under test moves traffic"
+    for crash_point, write in enumerate(moving):
+        world = make()
+        move(world)
+        world.cluster.crash_before = len(world.cluster.writes) + crash_point
+        with pytest.raises(Crash):
+            world.reconcile()
+        world.cluster.crash_before = None
+        routes: list[dict[str, int]] = []
+        for _ in range(5):  # the restarted operator, the gateway reporting in between
+            world.controllers.accept_route()
+            routes += [
+                route_weights(w.body, NAME)
+                for w in world.writes_of(world.reconcile)
+                if w.verb == "apply" and w.kind == HTTP_ROUTE.kind
+            ]
+        at = f"killed before write {crash_point} ({write.verb} {write.kind})"
+        assert left not in routes, f"{at}: traffic went back to {left}: {routes}"
+        assert world.route() == moved_to, f"{at}: the move was lost"
+
+
+def test_the_twin_dies_where_it_is_told() -> None:
+    # The crash test above is only as good as the twin's crash: it must stop the writes.
+    world = World()
+    world.cluster.crash_before = 1
+    with pytest.raises(Crash):
+        world.reconcile()
+    assert [w.verb for w in world.cluster.writes] == ["status"]
+
+
+def test_a_command_seen_again_after_a_crash_is_consumed_without_a_refusal() -> None:
+    world = canary_at(50)
+    promote_requested(world)
+    world.cluster.crash_before = len(world.cluster.writes) + 1  # after status, before consuming
+    with pytest.raises(Crash):
+        world.reconcile()
+    world.cluster.crash_before = None
+    assert "modelpilot.io/promote" in world.model()["metadata"]["annotations"]
+    writes = world.writes_of(world.reconcile)
+    assert "modelpilot.io/promote" not in world.model()["metadata"].get("annotations", {})
+    assert world.status()["lastCommand"]["outcome"] == "applied"
+    assert "CommandPromote" not in reasons(writes)
