@@ -49,7 +49,8 @@ class World:
         self.plane.start()
         self.api = api_client(str(self.plane.kubeconfig))
         self.kube = Kube(self.api)
-        client.CoreV1Api(self.api).create_namespace({"metadata": {"name": self.namespace}})
+        # kubernetes' types want a V1Namespace; the client sends a dict as is.
+        client.CoreV1Api(self.api).create_namespace({"metadata": {"name": self.namespace}})  # type: ignore[arg-type]
         deadline = time.monotonic() + 30
         core = client.CoreV1Api(self.api)
         while not core.list_namespaced_service_account(

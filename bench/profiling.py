@@ -48,7 +48,10 @@ def summary(collapsed: Path, top: int = 25, within: str = "modelpilot/") -> list
             if within in frame:
                 inclusive[frame] += samples
         leaves[f"self: {frames[-1]}"] += samples
-    share = lambda n: round(100 * n / total, 1)  # noqa: E731
+
+    def share(n: int) -> float:
+        return round(100 * n / total, 1)
+
     return [(share(n), f) for f, n in inclusive.most_common(top)] + [
         (share(n), f) for f, n in leaves.most_common(top)
     ]

@@ -28,7 +28,7 @@ USER = "bench"
 CONCURRENCY = 6
 
 
-def model_doc(name: str, namespace: str, target: str = "v1", versions: int = 2) -> dict:
+def model_doc(name: str, namespace: str, target: str = "v1", versions: int = 2) -> dict[str, Any]:
     return {
         "apiVersion": MANAGED_MODEL.api_version,
         "kind": MANAGED_MODEL.kind,
@@ -50,7 +50,9 @@ def model_doc(name: str, namespace: str, target: str = "v1", versions: int = 2) 
     }
 
 
-def apply_all(world: World, objects: Iterable[dict], concurrency: int = CONCURRENCY) -> None:
+def apply_all(
+    world: World, objects: Iterable[dict[str, Any]], concurrency: int = CONCURRENCY
+) -> None:
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(lambda o: world.kube.apply(o, manager=USER), objects))
 
@@ -172,13 +174,13 @@ class Watcher(KindWatch):
 
     def __init__(self, world: World, kind: Kind) -> None:
         super().__init__(world.api, world.namespace, kind)
-        self.events: list[tuple[float, str, dict]] = []
+        self.events: list[tuple[float, str, dict[str, Any]]] = []
 
     def deliver(self, moment: float, kind: str, obj: dict[str, Any]) -> None:
         self.events.append((moment, kind, obj))
 
 
-def spec_writes(events: list[tuple[float, str, dict]], since: float) -> int:
+def spec_writes(events: list[tuple[float, str, dict[str, Any]]], since: float) -> int:
     """MODIFIED events that changed the object's spec or metadata (not its status)."""
     last: dict[str, Any] = {}
     count = 0
@@ -247,7 +249,10 @@ def route_weights(route: dict[str, Any]) -> dict[str, int]:
 
 
 def first_route(
-    events: list[tuple[float, str, dict]], name: str, weights: dict[str, int], after: float
+    events: list[tuple[float, str, dict[str, Any]]],
+    name: str,
+    weights: dict[str, int],
+    after: float,
 ) -> float | None:
     for moment, _, obj in events:
         if moment >= after and obj["metadata"]["name"] == name and route_weights(obj) == weights:

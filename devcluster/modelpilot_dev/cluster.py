@@ -122,7 +122,8 @@ class ControlPlane:
     def api_client(self) -> client.ApiClient:
         from kubernetes import config
 
-        return config.new_client_from_config(config_file=str(self.kubeconfig))
+        # kubernetes' config helpers carry no annotations.
+        return config.new_client_from_config(config_file=str(self.kubeconfig))  # type: ignore[no-untyped-call, no-any-return]
 
     # --- steps --------------------------------------------------------------------
 
@@ -289,7 +290,8 @@ class ControlPlane:
             for manifest in self.node_pool.manifests():
                 # A create keeps status (kubelets register that way), so the capacity is
                 # there before kwok first sees the node.
-                core.create_node(manifest)
+                # (kubernetes' types want a V1Node; the client sends a dict as is.)
+                core.create_node(manifest)  # type: ignore[arg-type]
             self._wait("nodes Ready", lambda: self._nodes_ready(core), "nodes-ready")
             # The default service account appears a moment after a namespace; pods can
             # only be created once it exists.
@@ -307,6 +309,8 @@ class ControlPlane:
         wanted = set(self.node_pool.node_names())
         ready = set()
         for node in core.list_node().items:
+            # The apiserver always sends a Node's metadata, spec and status.
+            assert node.metadata is not None and node.spec is not None and node.status is not None
             conditions = {c.type: c.status for c in (node.status.conditions or [])}
             # The node lifecycle controller taints a node not-ready until it sees the
             # Ready condition; pods would not schedule before that taint is gone.

@@ -6,15 +6,18 @@ import hashlib
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import yaml
 from kubernetes import client
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from modelpilot_dev import tools
 from modelpilot_dev.checkout import manifests
 from modelpilot_dev.procs import ClusterError
+
+if TYPE_CHECKING:
+    import urllib3
 
 
 def _crd_documents(paths: list[Path]) -> list[dict[str, Any]]:
@@ -69,7 +72,8 @@ def install_crds(
     ext = client.ApiextensionsV1Api(api_client)
     for crd in crds:
         try:
-            ext.create_custom_resource_definition(crd, _preload_content=False)
+            # kubernetes' types want a V1CustomResourceDefinition; the client sends a dict as is.
+            ext.create_custom_resource_definition(crd, _preload_content=False)  # type: ignore[arg-type]
         except ApiException as err:
             if err.status != 409:
                 raise ClusterError(
@@ -78,7 +82,13 @@ def install_crds(
     deadline = time.monotonic() + timeout
     pending = {crd["metadata"]["name"] for crd in crds}
     while pending:
-        listed = json.loads(ext.list_custom_resource_definition(_preload_content=False).data)
+        # kubernetes' types promise the parsed list; _preload_content=False returns the raw
+        # urllib3 response instead.
+        response = cast(
+            "urllib3.BaseHTTPResponse",
+            ext.list_custom_resource_definition(_preload_content=False),
+        )
+        listed = json.loads(response.data)
         for item in listed["items"]:
             name = item["metadata"]["name"]
             conditions = {c["type"]: c for c in (item.get("status") or {}).get("conditions") or []}

@@ -97,7 +97,7 @@ def _find_class(name: str) -> type | None:
 
     name = _ALIASES.get(name, name)
     for module in (kserve_models, k8s_models):
-        cls = getattr(module, name, None)
+        cls: type | None = getattr(module, name, None)
         if cls is not None and hasattr(cls, "openapi_types"):
             return cls
     return None

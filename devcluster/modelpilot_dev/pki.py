@@ -10,9 +10,9 @@ from pathlib import Path
 
 # Identities the default RBAC policy already binds to the right ClusterRoles, so no
 # extra bindings are needed; the admin is in system:masters (bypasses RBAC).
-ADMIN = ("modelpilot-admin", ["system:masters"])
-CONTROLLER_MANAGER = ("system:kube-controller-manager", [])
-SCHEDULER = ("system:kube-scheduler", [])
+ADMIN: tuple[str, list[str]] = ("modelpilot-admin", ["system:masters"])
+CONTROLLER_MANAGER: tuple[str, list[str]] = ("system:kube-controller-manager", [])
+SCHEDULER: tuple[str, list[str]] = ("system:kube-scheduler", [])
 
 
 @dataclass(frozen=True)

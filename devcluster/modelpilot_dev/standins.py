@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kubernetes import client, watch
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from modelpilot.api.kinds import DEPLOYMENT, HTTP_ROUTE, INFERENCE_SERVICE, KSERVE_ISVC_LABEL
 from modelpilot.k8s.children import contains
@@ -79,7 +79,7 @@ class _Controller:
     def watches(self) -> list[Callable[..., Any]]:
         raise NotImplementedError
 
-    def key_of(self, obj: dict[str, Any]) -> tuple[str, str] | None:
+    def key_of(self, obj: dict[str, Any]) -> tuple[str | None, str | None]:
         meta = obj.get("metadata") or {}
         return meta.get("namespace"), meta.get("name")
 
@@ -115,17 +115,18 @@ class _Controller:
         version: str | None = None
         while not self._stop.is_set():
             try:
-                stream = watch.Watch().stream(
+                # kubernetes' Watch and ApiClient.sanitize_for_serialization carry no annotations.
+                stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
                     lister, timeout_seconds=WATCH_SECONDS, resource_version=version
                 )
                 for event in stream:
                     obj = event["object"]
                     if not isinstance(obj, dict):
-                        obj = self.api.sanitize_for_serialization(obj)
+                        obj = self.api.sanitize_for_serialization(obj)  # type: ignore[no-untyped-call]
                     version = (obj.get("metadata") or {}).get("resourceVersion") or version
-                    key = self.key_of(obj)
-                    if key and all(key):
-                        self.enqueue(key)
+                    namespace, name = self.key_of(obj)
+                    if namespace and name:
+                        self.enqueue((namespace, name))
                     if self._stop.is_set():
                         return
             except ApiException as err:
@@ -179,7 +180,7 @@ class KServeStandIn(_Controller):
 
         return [isvcs, deployments]
 
-    def key_of(self, obj: dict[str, Any]) -> tuple[str, str] | None:
+    def key_of(self, obj: dict[str, Any]) -> tuple[str | None, str | None]:
         meta = obj.get("metadata") or {}
         if obj.get("kind") == "InferenceService":
             return meta.get("namespace"), meta.get("name")
@@ -312,7 +313,8 @@ class KServeStandIn(_Controller):
                 "ports": [{"name": "http", "port": 80, "targetPort": 8080}],
             },
         }
-        _ignore_missing(lambda: self.core.create_namespaced_service(meta["namespace"], service))
+        # kubernetes' types want a V1Service; the client accepts (and sends) a dict as is.
+        _ignore_missing(lambda: self.core.create_namespaced_service(meta["namespace"], service))  # type: ignore[arg-type]
 
     def _write_status(
         self, isvc: dict[str, Any], deployment: dict[str, Any] | None, *, stopped: bool

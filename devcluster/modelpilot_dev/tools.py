@@ -15,6 +15,7 @@ provides those two instead.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -282,7 +283,7 @@ def ensure_all(log: Callable[[str], None] = print) -> dict[str, float]:
     """Build or fetch everything missing, one at a time (builds use every core)."""
     timings: dict[str, float] = {}
     steps: list[tuple[str, str, Callable[[], Path]]] = [
-        (tool.name, "building", lambda tool=tool: build(tool)) for tool in TOOLS
+        (tool.name, "building", functools.partial(build, tool)) for tool in TOOLS
     ]
     steps += [
         ("gateway-api", "fetching", fetch_gateway_api),

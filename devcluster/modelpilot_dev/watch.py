@@ -46,7 +46,8 @@ class KindWatch:
         resource_version = self._list()
         while not self._stop.is_set():
             try:
-                for event in watch.Watch().stream(
+                # kubernetes' Watch and ApiClient.sanitize_for_serialization carry no annotations.
+                for event in watch.Watch().stream(  # type: ignore[no-untyped-call]
                     self._lister,
                     timeout_seconds=30,
                     resource_version=resource_version,
@@ -54,7 +55,7 @@ class KindWatch:
                 ):
                     obj = event["object"]
                     if not isinstance(obj, dict):
-                        obj = self.api.sanitize_for_serialization(obj)
+                        obj = self.api.sanitize_for_serialization(obj)  # type: ignore[no-untyped-call]
                     resource_version = obj["metadata"]["resourceVersion"]
                     if event["type"] != "BOOKMARK":
                         self.deliver(time.monotonic(), event["type"], obj)
@@ -69,7 +70,8 @@ class KindWatch:
     def _list(self) -> str:
         listing = self._lister()
         if not isinstance(listing, dict):
-            listing = self.api.sanitize_for_serialization(listing)
+            # kubernetes' ApiClient.sanitize_for_serialization carries no annotations.
+            listing = self.api.sanitize_for_serialization(listing)  # type: ignore[no-untyped-call]
         now = time.monotonic()
         for obj in listing.get("items") or []:
             self.deliver(now, "LISTED", obj)

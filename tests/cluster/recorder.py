@@ -8,11 +8,14 @@ when a route was written is the one with the highest resourceVersion below the r
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes import client, watch
+
+from modelpilot.api.kinds import DEPLOYMENT, HTTP_ROUTE, MANAGED_MODEL, Kind
 
 PREDICTOR_SUFFIX = "-predictor"
 
@@ -38,21 +41,22 @@ class Recorder:
     def __enter__(self) -> Recorder:
         custom, apps = client.CustomObjectsApi(self.api), client.AppsV1Api(self.api)
 
-        def routes(**kw: Any) -> Any:
-            return custom.list_namespaced_custom_object(
-                "gateway.networking.k8s.io", "v1", self.namespace, "httproutes", **kw
-            )
+        def custom_lister(kind: Kind) -> Callable[..., Any]:
+            def lister(**kw: Any) -> Any:
+                return custom.list_namespaced_custom_object(
+                    kind.group, kind.version, self.namespace, kind.plural, **kw
+                )
+
+            return lister
 
         def deployments(**kw: Any) -> Any:
             return apps.list_namespaced_deployment(self.namespace, **kw)
 
-        def models(**kw: Any) -> Any:
-            return custom.list_namespaced_custom_object(
-                "modelpilot.io", "v1alpha1", self.namespace, "managedmodels", **kw
-            )
-
-        for lister in (routes, deployments, models):
-            thread = threading.Thread(target=self._watch, args=(lister,), daemon=True)
+        # Each kind is listed before the block runs (what a test does next cannot happen
+        # before the recording starts), then watched from the listing's version.
+        for lister in (custom_lister(HTTP_ROUTE), deployments, custom_lister(MANAGED_MODEL)):
+            version = self._list(lister)
+            thread = threading.Thread(target=self._watch, args=(lister, version), daemon=True)
             thread.start()
             self._threads.append(thread)
         return self
@@ -62,31 +66,54 @@ class Recorder:
         for thread in self._threads:
             thread.join(10)
 
-    def _watch(self, lister: Callable[..., Any]) -> None:
-        version: str | None = None
+    def wait_for(self, check: Callable[[Recorder], bool], what: str, timeout: float = 30.0) -> None:
+        """Until the records show what a test is about to assert on: a status the test
+        saw is written before the route that carries it, and the recording stops when
+        the block ends."""
+        deadline = time.monotonic() + timeout
+        while not check(self):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the recorder never saw {what}")
+            time.sleep(0.1)
+
+    def route_is(self, weights: dict[str, int]) -> bool:
+        found = self.route_weights()
+        return bool(found) and found[-1][1] == weights
+
+    def _list(self, lister: Callable[..., Any]) -> str:
+        listing = lister()
+        if not isinstance(listing, dict):
+            listing = self.api.sanitize_for_serialization(listing)
+        for obj in listing.get("items") or []:
+            self._record(obj)
+        return str(listing["metadata"]["resourceVersion"])
+
+    def _watch(self, lister: Callable[..., Any], version: str) -> None:
         while not self._stop.is_set():
-            stream = watch.Watch().stream(lister, timeout_seconds=2, resource_version=version)
-            for event in stream:
-                obj = event["object"]
-                if not isinstance(obj, dict):
-                    obj = self.api.sanitize_for_serialization(obj)
-                meta = obj["metadata"]
-                version = meta["resourceVersion"]
-                with self._lock:
-                    self.records.append(
-                        Record(
-                            int(version),
-                            obj.get("kind", "Deployment"),
-                            meta["name"],
-                            obj,
-                        )
-                    )
+            try:
+                stream = watch.Watch().stream(lister, timeout_seconds=2, resource_version=version)
+                for event in stream:
+                    obj = event["object"]
+                    if not isinstance(obj, dict):
+                        obj = self.api.sanitize_for_serialization(obj)
+                    version = obj["metadata"]["resourceVersion"]
+                    self._record(obj)
+            except client.ApiException as err:
+                if err.status != 410:
+                    raise
+                version = self._list(lister)  # too old to resume: list again
+
+    def _record(self, obj: dict[str, Any]) -> None:
+        meta = obj["metadata"]
+        kind = obj.get("kind") or DEPLOYMENT.kind  # typed lists drop the items' kind
+        with self._lock:
+            self.records.append(Record(int(meta["resourceVersion"]), kind, meta["name"], obj))
 
     def route_weights(self) -> list[tuple[int, dict[str, int]]]:
         """Each distinct weight set the route carried, in order: (rv, {version: weight})."""
         found: list[tuple[int, dict[str, int]]] = []
         for record in sorted(self.snapshot(), key=lambda r: r.rv):
-            if record.kind != "HTTPRoute":
+            if record.kind != HTTP_ROUTE.kind:
                 continue
             weights = self._weights(record.obj)
             if not found or found[-1][1] != weights:
@@ -113,7 +140,7 @@ class Recorder:
         return next(
             r.rv
             for r in sorted(self.snapshot(), key=lambda r: r.rv)
-            if r.kind == "ManagedModel"
+            if r.kind == MANAGED_MODEL.kind
             and r.name == self.model
             and key in (r.obj["metadata"].get("annotations") or {})
         )
@@ -124,11 +151,32 @@ class Recorder:
         return next(
             r.rv
             for r in sorted(self.snapshot(), key=lambda r: r.rv)
-            if r.kind == "ManagedModel"
+            if r.kind == MANAGED_MODEL.kind
             and r.name == self.model
             and r.rv > since
             and key not in (r.obj["metadata"].get("annotations") or {})
         )
+
+    def consumed(self, key: str) -> bool:
+        try:
+            self.consumed_rv(key)
+        except StopIteration:
+            return False
+        return True
+
+    def decided_rv(self, phase: str, after: int) -> int:
+        """The first write of the model after rv `after` whose status is in phase."""
+        return next(
+            r.rv
+            for r in sorted(self.snapshot(), key=lambda r: r.rv)
+            if r.kind == MANAGED_MODEL.kind
+            and r.name == self.model
+            and r.rv > after
+            and (r.obj.get("status") or {}).get("phase") == phase
+        )
+
+    def route_writes_between(self, after: int, before: int) -> list[dict[str, int]]:
+        return [w for rv, w in self.route_weights() if after < rv < before]
 
     def first_route_rv(self, weights: dict[str, int], after: int) -> int:
         return next(rv for rv, found in self.route_weights() if rv > after and found == weights)
@@ -140,7 +188,7 @@ class Recorder:
         for record in sorted(self.snapshot(), key=lambda r: r.rv):
             if record.rv >= rv:
                 break
-            if record.kind == "Deployment" and record.name == name:
+            if record.kind == DEPLOYMENT.kind and record.name == name:
                 state = int((record.obj.get("status") or {}).get("availableReplicas") or 0)
         return state
 

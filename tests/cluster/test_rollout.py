@@ -16,10 +16,17 @@ from typing import Any
 
 import pytest
 
-from modelpilot.api.kinds import INFERENCE_SERVICE, KSERVE_ISVC_LABEL, MANAGED_MODEL, POD
+from modelpilot.api.kinds import (
+    HTTP_ROUTE,
+    INFERENCE_SERVICE,
+    KSERVE_ISVC_LABEL,
+    MANAGED_MODEL,
+    POD,
+)
 from modelpilot.cli import main as cli
 from modelpilot.handlers.runner import OperatorThread
 from modelpilot.k8s.client import Kube
+from modelpilot.k8s.observe import route_weights
 from modelpilot_dev.standins import StandIns
 from tests.cluster.helpers import condition, eventually, model, sample
 from tests.cluster.recorder import Recorder
@@ -74,6 +81,27 @@ def command(kubeconfig: Path, namespace: str, *argv: str) -> None:
     assert cli([*argv, "-n", namespace, "--kubeconfig", str(kubeconfig)]) == 0
 
 
+def live_weights(kube: Kube, namespace: str, name: str) -> dict[str, int]:
+    return route_weights(kube.get(HTTP_ROUTE, name, namespace), name)
+
+
+def wait_carried_out(recorder: Recorder, key: str, weights: dict[str, int]) -> None:
+    """Status shows a command's outcome before the route carries it out."""
+    recorder.wait_for(
+        lambda r: r.consumed(key) and r.route_is(weights), f"{key} consumed and carried out"
+    )
+
+
+def assert_one_reconcile(recorder: Recorder, key: str, phase: str, weights: dict[str, int]) -> None:
+    """The command took effect in one reconcile: the decision went into status, the
+    command was consumed, then the route moved, with no other route write between."""
+    annotated = recorder.annotated_rv(key)
+    decided = recorder.decided_rv(phase, after=annotated)
+    routed = recorder.first_route_rv(weights, after=annotated)
+    assert decided < recorder.consumed_rv(key) < routed
+    assert recorder.route_writes_between(annotated, routed) == []
+
+
 def test_full_rollout_with_auto_promotion(
     kube: Kube, namespace: str, operator: OperatorThread, api_client: Any
 ) -> None:
@@ -85,7 +113,7 @@ def test_full_rollout_with_auto_promotion(
             timeout=90,
             what="v2 promoted",
         )
-        time.sleep(1)
+        recorder.wait_for(lambda r: r.route_is({"v2": 100}), "the route on v2")
     sets = recorder.assert_safe()
     assert sets == [
         {"v1": 100},
@@ -134,12 +162,9 @@ def test_abort_midway_restores_stable_in_one_reconcile(
         )
         apply(kube, with_annotation(document, "modelpilot.io/abort", "v2"))
         eventually(lambda: phase_is(kube, namespace, "iris", "Aborted"), what="Aborted")
+        wait_carried_out(recorder, "modelpilot.io/abort", {"v1": 100})
     assert recorder.assert_safe()[-1] == {"v1": 100}
-    # One reconcile: the route went back to stable before that same reconcile consumed
-    # the annotation (it applies children, writes status, then removes the command).
-    assert recorder.first_route_rv(
-        {"v1": 100}, after=recorder.annotated_rv("modelpilot.io/abort")
-    ) < (recorder.consumed_rv("modelpilot.io/abort"))
+    assert_one_reconcile(recorder, "modelpilot.io/abort", "Aborted", {"v1": 100})
     assert kube.get(INFERENCE_SERVICE, "iris-v2", namespace) is not None  # kept for inspection
     time.sleep(3)
     assert phase_is(kube, namespace, "iris", "Aborted", weights={"v1": 100})
@@ -202,12 +227,13 @@ def test_restart_in_every_phase_finishes_correctly(
         run_until(lambda: status(kube, namespace, "iris").get("canaryWeight") == 50, "step 2")
         run_until(lambda: phase_is(kube, namespace, "iris", "WaitingPromotion"), "waiting")
         command(kubeconfig, namespace, "promote", "iris")  # while no operator runs
-        run_until(
-            lambda: phase_is(kube, namespace, "iris", "Stable", stableVersion="v2"), "promoted"
+        on_v2 = lambda: (  # noqa: E731
+            phase_is(kube, namespace, "iris", "Stable", stableVersion="v2")
+            and live_weights(kube, namespace, "iris") == {"v2": 100}
         )
-        run_until(
-            lambda: phase_is(kube, namespace, "iris", "Stable", stableVersion="v2"), "still stable"
-        )
+        run_until(on_v2, "promoted")
+        run_until(on_v2, "still stable")
+        recorder.wait_for(lambda r: r.route_is({"v2": 100}), "the route on v2")
     assert recorder.assert_safe() == [
         {"v1": 100},
         {"v1": 90, "v2": 10},
@@ -252,11 +278,9 @@ def test_rollback_within_window(
             lambda: phase_is(kube, namespace, "iris", "Aborted", stableVersion="v1"),
             what="rolled back",
         )
+        wait_carried_out(recorder, "modelpilot.io/rollback", {"v1": 100})
     assert recorder.assert_safe()[-1] == {"v1": 100}
-    key = "modelpilot.io/rollback"
-    assert recorder.first_route_rv({"v1": 100}, after=recorder.annotated_rv(key)) < (
-        recorder.consumed_rv(key)
-    )
+    assert_one_reconcile(recorder, "modelpilot.io/rollback", "Aborted", {"v1": 100})
     assert status(kube, namespace, "iris")["history"][-1]["result"] == "RolledBack"
 
 
@@ -349,6 +373,7 @@ def test_shared_capacity_rolls_out_on_the_same_gpus(
             if found.get("stableVersion") == "v2" and samples[-1][1:] == (0, 4):
                 break
             time.sleep(0.3)
+        recorder.wait_for(lambda r: r.route_is({"v2": 100}), "the route on v2")
     print(f"\nShared rollout (weight, v1 pods, v2 pods): {sorted(set(samples))}")
     assert recorder.assert_safe() == [
         {"v1": 100},

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any
+from typing import Any, cast
 
 from modelpilot.cli.common import UsageProblem, guarded
 from modelpilot.cli.status_view import render_status
@@ -63,7 +63,8 @@ def _client(args: argparse.Namespace) -> tuple[Any, str]:
     namespace = args.namespace
     if namespace is None:
         try:
-            _, context = config.list_kube_config_contexts(config_file=args.kubeconfig)
+            # kubernetes' config helpers carry no annotations.
+            _, context = config.list_kube_config_contexts(config_file=args.kubeconfig)  # type: ignore[no-untyped-call]
             namespace = (context or {}).get("context", {}).get("namespace") or "default"
         except (config.ConfigException, OSError):
             namespace = "default"
@@ -74,8 +75,12 @@ def _get_model(api: Any, namespace: str, name: str) -> dict[str, Any]:
     from kubernetes import client
 
     try:
-        return client.CustomObjectsApi(api).get_namespaced_custom_object(  # type: ignore[no-any-return]
-            "modelpilot.io", "v1alpha1", namespace, "managedmodels", name
+        # kubernetes types custom objects as `object`; they are the JSON object, a dict.
+        return cast(
+            dict[str, Any],
+            client.CustomObjectsApi(api).get_namespaced_custom_object(
+                "modelpilot.io", "v1alpha1", namespace, "managedmodels", name
+            ),
         )
     except client.ApiException as err:
         if err.status == 404:

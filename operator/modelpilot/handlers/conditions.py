@@ -3,6 +3,8 @@ works; a condition's lastTransitionTime moves only when its status does."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from modelpilot.api.status import Condition
 
 
@@ -15,7 +17,7 @@ def set_condition(
     generation: int | None,
     now: str,
 ) -> list[Condition]:
-    value = "True" if status else "False"
+    value: Literal["True", "False"] = "True" if status else "False"
     previous = next((c for c in conditions if c.type == kind), None)
     moved = previous is None or previous.status != value
     updated = Condition(
@@ -23,7 +25,8 @@ def set_condition(
         status=value,
         reason=reason,
         message=message,
-        last_transition_time=now if moved else previous.last_transition_time,
+        # `previous is None` implies moved: spelled out for the type checker.
+        last_transition_time=now if moved or previous is None else previous.last_transition_time,
         observed_generation=generation,
     )
     return [c for c in conditions if c.type != kind] + [updated]

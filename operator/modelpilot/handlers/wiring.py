@@ -186,7 +186,9 @@ def login(memo: Any, **_: Any) -> kopf.ConnectionInfo:
     )
 
 
-@kopf.daemon(
+# kopf passes kwargs by name, but its DaemonFn protocol types `namespace` as str | None
+# (for cluster-scoped kinds too): a ManagedModel is namespaced, so it is always a str.
+@kopf.daemon(  # type: ignore[arg-type]
     MANAGED_MODEL.group, MANAGED_MODEL.version, MANAGED_MODEL.plural, cancellation_timeout=2.0
 )
 async def model_loop(
@@ -236,7 +238,9 @@ async def _sleep(poke: asyncio.Event, stopped: kopf.DaemonStopped, timeout: floa
             waiter.cancel()
 
 
-@kopf.on.event(MANAGED_MODEL.group, MANAGED_MODEL.version, MANAGED_MODEL.plural)
+# kopf's WatchingFn protocol types `namespace` as str | None (always a str here: the kind
+# is namespaced) and `event` as RawEvent, whose metadata type lacks `generation`.
+@kopf.on.event(MANAGED_MODEL.group, MANAGED_MODEL.version, MANAGED_MODEL.plural)  # type: ignore[arg-type]
 async def model_changed(
     event: dict[str, Any], namespace: str, name: str, memo: Any, **_: Any
 ) -> None:
@@ -279,10 +283,12 @@ for _kind in WATCHED_CHILD_KINDS:
     kopf.index(
         _kind.group, _kind.version, _kind.plural, id=f"{_kind.plural}_cache", labels=_labels
     )(_child_listed)
-    kopf.on.event(_kind.group, _kind.version, _kind.plural, labels=_labels)(_child_changed)
+    # kopf's WatchingFn protocol types `namespace` as str | None (every child kind is
+    # namespaced, so it is a str), `event` as RawEvent and `labels` as a Mapping.
+    kopf.on.event(_kind.group, _kind.version, _kind.plural, labels=_labels)(_child_changed)  # type: ignore[arg-type]
 
 
-async def _runtime_changed(event: dict[str, Any], body: Any, memo: Any, **_: Any) -> None:
+async def _runtime_changed(event: kopf.RawEvent, body: Any, memo: Any, **_: Any) -> None:
     state = _state(memo)
     obj = dict(body)
     if event.get("type") == "DELETED":

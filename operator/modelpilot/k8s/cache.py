@@ -68,7 +68,10 @@ def _seen_the_same(a: Mapping[str, Any] | None, b: Mapping[str, Any]) -> bool:
     """Equal but for resourceVersion: nothing a reconcile reads has changed."""
     if a is None:
         return False
-    strip = lambda o: {**o, "metadata": {**o["metadata"], "resourceVersion": None}}  # noqa: E731
+
+    def strip(o: Mapping[str, Any]) -> dict[str, Any]:
+        return {**o, "metadata": {**o["metadata"], "resourceVersion": None}}
+
     return strip(a) == strip(b)
 
 

@@ -21,7 +21,7 @@ APPLIED_HASH = "modelpilot.io/applied-hash"
 def with_owner(obj: Mapping[str, Any], owner: Mapping[str, Any]) -> dict[str, Any]:
     """The child, owned (controller=true) by the ManagedModel, with its own hash."""
     metadata = owner["metadata"]
-    child = json.loads(json.dumps(obj))  # a deep copy that is plain JSON
+    child: dict[str, Any] = json.loads(json.dumps(obj))  # a deep copy that is plain JSON
     child["metadata"]["ownerReferences"] = [
         {
             "apiVersion": owner["apiVersion"],

@@ -43,7 +43,8 @@ class CountingApiClient(client.ApiClient):
         super().__init__(configuration)
         self.requests: Counter[str] = Counter()
         self._lock = threading.Lock()
-        send = self.rest_client.request  # every request of every API class passes here
+        # Every request of every API class passes here (kubernetes leaves it unannotated).
+        send: Callable[..., Any] = self.rest_client.request
 
         def counted(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
             with self._lock:
@@ -60,18 +61,19 @@ def api_client(kubeconfig: str | None = None) -> CountingApiClient:
     configuration.connection_pool_maxsize = 16
     if kubeconfig is None:
         try:
-            config.load_incluster_config(client_configuration=configuration)
+            # kubernetes' config loaders carry no annotations.
+            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
             return CountingApiClient(configuration)
         except config.ConfigException:
             pass
-    config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)  # type: ignore[no-untyped-call]
     return CountingApiClient(configuration)
 
 
 class Kube:
     def __init__(self, api: client.ApiClient, *, attempts: int = 5) -> None:
         self.api = api
-        self.dynamic = DynamicClient(api)
+        self.dynamic = DynamicClient(api)  # type: ignore[no-untyped-call]  # kubernetes leaves it unannotated
         self.attempts = attempts
         self._resources: dict[tuple[str, str], Resource] = {}
 
@@ -84,7 +86,10 @@ class Kube:
     def get(self, kind: Kind, name: str, namespace: str | None) -> dict[str, Any] | None:
         resource = self.resource(kind.api_version, kind.kind)
         try:
-            return self._retry(lambda: resource.get(name=name, namespace=namespace).to_dict())
+            found: dict[str, Any] = self._retry(
+                lambda: resource.get(name=name, namespace=namespace).to_dict()
+            )
+            return found
         except NotFoundError:
             return None
 
@@ -126,7 +131,7 @@ class Kube:
                 )
             )
 
-    def patch_status(self, obj: Mapping[str, Any], status: Mapping[str, Any]) -> dict:
+    def patch_status(self, obj: Mapping[str, Any], status: Mapping[str, Any]) -> dict[str, Any]:
         """Merge-patch the status subresource (status is the operator's alone)."""
         resource = self.resource(obj["apiVersion"], obj["kind"])
         meta = obj["metadata"]

@@ -1,9 +1,10 @@
 """The canary phase machine, pure: spec, status, observations and the time in; the next
 status, the route weights, replica pins and stopped versions out."""
 
+from modelpilot.api.events import Event
 from modelpilot.rollout.commands import Command, parse_commands
 from modelpilot.rollout.machine import decide, stamp
-from modelpilot.rollout.types import Event, Observations, Plan, VersionObservation
+from modelpilot.rollout.types import Observations, Plan, VersionObservation
 
 __all__ = [
     "Command",

@@ -13,12 +13,13 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+from modelpilot.api.events import Event, EventType
 from modelpilot.api.spec import ManagedModelSpec
 from modelpilot.api.status import HistoryEntry, LastCommand, ManagedModelStatus, Phase
 from modelpilot.rollout.capacity import shared_replicas
 from modelpilot.rollout.commands import Command
 from modelpilot.rollout.durations import parse_duration
-from modelpilot.rollout.types import Event, Observations, Plan
+from modelpilot.rollout.types import Observations, Plan
 
 ROLLING: frozenset[str] = frozenset({"Progressing", "WaitingPromotion", "Paused", "Promoting"})
 HALTED: frozenset[str] = frozenset({"Aborted", "Failed"})
@@ -71,8 +72,8 @@ class Working:
         moment = parse_stamp(text)
         return (self.now - moment).total_seconds() if moment else 0.0
 
-    def event(self, kind: str, reason: str, message: str) -> None:
-        self.events.append(Event(kind, reason, message))  # type: ignore[arg-type]
+    def event(self, kind: EventType, reason: str, message: str) -> None:
+        self.events.append(Event(kind, reason, message))
 
     def finish(self, result: str) -> None:
         if self.canary is None:
@@ -493,9 +494,10 @@ def _refuse(w: Working, command: Command, why: str) -> None:
     a command it already carried out. Carried out, it moved the phase out of the
     command's reach, so a replay is always refused; it is consumed without a word."""
     last = w.last_command
-    if last and last.outcome == "applied" and (last.name, last.version) == (
-        command.name,
-        command.version,
+    if (
+        last
+        and last.outcome == "applied"
+        and (last.name, last.version) == (command.name, command.version)
     ):
         return
     _record(w, command, f"refused: {why}")
@@ -505,7 +507,7 @@ def _record(w: Working, command: Command, outcome: str) -> None:
     w.last_command = LastCommand(
         name=command.name, version=command.version, outcome=outcome, at=stamp(w.now)
     )
-    kind = "Normal" if outcome == "applied" else "Warning"
+    kind: EventType = "Normal" if outcome == "applied" else "Warning"
     w.event(
         kind,
         f"Command{command.name.title().replace('-', '')}",
