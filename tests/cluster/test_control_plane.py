@@ -11,6 +11,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from modelpilot.api.kinds import CLUSTER_SERVING_RUNTIME, GATEWAY, HTTP_ROUTE, INFERENCE_SERVICE
 from modelpilot_dev import crds, tools
 from modelpilot_dev.cluster import ControlPlane
 from modelpilot_dev.nodes import GPU_RESOURCE
@@ -179,10 +180,10 @@ def test_gateway_api_and_kserve_crds_are_established(api_client: client.ApiClien
     ext = client.ApiextensionsV1Api(api_client)
     names = {crd.metadata.name: crd for crd in ext.list_custom_resource_definition().items}
     for name in (
-        "httproutes.gateway.networking.k8s.io",
-        "gateways.gateway.networking.k8s.io",
-        "inferenceservices.serving.kserve.io",
-        "clusterservingruntimes.serving.kserve.io",
+        HTTP_ROUTE.resource,
+        GATEWAY.resource,
+        INFERENCE_SERVICE.resource,
+        CLUSTER_SERVING_RUNTIME.resource,
     ):
         assert name in names, name
         conditions = {c.type: c.status for c in names[name].status.conditions}

@@ -21,7 +21,13 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from modelpilot.api.kinds import INFERENCE_SERVICE, MANAGED_MODEL
+from modelpilot.api.kinds import (
+    AUTOSCALER,
+    DEPLOYMENT,
+    HTTP_ROUTE,
+    INFERENCE_SERVICE,
+    MANAGED_MODEL,
+)
 from modelpilot.handlers.runner import OperatorThread
 from modelpilot.k8s.client import ApiError, Kube
 from modelpilot_dev.cluster import ControlPlane
@@ -199,11 +205,11 @@ SECRETS_AND_PODS = [
     ("create", "pods"),
     ("delete", "pods"),
     ("create", "pods/exec"),
-    ("create", "deployments.apps"),
-    ("patch", "deployments.apps"),
+    ("create", DEPLOYMENT.resource),
+    ("patch", DEPLOYMENT.resource),
     ("create", "serviceaccounts/token"),
-    ("delete", "managedmodels.modelpilot.io"),
-    ("update", "managedmodels.modelpilot.io"),
+    ("delete", MANAGED_MODEL.resource),
+    ("update", MANAGED_MODEL.resource),
 ]
 
 
@@ -212,9 +218,9 @@ def test_the_service_account_is_denied_what_it_does_not_use(
 ) -> None:
     ns = install.models
     # The control: the same question gets a yes where the chart grants it.
-    assert cli.can_i(install.subject, "patch", "inferenceservices.serving.kserve.io", "-n", ns)
-    assert cli.can_i(install.subject, "patch", "managedmodels.modelpilot.io", "-n", ns)
-    everywhere = ("watch", "managedmodels.modelpilot.io", "--all-namespaces")
+    assert cli.can_i(install.subject, "patch", INFERENCE_SERVICE.resource, "-n", ns)
+    assert cli.can_i(install.subject, "patch", MANAGED_MODEL.resource, "-n", ns)
+    everywhere = ("watch", MANAGED_MODEL.resource, "--all-namespaces")
     assert cli.can_i(install.subject, *everywhere) is not install.watch_namespaces
     for verb, resource in SECRETS_AND_PODS:
         assert not cli.can_i(install.subject, verb, resource, "-n", ns), (verb, resource)
@@ -239,10 +245,10 @@ def test_with_watch_namespaces_it_cannot_act_in_another_namespace(
 ) -> None:
     subject, ns, elsewhere = scoped.subject, scoped.models, scoped.elsewhere
     for verb, resource in [
-        ("patch", "inferenceservices.serving.kserve.io"),
-        ("delete", "horizontalpodautoscalers.autoscaling"),
-        ("patch", "httproutes.gateway.networking.k8s.io"),
-        ("list", "managedmodels.modelpilot.io"),
+        ("patch", INFERENCE_SERVICE.resource),
+        ("delete", AUTOSCALER.resource),
+        ("patch", HTTP_ROUTE.resource),
+        ("list", MANAGED_MODEL.resource),
         ("create", "events"),
     ]:
         assert cli.can_i(subject, verb, resource, "-n", ns), (verb, resource, ns)
