@@ -2,7 +2,7 @@
 PYTHON ?= python3
 PYTEST_ARGS ?=
 
-.PHONY: help install tools test test-unit test-cluster lint format manifests cluster clean bench bench-full model-store demo kind-e2e helm-lint image
+.PHONY: help install tools test test-unit test-cluster test-cluster-busy lint format manifests cluster clean bench bench-full model-store demo kind-e2e helm-lint image
 KIND_VERSION ?= v0.31.0
 
 help: ## list targets
@@ -22,6 +22,9 @@ test-unit: ## the unit tier only (no cluster)
 
 test-cluster: tools ## the cluster tier only
 	$(PYTHON) -m pytest -m cluster $(PYTEST_ARGS)
+
+test-cluster-busy: tools ## the cluster tier with every core kept busy by CPU burners (finds races)
+	$(PYTHON) -m modelpilot_dev busy -- $(PYTHON) -m pytest -m cluster $(PYTEST_ARGS)
 
 LINTED = operator devcluster tests bench hack
 

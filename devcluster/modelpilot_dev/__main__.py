@@ -16,6 +16,7 @@ COMMANDS = {
     "cluster": "modelpilot_dev.run_cluster",
     "demo": "modelpilot_dev.demo_main",
     "standins": "modelpilot_dev.standins_main",
+    "busy": "modelpilot_dev.busy",
 }
 
 

@@ -325,7 +325,7 @@ def check_replaces() -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m modelpilot_dev.tools",
+        prog="python -m modelpilot_dev tools",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
