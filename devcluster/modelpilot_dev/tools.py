@@ -69,6 +69,14 @@ TOOLS: tuple[Tool, ...] = (
         # Helm otherwise reports only its minor series ("v3.22").
         lambda v: [f"-X helm.sh/helm/v3/internal/version.version={v}"],
     ),
+    Tool(
+        "traefik",
+        "traefik",
+        "github.com/traefik/traefik/v3",
+        "github.com/traefik/traefik/v3/cmd/traefik",
+        # Stripped (245 MB -> 178 MB); stamped, or it reports "dev".
+        lambda v: ["-s", "-w", f"-X github.com/traefik/traefik/v3/pkg/version.Version={v}"],
+    ),
 )
 TOOLS_BY_NAME = {tool.name: tool for tool in TOOLS}
 

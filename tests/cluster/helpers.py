@@ -26,8 +26,10 @@ def eventually(
     timeout: float = 60.0,
     interval: float = 0.25,
     what: str = "condition",
+    explain: Callable[[], Any] | None = None,
 ) -> T:
-    """Poll until probe returns something truthy; fail with the last value seen."""
+    """Poll until probe returns something truthy; fail with the last value seen, and
+    with what explain() says then (e.g. the model's status), when given."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
@@ -35,7 +37,29 @@ def eventually(
         if last:
             return last
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
+    message = f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}"
+    if explain is not None:
+        message += f"; then: {explain()!r}"
+    raise AssertionError(message)
+
+
+def describe_model(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
+    """What a timed-out wait on a model should print: where its rollout stood."""
+    found = kube.get(MANAGED_MODEL, name, namespace)
+    if found is None:
+        return {"model": "gone"}
+    status = found.get("status") or {}
+    return {
+        "phase": status.get("phase"),
+        "weights": status.get("weights"),
+        "conditions": {
+            c["type"]: (c["status"], c.get("reason"), c.get("message"))
+            for c in status.get("conditions") or []
+        },
+        "versions": {
+            v["name"]: (v.get("ready"), v.get("message")) for v in status.get("versions") or []
+        },
+    }
 
 
 def sample(name: str, namespace: str, **spec: Any) -> dict[str, Any]:

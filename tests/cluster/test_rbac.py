@@ -32,7 +32,7 @@ from modelpilot.handlers.runner import OperatorThread
 from modelpilot.k8s.client import ApiError, Kube
 from modelpilot_dev.cluster import ControlPlane
 from modelpilot_dev.standins import StandIns
-from tests.cluster.helpers import eventually, sample
+from tests.cluster.helpers import describe_model, eventually, sample
 from tests.cluster.test_chart import (
     Cli,
     delete_namespace,
@@ -174,10 +174,21 @@ def test_a_full_rollout_as_the_charts_service_account(
         OperatorThread(Kube(sa), namespaces=[ns]) as operator,
     ):
         kube.apply(document, manager=USER)
-        eventually(lambda: stable_on(kube, ns, "v1"), timeout=ROLLOUT_TIMEOUT, what="v1 stable")
+        explain = lambda: describe_model(kube, ns, "iris")  # noqa: E731
+        eventually(
+            lambda: stable_on(kube, ns, "v1"),
+            timeout=ROLLOUT_TIMEOUT,
+            what="v1 stable",
+            explain=explain,
+        )
         document["spec"]["rollout"]["target"] = "v2"
         kube.apply(document, manager=USER)
-        eventually(lambda: stable_on(kube, ns, "v2"), timeout=ROLLOUT_TIMEOUT, what="v2 promoted")
+        eventually(
+            lambda: stable_on(kube, ns, "v2"),
+            timeout=ROLLOUT_TIMEOUT,
+            what="v2 promoted",
+            explain=explain,
+        )
         final = kube.get(MANAGED_MODEL, "iris", ns)
         assert final is not None
         assert final["status"]["weights"] == {"v2": 100}
