@@ -17,6 +17,7 @@ COMMANDS = {
     "demo": "modelpilot_dev.demo_main",
     "standins": "modelpilot_dev.standins_main",
     "busy": "modelpilot_dev.busy",
+    "load": "modelpilot_dev.load",
 }
 
 

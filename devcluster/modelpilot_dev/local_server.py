@@ -74,6 +74,16 @@ class LocalServer:
                 )
             time.sleep(0.2)
 
+    def is_ready(self) -> bool:
+        """Answers ready now (one quick probe, no waiting)."""
+        try:
+            return self.alive() and self.get(f"/v2/models/{self.name}/ready")[0] == 200
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return False
+
+    def alive(self) -> bool:
+        return self._process.alive()
+
     def terminate(self) -> None:
         """Ask the server to stop (SIGTERM) without waiting for it."""
         self._process.terminate()

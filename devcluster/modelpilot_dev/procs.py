@@ -41,9 +41,12 @@ def _die_with_parent() -> None:
 class Process:
     """One component, its stdout and stderr going to `<log_dir>/<name>.log`."""
 
-    def __init__(self, name: str, argv: list[str], log_dir: Path) -> None:
+    def __init__(
+        self, name: str, argv: list[str], log_dir: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.name = name
         self.argv = argv
+        self.env = env  # the whole environment when given, else this process's
         self.log_path = log_dir / f"{name}.log"
         self._popen: subprocess.Popen[bytes] | None = None
 
@@ -58,6 +61,7 @@ class Process:
             self._popen = subprocess.Popen(
                 self.argv,
                 stdin=subprocess.DEVNULL,
+                env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 # Own session: Ctrl-C in the terminal reaches only the Python process,

@@ -12,7 +12,20 @@ condition, a url, and the Deployment's observedGeneration. It honours
 scheduling on the kwok nodes. In instant mode (benchmarks) the Deployment has zero
 replicas: Ready at once, no pods.
 
-The gateway stand-in marks every HTTPRoute Accepted for its current generation.
+With a model store (`model_store=`), a version whose model is in it (`storageUri:
+pvc://model-store/<model>/<version>`, as the samples) is also served for real: the
+stand-in runs KServe's Python model server for it (`modelpilot store serve`, one process
+per InferenceService, on a loopback port) and points the predictor Service at it: a
+Service without a selector and an EndpointSlice of addressType FQDN holding 127.0.0.1
+(the apiserver refuses loopback IPs in an IPv4 slice). Upstream KServe's Service selects
+the predictor pods instead; kwok's pods answer nothing, so here the endpoint is the
+process. Such an InferenceService is Ready only once its server answers ready too; a
+stopped or deleted one stops its server. Models outside the store keep a Service that
+selects kwok's pods: no traffic can reach them.
+
+The gateway stand-in marks every HTTPRoute Accepted for its current generation, except
+on parents that are a real gateway's (a Gateway of class `traefik`, see
+`modelpilot_dev.gateway`): those routes are the real gateway's to report on.
 """
 
 from __future__ import annotations
@@ -20,15 +33,24 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import queue
+import re
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-from modelpilot.api.kinds import DEPLOYMENT, HTTP_ROUTE, INFERENCE_SERVICE, KSERVE_ISVC_LABEL
+from modelpilot.api.kinds import (
+    DEPLOYMENT,
+    GATEWAY,
+    HTTP_ROUTE,
+    INFERENCE_SERVICE,
+    KSERVE_ISVC_LABEL,
+)
 from modelpilot.k8s.children import contains
+from modelpilot_dev.local_server import LocalServer
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +62,11 @@ ROUTES = (HTTP_ROUTE.group, HTTP_ROUTE.version, HTTP_ROUTE.plural)
 STOP = "serving.kserve.io/stop"
 STANDIN_IMAGE = "example.invalid/kserve-standin/predictor:latest"
 GATEWAY_CONTROLLER = "modelpilot.io/gateway-standin"
+REAL_GATEWAY_CLASS = "traefik"  # modelpilot_dev.gateway.GATEWAY_CLASS
+STORE_URI = re.compile(r"^pvc://model-store/(?P<model>[^/]+)/(?P<version>[^/]+)/?$")
+MODEL_NAME_ARG = re.compile(r"^--model_name=(?P<name>.+)$")
+SERVICE_PORT = {"name": "http", "port": 80, "targetPort": 8080}
+ENDPOINT_SLICES = ("discovery.k8s.io", "v1", "endpointslices")
 WATCH_SECONDS = 20
 
 
@@ -163,9 +190,14 @@ class _Controller:
 class KServeStandIn(_Controller):
     name = "kserve-standin"
 
-    def __init__(self, api: client.ApiClient, *, instant: bool = False) -> None:
+    def __init__(
+        self, api: client.ApiClient, *, instant: bool = False, model_store: Path | None = None
+    ) -> None:
         super().__init__(api)
         self.instant = instant
+        self.model_store = model_store
+        self._servers: dict[tuple[str, str], LocalServer] = {}
+        self._servers_lock = threading.Lock()
 
     def watches(self) -> list[Callable[..., Any]]:
         group, version, plural = KSERVE
@@ -194,9 +226,12 @@ class KServeStandIn(_Controller):
             )
         )
         if isvc is None or isvc["metadata"].get("deletionTimestamp"):
+            self._stop_server((namespace, name))
             return  # the garbage collector removes what it owned
         predictor = f"{name}-predictor"
         stopped = (isvc["metadata"].get("annotations") or {}).get(STOP) == "true"
+        if stopped:
+            self._stop_server((namespace, name))
         apps, v1, deployments = DEPLOYMENTS
         deployment = _ignore_missing(
             lambda: self.custom.get_namespaced_custom_object(
@@ -212,11 +247,12 @@ class KServeStandIn(_Controller):
                 )
             self._write_status(isvc, None, stopped=True)
             return
+        server = self._server(isvc)
         wanted = self._deployment(isvc)
         if deployment is None:
             # Created together, once: re-creating the Service on every event is a wasted
             # request (and a 409) per event.
-            self._ensure_service(isvc)
+            self._ensure_service(isvc, selector=server is None)
             deployment = self.custom.create_namespaced_custom_object(
                 apps, v1, namespace, deployments, wanted
             )
@@ -233,7 +269,109 @@ class KServeStandIn(_Controller):
                 deployment = self.custom.patch_namespaced_custom_object(
                     apps, v1, namespace, deployments, predictor, patch
                 )
-        self._write_status(isvc, deployment, stopped=False)
+        loading = False
+        if server is not None:
+            self._ensure_endpoints(isvc, server)
+            loading = not server.is_ready()
+            if loading:  # no event says when it is: look again shortly
+                timer = threading.Timer(0.5, self.enqueue, args=((namespace, name),))
+                timer.daemon = True
+                timer.start()
+        self._write_status(isvc, deployment, stopped=False, loading=loading)
+
+    # --- real model servers for models from the store ------------------------------------
+
+    def _store_model(self, isvc: dict[str, Any]) -> tuple[str, str, str] | None:
+        """(model, version, served name) when the predictor's model is in the store."""
+        if self.model_store is None:
+            return None
+        model = (isvc["spec"].get("predictor") or {}).get("model") or {}
+        found = STORE_URI.match(str(model.get("storageUri") or ""))
+        if found is None or not (self.model_store / found["model"] / found["version"]).is_dir():
+            return None
+        names = [m["name"] for a in model.get("args") or [] if (m := MODEL_NAME_ARG.match(a))]
+        return found["model"], found["version"], names[-1] if names else found["model"]
+
+    def _server(self, isvc: dict[str, Any]) -> LocalServer | None:
+        wanted = self._store_model(isvc)
+        key = (isvc["metadata"]["namespace"], isvc["metadata"]["name"])
+        with self._servers_lock:
+            running = self._servers.get(key)
+            same = running is not None and (running.model, running.version, running.name) == wanted
+            if running is not None and same and running.alive():
+                return running
+            if running is not None:
+                self._servers.pop(key).close()
+            if wanted is None:
+                return None
+            model, version, served = wanted
+            server = LocalServer(model, version, root=self.model_store, name=served).start()
+            self._servers[key] = server
+            log.info(
+                "%s: serving %s/%s for %s/%s on %s", self.name, model, version, *key, server.url
+            )
+            return server
+
+    def _stop_server(self, key: tuple[str, str]) -> None:
+        with self._servers_lock:
+            server = self._servers.pop(key, None)
+        if server is not None:
+            server.close()
+
+    def stop(self) -> None:
+        super().stop()
+        with self._servers_lock:
+            servers, self._servers = list(self._servers.values()), {}
+        for server in servers:
+            server.close()
+
+    def servers(self) -> dict[tuple[str, str], LocalServer]:
+        with self._servers_lock:
+            return dict(self._servers)
+
+    def _ensure_endpoints(self, isvc: dict[str, Any], server: LocalServer) -> None:
+        """An EndpointSlice for the selectorless predictor Service: the server's port on
+        127.0.0.1 (as an FQDN: an IPv4 slice may not hold a loopback address)."""
+        meta = isvc["metadata"]
+        name = f"{meta['name']}-predictor-local"
+        group, version, plural = ENDPOINT_SLICES
+        current = _ignore_missing(
+            lambda: self.custom.get_namespaced_custom_object(
+                group, version, meta["namespace"], plural, name
+            )
+        )
+        port = {"name": SERVICE_PORT["name"], "port": server.port, "protocol": "TCP"}
+        if current is not None and current.get("ports") == [port]:
+            return
+        endpoint_slice = {
+            "apiVersion": f"{group}/{version}",
+            "kind": "EndpointSlice",
+            "metadata": {
+                "name": name,
+                "namespace": meta["namespace"],
+                "labels": {
+                    "kubernetes.io/service-name": f"{meta['name']}-predictor",
+                    "endpointslice.kubernetes.io/managed-by": "modelpilot-dev.kserve-standin",
+                },
+                "ownerReferences": self._owner(isvc),
+            },
+            "addressType": "FQDN",
+            # The port name must be the Service port's: that is how a gateway pairs them.
+            "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}],
+            "ports": [port],
+        }
+        if current is None:
+            _ignore_missing(
+                lambda: self.custom.create_namespaced_custom_object(
+                    group, version, meta["namespace"], plural, endpoint_slice
+                )
+            )
+        else:
+            _ignore_missing(
+                lambda: self.custom.patch_namespaced_custom_object(
+                    group, version, meta["namespace"], plural, name, {"ports": [port]}
+                )
+            )
 
     def _owner(self, isvc: dict[str, Any]) -> list[dict[str, Any]]:
         meta = isvc["metadata"]
@@ -301,23 +439,28 @@ class KServeStandIn(_Controller):
             deployment["spec"]["strategy"] = spec["deploymentStrategy"]
         return deployment
 
-    def _ensure_service(self, isvc: dict[str, Any]) -> None:
+    def _ensure_service(self, isvc: dict[str, Any], *, selector: bool) -> None:
         meta = isvc["metadata"]
         labels = self._labels(isvc)
+        spec: dict[str, Any] = {"ports": [dict(SERVICE_PORT)]}
+        if selector:
+            spec["selector"] = {"app": labels["app"]}
         service = {
             "apiVersion": "v1",
             "kind": "Service",
             "metadata": self._predictor_metadata(isvc),
-            "spec": {
-                "selector": {"app": labels["app"]},
-                "ports": [{"name": "http", "port": 80, "targetPort": 8080}],
-            },
+            "spec": spec,
         }
         # kubernetes' types want a V1Service; the client accepts (and sends) a dict as is.
         _ignore_missing(lambda: self.core.create_namespaced_service(meta["namespace"], service))  # type: ignore[arg-type]
 
     def _write_status(
-        self, isvc: dict[str, Any], deployment: dict[str, Any] | None, *, stopped: bool
+        self,
+        isvc: dict[str, Any],
+        deployment: dict[str, Any] | None,
+        *,
+        stopped: bool,
+        loading: bool = False,
     ) -> None:
         meta = isvc["metadata"]
         available = next(
@@ -336,6 +479,8 @@ class KServeStandIn(_Controller):
             ready = available.get("status", "Unknown")
             reason = available.get("reason") or ""
             message = available.get("message") or ""
+        if loading and ready == "True":
+            ready, reason, message = "False", "ModelLoading", "the model server is not ready yet"
         url = f"http://{meta['name']}.{meta['namespace']}.svc.cluster.local"
         previous = isvc.get("status") or {}
         old = {c.get("type"): c for c in previous.get("conditions") or []}
@@ -392,6 +537,8 @@ class GatewayStandIn(_Controller):
         generation = route["metadata"].get("generation")
         parents = []
         for ref in route["spec"].get("parentRefs") or []:
+            if self._real_gateway(ref, namespace):
+                continue
             conditions = [
                 {
                     "type": kind,
@@ -406,7 +553,13 @@ class GatewayStandIn(_Controller):
             parents.append(
                 {"parentRef": ref, "controllerName": GATEWAY_CONTROLLER, "conditions": conditions}
             )
-        current = (route.get("status") or {}).get("parents") or []
+        if not parents:
+            return
+        current = [
+            p
+            for p in (route.get("status") or {}).get("parents") or []
+            if p.get("controllerName") == GATEWAY_CONTROLLER
+        ]
         if current and all(
             c.get("observedGeneration") == generation
             for p in current
@@ -419,12 +572,26 @@ class GatewayStandIn(_Controller):
             )
         )
 
+    def _real_gateway(self, ref: dict[str, Any], namespace: str) -> bool:
+        gateway = _ignore_missing(
+            lambda: self.custom.get_namespaced_custom_object(
+                GATEWAY.group,
+                GATEWAY.version,
+                ref.get("namespace") or namespace,
+                GATEWAY.plural,
+                str(ref.get("name")),
+            )
+        )
+        return bool(gateway) and gateway["spec"].get("gatewayClassName") == REAL_GATEWAY_CLASS
+
 
 class StandIns:
     """Both stand-ins, started and stopped together."""
 
-    def __init__(self, api: client.ApiClient, *, instant: bool = False) -> None:
-        self.kserve = KServeStandIn(api, instant=instant)
+    def __init__(
+        self, api: client.ApiClient, *, instant: bool = False, model_store: Path | None = None
+    ) -> None:
+        self.kserve = KServeStandIn(api, instant=instant, model_store=model_store)
         self.gateway = GatewayStandIn(api)
 
     def start(self) -> StandIns:

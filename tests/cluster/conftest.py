@@ -22,8 +22,10 @@ from kubernetes.dynamic import DynamicClient
 from modelpilot.handlers.runner import OperatorThread
 from modelpilot.k8s import client as k8s_client
 from modelpilot.k8s.client import Kube
+from modelpilot.store.build import build
 from modelpilot_dev import tools
 from modelpilot_dev.cluster import ControlPlane
+from modelpilot_dev.gateway import LocalGateway
 from modelpilot_dev.standins import StandIns
 from tests.cluster.test_chart import Cli, make_cli
 
@@ -144,8 +146,28 @@ def kube(control_plane: ControlPlane) -> Kube:
 
 
 @pytest.fixture(scope="session")
-def standins(control_plane: ControlPlane) -> Iterator[StandIns]:
-    with StandIns(k8s_client.api_client(str(control_plane.kubeconfig))) as running:
+def model_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample model store (iris v1 and v2), trained once per session."""
+    root = tmp_path_factory.mktemp("model-store")
+    build(root, log=lambda _line: None)
+    return root
+
+
+@pytest.fixture(scope="session")
+def standins(control_plane: ControlPlane, model_store: Path) -> Iterator[StandIns]:
+    """KServe's stand-in serves models from the store for real (see its docstring)."""
+    api = k8s_client.api_client(str(control_plane.kubeconfig))
+    with StandIns(api, model_store=model_store) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def gateway(control_plane: ControlPlane, api_client: client.ApiClient) -> Iterator[LocalGateway]:
+    """Traefik, a real Gateway API data plane, behind Gateway gateways/traefik."""
+    with LocalGateway(
+        control_plane.kubeconfig, control_plane.log_dir, name="traefik", namespace="gateways"
+    ) as running:
+        running.start(api_client)
         yield running
 
 

@@ -1,0 +1,170 @@
+"""Traefik as the local cluster's Gateway API data plane: a real gateway that routes real
+requests by the HTTPRoutes the operator writes, and reports on them in their status.
+
+It runs out of cluster against the local apiserver (its Kubernetes Gateway provider
+reads $KUBECONFIG), with its web entrypoint on loopback. A Gateway's listener port must
+equal the entrypoint's port, so each LocalGateway makes its own Gateway object on its
+own port; routes attach to it by `spec.traffic.gatewayRef`. Facts from trying v3.6.12
+here: weights, path, header and query matches work; a RequestMirror filter is accepted
+and then fails every request on its rule with 500.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, cast
+
+from kubernetes import client
+
+from modelpilot.api.kinds import GATEWAY, Kind
+from modelpilot_dev import tools
+from modelpilot_dev.procs import ClusterError, Process, free_port, http_ok, wait_for
+
+GATEWAY_CLASS = "traefik"
+CONTROLLER = "traefik.io/gateway-controller"
+GATEWAY_CLASS_KIND = Kind("gateway.networking.k8s.io", "v1", "GatewayClass", "gatewayclasses")
+
+
+class LocalGateway:
+    def __init__(
+        self,
+        kubeconfig: Path,
+        log_dir: Path,
+        *,
+        name: str = "inference-gateway",
+        namespace: str = "gateways",
+    ) -> None:
+        self.kubeconfig, self.log_dir = kubeconfig, log_dir
+        self.name, self.namespace = name, namespace
+        self.port = free_port()  # the web entrypoint: model traffic
+        self.admin_port = free_port()  # ping and Prometheus metrics
+        self.process: Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}/metrics"
+
+    def argv(self) -> list[str]:
+        return [
+            str(tools.binary_path("traefik")),
+            # It must never call out: no version check, no usage report.
+            "--global.checkNewVersion=false",
+            "--global.sendAnonymousUsage=false",
+            f"--entryPoints.web.address=127.0.0.1:{self.port}",
+            f"--entryPoints.traefik.address=127.0.0.1:{self.admin_port}",
+            "--ping=true",
+            "--metrics.prometheus=true",
+            "--metrics.prometheus.addServicesLabels=true",
+            "--providers.kubernetesgateway=true",
+            # The default (2 s) merges back-to-back route changes into one.
+            "--providers.providersThrottleDuration=100ms",
+            "--providers.kubernetesgateway.throttleDuration=0s",
+            "--providers.kubernetesgateway.statusAddress.ip=127.0.0.1",
+            "--log.level=INFO",
+        ]
+
+    def start(self, api: client.ApiClient, timeout: float = 60.0) -> LocalGateway:
+        missing = tools.missing(["traefik"])
+        if missing:
+            raise ClusterError("traefik is not built; run `make tools`")
+        self.ensure_objects(api)
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        self.process = Process(f"traefik-{self.name}", self.argv(), self.log_dir, env=env)
+        self.process.start()
+        wait_for(
+            "traefik to answer its ping",
+            lambda: http_ok(f"http://127.0.0.1:{self.admin_port}/ping"),
+            timeout=timeout,
+            processes=(self.process,),
+        )
+        wait_for(
+            f"Gateway {self.namespace}/{self.name} programmed",
+            lambda: self.programmed(api),
+            timeout=timeout,
+            processes=(self.process,),
+        )
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop(grace=5)
+            self.process = None
+
+    def ensure_objects(self, api: client.ApiClient) -> None:
+        """The GatewayClass Traefik claims, and a Gateway listening on our port that
+        takes routes from every namespace."""
+        custom, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
+        gateway_class = {
+            "apiVersion": GATEWAY_CLASS_KIND.api_version,
+            "kind": GATEWAY_CLASS_KIND.kind,
+            "metadata": {"name": GATEWAY_CLASS},
+            "spec": {"controllerName": CONTROLLER},
+        }
+        _create(lambda: custom.create_cluster_custom_object(
+            GATEWAY_CLASS_KIND.group, GATEWAY_CLASS_KIND.version, GATEWAY_CLASS_KIND.plural,
+            gateway_class,
+        ))  # fmt: skip
+        namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace}}
+        # kubernetes' types want a V1Namespace; the client sends a dict as is.
+        _create(lambda: core.create_namespace(namespace))  # type: ignore[arg-type]
+        listener = {
+            "name": "web",
+            "port": self.port,
+            "protocol": "HTTP",
+            "allowedRoutes": {"namespaces": {"from": "All"}},
+        }
+        gateway = {
+            "apiVersion": GATEWAY.api_version,
+            "kind": GATEWAY.kind,
+            "metadata": {"name": self.name, "namespace": self.namespace},
+            "spec": {"gatewayClassName": GATEWAY_CLASS, "listeners": [listener]},
+        }
+        _create(lambda: custom.create_namespaced_custom_object(
+            GATEWAY.group, GATEWAY.version, self.namespace, GATEWAY.plural, gateway
+        ))  # fmt: skip
+
+    def programmed(self, api: client.ApiClient) -> bool:
+        # kubernetes types a custom object as `object`; it is a dict.
+        found = cast(
+            dict[str, Any],
+            client.CustomObjectsApi(api).get_namespaced_custom_object(
+                GATEWAY.group, GATEWAY.version, self.namespace, GATEWAY.plural, self.name
+            ),
+        )
+        conditions = (found.get("status") or {}).get("conditions") or []
+        return any(c.get("type") == "Programmed" and c.get("status") == "True" for c in conditions)
+
+    def request(
+        self, path: str, body: bytes | None = None, host: str | None = None, timeout: float = 10
+    ) -> tuple[int, bytes]:
+        """One request through the gateway (loopback only)."""
+        headers = {"Content-Type": "application/json"}
+        if host:
+            headers["Host"] = host
+        request = urllib.request.Request(self.url + path, data=body, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read()
+
+    def __enter__(self) -> LocalGateway:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+def _create(call: Any) -> None:
+    try:
+        call()
+    except client.ApiException as err:
+        if err.status != 409:  # already there: the same object from an earlier start
+            raise

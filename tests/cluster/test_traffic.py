@@ -1,0 +1,183 @@
+"""What clients see during a rollout, proven with real requests: Traefik (a real Gateway
+API data plane) routes by the HTTPRoute the operator writes, to KServe's model server
+processes serving iris v1 and v2 from the model store. KServe itself is the stand-in
+(Deployments and pods are kwok's; the predictor Service points at the real server).
+
+One rollout under continuous load checks the split at each step and that no request
+fails from the first step to the old version's stop.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from modelpilot.api.kinds import HTTP_ROUTE, MANAGED_MODEL
+from modelpilot.handlers.runner import OperatorThread
+from modelpilot.k8s.client import Kube
+from modelpilot.k8s.observe import route_weights
+from modelpilot_dev.gateway import LocalGateway
+from modelpilot_dev.load import Load
+from modelpilot_dev.standins import StandIns
+from modelpilot_dev.watch import KindWatch
+from tests.cluster.helpers import describe_model, eventually, sample
+
+pytestmark = pytest.mark.cluster
+
+HOST = "iris.models.example.com"
+RATE = 250.0  # requests per second: a few seconds per 1,000-request measurement
+PER_STEP = 1000  # requests per measurement
+TOLERANCE = 5.0  # percentage points
+SETTLE = 1.0  # seconds after a route write before its mix is measured
+
+
+class Timeline(KindWatch):
+    """When each write of a kind in the namespace was seen (monotonic time)."""
+
+    def __init__(self, api: client.ApiClient, namespace: str, kind: Any) -> None:
+        super().__init__(api, namespace, kind)
+        self.seen: list[tuple[float, dict[str, Any]]] = []
+        self._lock = threading.Lock()
+
+    def deliver(self, moment: float, kind: str, obj: dict[str, Any]) -> None:
+        with self._lock:
+            self.seen.append((moment, obj))
+
+    def snapshot(self) -> list[tuple[float, dict[str, Any]]]:
+        with self._lock:
+            return list(self.seen)
+
+
+def route_changes(timeline: Timeline, model: str) -> list[tuple[float, dict[str, int]]]:
+    """(when seen, weights) for each distinct weight set the route carried."""
+    changes: list[tuple[float, dict[str, int]]] = []
+    for moment, route in timeline.snapshot():
+        weights = route_weights(route, model)
+        if not changes or changes[-1][1] != weights:
+            changes.append((moment, weights))
+    return changes
+
+
+def first_seen(timeline: Timeline, check: Any) -> float:
+    return next(moment for moment, obj in timeline.snapshot() if check(obj))
+
+
+def status_of(kube: Kube, namespace: str) -> dict[str, Any]:
+    return ((kube.get(MANAGED_MODEL, "iris", namespace) or {}).get("status")) or {}
+
+
+def test_a_canary_splits_real_traffic_by_its_weights_and_fails_no_request(
+    kube: Kube,
+    namespace: str,
+    standins: StandIns,
+    gateway: LocalGateway,
+    api_client: client.ApiClient,
+) -> None:
+    document = sample("iris-store", namespace)
+    document["spec"]["traffic"]["gatewayRef"] = {"name": gateway.name, "namespace": "gateways"}
+    document["spec"]["rollout"].update(
+        {"stepWeights": [25, 50], "interval": "10s", "scaleDownDelay": "4s"}
+    )
+    explain = lambda: describe_model(kube, namespace, "iris")  # noqa: E731
+    routes = Timeline(api_client, namespace, HTTP_ROUTE).start()
+    models = Timeline(api_client, namespace, MANAGED_MODEL).start()
+    with OperatorThread(kube, namespaces=[namespace]):
+        kube.apply(document, manager="test-user")
+        eventually(
+            lambda: status_of(kube, namespace).get("phase") == "Stable",
+            timeout=120,
+            what="iris stable on v1",
+            explain=explain,
+        )
+        # The route is written after the status that decided it: serve before loading.
+        eventually(
+            lambda: gateway.request("/v2/models/iris/ready", host=HOST)[0] == 200,
+            what="the gateway serving iris",
+        )
+        with Load(gateway.url, host=HOST, model="iris", rate=RATE, seconds=300) as load:
+            load.wait_answers(load.started, 200)
+            changed = copy.deepcopy(document)
+            changed["spec"]["rollout"]["target"] = "v2"
+            kube.apply(changed, manager="test-user")
+            eventually(
+                lambda: status_of(kube, namespace).get("phase") == "WaitingPromotion",
+                timeout=120,
+                what="the last step",
+                explain=explain,
+            )
+            last_step = route_changes(routes, "iris")[-1][0]
+            load.wait_answers(last_step + SETTLE, PER_STEP)
+            kube.apply(
+                {
+                    **changed,
+                    "metadata": {
+                        **changed["metadata"],
+                        "annotations": {"modelpilot.io/promote": "v2"},
+                    },
+                },
+                manager="test-user",
+            )
+            eventually(
+                lambda: any(
+                    v["name"] == "v1" and v.get("stopped")
+                    for v in status_of(kube, namespace).get("versions") or []
+                ),
+                timeout=60,
+                what="v1 stopped after its scale-down window",
+                explain=explain,
+            )
+            eventually(
+                lambda: not standins.kserve.servers().get((namespace, "iris-v1")),
+                what="v1's server stopped",
+            )
+            stopped = time.monotonic()
+            load.wait_answers(stopped, 500)  # traffic after the old version is gone
+        total = load.tally()
+    routes.stop()
+    models.stop()
+
+    changes = route_changes(routes, "iris")
+    assert [w for _, w in changes] == [
+        {"v1": 100},
+        {"v1": 75, "v2": 25},
+        {"v1": 50, "v2": 50},
+        {"v2": 100},
+    ]
+    # Each step's mix, measured on requests sent after the gateway had time to apply it
+    # and before the next route write.
+    report = []
+    for (start, weights), (end, _) in zip(
+        changes[1:], [*changes[2:], (time.monotonic(), {})], strict=True
+    ):
+        window = load.tally(start + SETTLE, end)
+        report.append(f"{weights}: {window.line()} over {window.requests} requests")
+        assert window.requests >= PER_STEP, report[-1]
+        for version, weight in weights.items():
+            assert abs(window.share(version) - weight) <= TOLERANCE, report[-1]
+    print(
+        "\n"
+        + "\n".join(report)
+        + f"\ntotal: {total.line()}, p50 {total.p50_ms} ms, p99 {total.p99_ms} ms"
+    )
+
+    # Not one request failed: steps, promotion, the scale-down window and v1's stop.
+    assert total.failed == 0 and total.errors == 0, total.statuses
+    # v2 answered nothing before the operator counted it ready (status is written before
+    # the route that gives it weight).
+    ready = first_seen(
+        models,
+        lambda m: any(
+            v["name"] == "v2" and v.get("ready")
+            for v in (m.get("status") or {}).get("versions") or []
+        ),
+    )
+    first_v2 = min(a.at for a in load.answers if a.version == "v2")
+    assert first_v2 > ready
+    # After the route without v1 (and time to apply it), v1 answered nothing.
+    promoted = changes[-1][0]
+    assert load.tally(promoted + SETTLE).by_version.get("v1", 0) == 0
