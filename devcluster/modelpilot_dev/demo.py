@@ -1,11 +1,12 @@
 """`make demo` (`python -m modelpilot_dev demo`): modelpilot's main job on a laptop, no Docker.
 
-Starts the simulated cluster (`modelpilot_dev.cluster`: a real control plane with kwok's fake
-CPU and GPU nodes, plus the KServe and gateway stand-ins), runs the operator in this
-process, applies the iris ManagedModel from the model store serving v1, walks a canary
-to v2 through its steps, promotes it and watches v1 scale down, printing `kubectl get
-mm`, the pods per version and `modelpilot status` on the way. It stops everything it
-started, also on Ctrl-C or SIGTERM.
+Starts the local cluster (`modelpilot_dev.cluster`: a real control plane with kwok's fake
+CPU and GPU nodes), the KServe stand-in with real model servers for the store's models,
+Traefik as the gateway, and the operator in this process; applies the iris ManagedModel
+from the model store serving v1, then sends clients' requests through the gateway while
+it walks a canary to v2, promotes it and watches v1 scale down, printing `kubectl get
+mm`, the pods per version, `modelpilot status` and what the clients saw (answers per
+version, errors) on the way. It stops everything it started, also on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ import yaml
 
 from modelpilot.api.kinds import MANAGED_MODEL
 from modelpilot.store import ModelStore, StoreError
-from modelpilot_dev import checkout
+from modelpilot_dev import checkout, tools
+from modelpilot_dev.gateway import LocalGateway
+from modelpilot_dev.load import Load
 from modelpilot_dev.local_server import LocalServer
 
 if TYPE_CHECKING:
@@ -39,6 +42,8 @@ NAMESPACE = "default"
 # Three flowers: a clear setosa, a borderline one, a clear virginica.
 PROBE = [[5.1, 3.5, 1.4, 0.2], [6.0, 2.7, 5.1, 1.6], [6.7, 3.0, 5.2, 2.3]]
 OPERATOR_LOG = Path(tempfile.gettempdir()) / "modelpilot-demo" / "operator.log"
+HOST = "iris.models.example.com"  # the sample's hostname
+LOAD_RATE = 50.0  # requests per second during the rollout
 POD_COLUMNS = ["-l", "modelpilot.io/model=iris", "-L", "modelpilot.io/version"]
 
 
@@ -69,6 +74,10 @@ class Demo:
         self.kubeconfig: Path | None = None
         self.kube: Any = None
         self._seen: tuple[Any, ...] | None = None  # the last (phase, weights) printed
+        self.load: Load | None = None  # clients' requests through the gateway
+        self.gateway: LocalGateway | None = None
+        self.real_servers = False
+        self._mark = 0.0  # when the last traffic line was printed
 
     # --- output -------------------------------------------------------------------
 
@@ -84,7 +93,6 @@ class Demo:
         self.out.flush()
 
     def kubectl(self, *argv: str, shown: str | None = None) -> str:
-        from modelpilot_dev import tools
 
         assert self.kubeconfig is not None
         self.out.write(f"$ {shown or 'kubectl ' + ' '.join(argv)}\n")
@@ -134,6 +142,7 @@ class Demo:
             if state != self._seen and status.get("phase"):
                 self._seen = state
                 weights = ", ".join(f"{v}={w}%" for v, w in state[1]) or "(no route yet)"
+                self.traffic()
                 self.note(f"{self.elapsed():5.1f}s  {state[0]:<17} {weights}")
             if done(status):
                 self.note(f"{self.elapsed():5.1f}s  {what}")
@@ -141,6 +150,16 @@ class Demo:
             if time.monotonic() > deadline:
                 raise DemoError(f"timed out after {self.timeout:.0f}s waiting for {what}")
             time.sleep(0.3)
+
+    def traffic(self) -> None:
+        """What clients saw since the last line: answers per version, and errors."""
+        if self.load is None:
+            return
+        now = time.monotonic()
+        window = self.load.tally(self._mark, now)
+        self._mark = now
+        if window.requests:
+            self.note(f"         clients: {window.line()}")
 
     def pods_of(self, version: str) -> int:
         from kubernetes import client
@@ -169,7 +188,6 @@ class Demo:
     def run(self) -> None:
         from modelpilot.handlers.runner import OperatorThread
         from modelpilot.k8s.client import Kube, api_client
-        from modelpilot_dev import tools
         from modelpilot_dev.cluster import ControlPlane
         from modelpilot_dev.nodes import NodePool
         from modelpilot_dev.standins import StandIns
@@ -192,7 +210,11 @@ class Demo:
             servers = self.start_servers(cleanup)
             log_path = cleanup.enter_context(_operator_log())
             plane.start()  # a failed start stops what it started
-            standins = StandIns(api_client(str(plane.kubeconfig)))
+            api = api_client(str(plane.kubeconfig))
+            # Real servers behind the predictors and a real gateway need kserve and
+            # Traefik; without them the stand-ins play both, as before.
+            self.real_servers = self.serve and importlib.util.find_spec("kserve") is not None
+            standins = StandIns(api, model_store=self.store.root if self.real_servers else None)
             # Stops run last registered, first: the operator, the control plane, then the
             # stand-ins. Stopped first, each stand-in would wait out its watches' 20 s
             # timeout; this way the API server ends them when it stops.
@@ -203,13 +225,24 @@ class Demo:
             if servers:
                 self.predictions(servers)
             self.say(
-                "SIMULATED: KServe and the gateway are stand-ins (modelpilot_dev.standins): "
+                "REAL: the gateway (Traefik, routing by the HTTPRoute) and the model servers "
+                "behind it (KServe's, serving iris v1 and v2 from the store). SIMULATED: "
+                "KServe's controller (modelpilot_dev.standins: a Deployment and Service per "
+                "InferenceService, Ready from the Deployment and the model server); pods "
+                "are kwok's, scheduled for real, never run."
+                if self.real_servers
+                else "SIMULATED: KServe and the gateway are stand-ins (modelpilot_dev.standins): "
                 "a Deployment and Service per InferenceService, Ready from the Deployment; "
                 "HTTPRoutes marked Accepted. Pods are kwok's: scheduled for real, never run, "
                 "so nothing loads the model artifacts on this cluster."
             )
             self.note(f"the operator runs in this process; its log: {log_path} (kept)")
             standins.start()
+            if self.real_servers and not tools.missing(["traefik"]):
+                self.gateway = LocalGateway(plane.kubeconfig, plane.log_dir).start(api)
+                cleanup.callback(self.gateway.stop)
+            else:
+                self.real_servers = False
             self.kube = Kube(api_client(str(plane.kubeconfig)))
             cleanup.enter_context(OperatorThread(self.kube, namespaces=[NAMESPACE]))
             cleanup.callback(self.say, "stopping the operator, the control plane and the stand-ins")
@@ -269,6 +302,7 @@ class Demo:
             ),
         )
         self.show()
+        self.start_load()
 
         self.say("canary v1 -> v2: change the target")
         self.kubectl(
@@ -300,6 +334,36 @@ class Demo:
         )
         self.show()
         self.modelpilot("status", "iris")
+        self.stop_load()
+
+    def start_load(self) -> None:
+        """Clients: prediction requests through the gateway from here on."""
+        if self.gateway is None or not self.real_servers:
+            return
+        deadline = time.monotonic() + self.timeout
+        while self.gateway.request("/v2/models/iris/ready", host=HOST)[0] != 200:
+            if time.monotonic() > deadline:
+                raise DemoError("the gateway did not serve iris in time")
+            time.sleep(0.3)
+        self.say(
+            f"clients: {LOAD_RATE:.0f} requests/s through the gateway "
+            f"(POST {self.gateway.url}/v2/models/iris/infer, Host: {HOST}); "
+            "each answer names the version that gave it"
+        )
+        self.load = Load(self.gateway.url, host=HOST, model="iris", rate=LOAD_RATE, seconds=600)
+        self.load.start()
+        self._mark = self.load.started
+
+    def stop_load(self) -> None:
+        if self.load is None:
+            return
+        self.traffic()
+        total = self.load.stop()
+        self.say(
+            f"clients, the whole rollout: {total.line()} of {total.requests} requests "
+            f"(p50 {total.p50_ms} ms, p99 {total.p99_ms} ms)"
+        )
+        self.load = None
 
 
 def _stop_plane(plane: ControlPlane) -> None:

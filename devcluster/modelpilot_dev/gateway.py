@@ -25,6 +25,7 @@ from modelpilot_dev.procs import ClusterError, Process, free_port, http_ok, wait
 
 GATEWAY_CLASS = "traefik"
 CONTROLLER = "traefik.io/gateway-controller"
+IDLE_CONN_TIMEOUT = "3s"
 GATEWAY_CLASS_KIND = Kind("gateway.networking.k8s.io", "v1", "GatewayClass", "gatewayclasses")
 
 
@@ -67,7 +68,16 @@ class LocalGateway:
             "--providers.providersThrottleDuration=100ms",
             "--providers.kubernetesgateway.throttleDuration=0s",
             "--providers.kubernetesgateway.statusAddress.ip=127.0.0.1",
+            # Shorter than the model server's keep-alive (uvicorn: 5 s), or a backend
+            # that was idle for a while (a canary after an abort, the old version after
+            # a promotion) closes a pooled connection just as the gateway reuses it: 502.
+            f"--serversTransport.forwardingTimeouts.idleConnTimeout={IDLE_CONN_TIMEOUT}",
             "--log.level=INFO",
+            "--log.nocolor=true",
+            # Failed requests only, with who answered (OriginStatus 0: the gateway itself).
+            "--accesslog=true",
+            "--accesslog.format=json",
+            "--accesslog.filters.statuscodes=400-599",
         ]
 
     def start(self, api: client.ApiClient, timeout: float = 60.0) -> LocalGateway:
@@ -96,6 +106,17 @@ class LocalGateway:
         if self.process is not None:
             self.process.stop(grace=5)
             self.process = None
+
+    def log_tail(self, lines: int = 60) -> str:
+        """Its last warnings and errors (its info lines are start-up chatter)."""
+        if self.process is None:
+            return "(not started)"
+        notable = [
+            line
+            for line in self.process.log_tail(100_000).splitlines()
+            if " ERR " in line or " WRN " in line or '"DownstreamStatus"' in line
+        ]
+        return "\n".join(notable[-lines:]) or "(no warnings or errors)"
 
     def ensure_objects(self, api: client.ApiClient) -> None:
         """The GatewayClass Traefik claims, and a Gateway listening on our port that

@@ -35,6 +35,7 @@ class Answer:
     version: str | None  # who answered (None: no answer, or not a v2 answer)
     status: int  # HTTP status; 0 for a connection error
     seconds: float
+    detail: str = ""  # for a failure: the start of the answer, or the error
 
 
 @dataclass(frozen=True)
@@ -184,7 +185,7 @@ class Load:
             if delay > 0 and self._stop.wait(delay):
                 return
             sent = time.monotonic()
-            version, status = None, 0
+            version, status, detail = None, 0, ""
             try:
                 if connection is None:
                     connection = http.client.HTTPConnection(*self.address, timeout=10)
@@ -194,11 +195,14 @@ class Load:
                 status = response.status
                 if 200 <= status < 300:
                     version = json.loads(payload).get("model_version")
-            except (OSError, http.client.HTTPException, ValueError):
+                else:
+                    detail = payload[:200].decode(errors="replace")
+            except (OSError, http.client.HTTPException, ValueError) as err:
+                detail = repr(err)[:200]
                 if connection is not None:
                     connection.close()
                 connection = None
-            answer = Answer(sent, version, status, time.monotonic() - sent)
+            answer = Answer(sent, version, status, time.monotonic() - sent, detail)
             with self._lock:
                 self.answers.append(answer)
         if connection is not None:

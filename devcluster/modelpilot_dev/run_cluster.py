@@ -7,14 +7,18 @@ stops everything it started on Ctrl-C or SIGTERM.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import signal
 import sys
 import threading
+from pathlib import Path
 from types import FrameType
 
 from modelpilot.k8s.client import api_client
 from modelpilot_dev import tools
+from modelpilot_dev.checkout import model_store
 from modelpilot_dev.cluster import ControlPlane
+from modelpilot_dev.gateway import LocalGateway
 from modelpilot_dev.nodes import NodeGroup, NodePool
 from modelpilot_dev.procs import ClusterError
 from modelpilot_dev.standins import StandIns
@@ -36,6 +40,17 @@ def main(argv: list[str] | None = None) -> int:
         "--no-standins",
         action="store_true",
         help="do not run the simulated KServe and gateway controllers",
+    )
+    parser.add_argument(
+        "--no-gateway",
+        action="store_true",
+        help="no Traefik: the gateway stand-in only marks routes Accepted",
+    )
+    parser.add_argument(
+        "--model-store",
+        type=Path,
+        help="serve this store's models for real behind their predictors (default: the "
+        "checkout's model-store/ when it is built and kserve is installed)",
     )
     args = parser.parse_args(argv)
 
@@ -61,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     plane = ControlPlane(pool, install_crds=not args.no_crds)
     standins: StandIns | None = None
+    gateway: LocalGateway | None = None
     try:
         plane.start()
     except ClusterError as err:
@@ -72,10 +88,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"logs: {plane.log_dir}", file=sys.stderr)
         print(f"kubectl: {tools.binary_path('kubectl')}", file=sys.stderr)
         if not args.no_standins:
-            standins = StandIns(api_client(str(plane.kubeconfig))).start()
+            store = args.model_store or _default_store()
+            standins = StandIns(api_client(str(plane.kubeconfig)), model_store=store).start()
             print(
                 "simulated: KServe (a Deployment + Service per InferenceService, Ready from "
-                "the Deployment) and a gateway (HTTPRoutes Accepted); pods are kwok's",
+                "the Deployment) and, for routes on no real gateway, a gateway (HTTPRoutes "
+                "Accepted); pods are kwok's",
+                file=sys.stderr,
+            )
+            if store is not None:
+                print(f"real: model servers for the models in {store}", file=sys.stderr)
+        if not args.no_gateway and not tools.missing(["traefik"]):
+            gateway = LocalGateway(plane.kubeconfig, plane.log_dir).start(plane.api_client())
+            print(
+                f"real: Traefik, Gateway {gateway.namespace}/{gateway.name}, at {gateway.url} "
+                f"(metrics {gateway.metrics_url})",
                 file=sys.stderr,
             )
         print(f"export KUBECONFIG={plane.kubeconfig}", flush=True)
@@ -89,11 +116,19 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     return 1
     finally:
+        if gateway is not None:
+            gateway.stop()
         if standins is not None:
             standins.stop()
         plane.stop()
         print("stopped", file=sys.stderr)
     return 0
+
+
+def _default_store() -> Path | None:
+    store = model_store()
+    built = (store / "iris" / "v1").is_dir()
+    return store if built and importlib.util.find_spec("kserve") is not None else None
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from tests.cluster.test_chart import Cli, make_cli
 _NO_GO = "cluster tests need Go to build the control-plane tools (go not found)"
 _PLANE = pytest.StashKey[ControlPlane]()
 _STARTUP = pytest.StashKey[str]()
+_GATEWAY = pytest.StashKey[LocalGateway]()
 
 
 def _in_ci() -> bool:
@@ -126,6 +127,9 @@ def pytest_runtest_makereport(
     plane = item.config.stash.get(_PLANE, None)
     if report.failed and plane is not None and "control_plane" in item.fixturenames:
         report.sections.append(("control plane logs", plane.format_log_tails()))
+    gateway = item.config.stash.get(_GATEWAY, None)
+    if report.failed and gateway is not None and "gateway" in item.fixturenames:
+        report.sections.append(("gateway (Traefik) log", gateway.log_tail()))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -162,13 +166,19 @@ def standins(control_plane: ControlPlane, model_store: Path) -> Iterator[StandIn
 
 
 @pytest.fixture(scope="session")
-def gateway(control_plane: ControlPlane, api_client: client.ApiClient) -> Iterator[LocalGateway]:
+def gateway(
+    request: pytest.FixtureRequest, control_plane: ControlPlane, api_client: client.ApiClient
+) -> Iterator[LocalGateway]:
     """Traefik, a real Gateway API data plane, behind Gateway gateways/traefik."""
     with LocalGateway(
         control_plane.kubeconfig, control_plane.log_dir, name="traefik", namespace="gateways"
     ) as running:
         running.start(api_client)
-        yield running
+        request.config.stash[_GATEWAY] = running
+        try:
+            yield running
+        finally:
+            del request.config.stash[_GATEWAY]
 
 
 @pytest.fixture

@@ -37,8 +37,14 @@ def test_demo_rolls_v1_to_v2_and_stops_everything(store_root: Path) -> None:
     elapsed = time.monotonic() - started
     text = out.getvalue()
 
-    # It says what is simulated, shows real predictions and every step of the rollout.
-    assert "SIMULATED: KServe and the gateway are stand-ins" in text
+    # It says what is real and what is simulated, shows real predictions, every step of
+    # the rollout, and what clients saw through the real gateway: no request failed.
+    assert "REAL: the gateway (Traefik" in text and "SIMULATED: KServe's controller" in text
+    assert re.search(r"clients: v1 \d+ \(\d+\.\d%\) v2 \d+ \(\d+\.\d%\)  errors 0", text)
+    assert re.search(
+        r"clients, the whole rollout: v1 \d+ .* v2 \d+ .*errors 0 of \d+ requests", text
+    )
+    assert not re.search(r"errors [1-9]", text)
     assert re.search(r'\{"predictions": \[0, \d, 2\]\}   -> setosa, \w+, virginica', text)
     for line in (
         r"Stable\s+v1=100%",

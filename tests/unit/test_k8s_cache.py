@@ -109,6 +109,20 @@ def test_a_write_is_read_back_until_the_watch_reports_on_it() -> None:
     assert cache.read(INFERENCE_SERVICE, "m-v1", "ns")["metadata"]["resourceVersion"] == "5"
 
 
+def test_a_write_the_watch_has_already_overtaken_is_not_read_back() -> None:
+    # Seen under load with a real gateway: we apply a route (rv 5), the gateway writes
+    # its status (rv 6) and the watch delivers that before our thread records rv 5.
+    cache = ChildCache()
+    cache.watched(isvc("6", uri="s3://m/v1-new"))
+    cache.wrote(isvc("5", uri="s3://m/v1-old"))
+    seen = cache.read(INFERENCE_SERVICE, "m-v1", "ns")
+    assert seen["metadata"]["resourceVersion"] == "6"
+    assert cache.sizes() == (1, 0)
+    # Our own newer write still reads back before its echo.
+    cache.wrote(isvc("7", uri="s3://m/v1-newest"))
+    assert cache.read(INFERENCE_SERVICE, "m-v1", "ns")["metadata"]["resourceVersion"] == "7"
+
+
 def test_only_a_change_a_reconcile_reads_counts() -> None:
     cache = ChildCache()
     cache.watched(isvc("1"))

@@ -64,6 +64,17 @@ def trim(obj: Mapping[str, Any]) -> dict[str, Any]:
     return trimmed
 
 
+def _older(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """a was stored before b. resourceVersions are etcd revisions on every apiserver
+    modelpilot runs against; one that is not a number counts as older (the write wins,
+    as before this check)."""
+    rv_a = str((a.get("metadata") or {}).get("resourceVersion") or "")
+    rv_b = str((b.get("metadata") or {}).get("resourceVersion") or "")
+    if not (rv_a.isdigit() and rv_b.isdigit()):
+        return True
+    return int(rv_a) < int(rv_b)
+
+
 def _seen_the_same(a: Mapping[str, Any] | None, b: Mapping[str, Any]) -> bool:
     """Equal but for resourceVersion: nothing a reconcile reads has changed."""
     if a is None:
@@ -108,8 +119,15 @@ class ChildCache:
         self._changed.discard(key)
 
     def wrote(self, obj: Mapping[str, Any]) -> None:
-        """This process wrote obj: read it back until the watch reports on it."""
-        self._written[key_of(obj)] = trim(obj)
+        """This process wrote obj: read it back until the watch reports on it. Unless
+        the watch already has: a fast controller (a gateway's status, say) can write
+        again and be watched before the thread that wrote gets here; keeping the older
+        write would hide the newer object until the next event, which may never come."""
+        key = key_of(obj)
+        watched = self._watched.get(key)
+        if watched is not None and not _older(watched, obj):
+            return
+        self._written[key] = trim(obj)
 
     def read(self, kind: Kind, name: str, namespace: str) -> dict[str, Any] | None:
         key = (namespace, kind.kind, name)
