@@ -91,6 +91,38 @@ def status_of(kube: Kube, namespace: str) -> dict[str, Any]:
     return ((kube.get(MANAGED_MODEL, "iris", namespace) or {}).get("status")) or {}
 
 
+def iris_on(gateway: LocalGateway, namespace: str, **rollout: Any) -> tuple[dict[str, Any], str]:
+    """The store's iris behind the real gateway, on a hostname of its own: an earlier
+    test's model, still being deleted, must not share this one's traffic (two routes for
+    one host on one gateway split it)."""
+    document = sample("iris-store", namespace)
+    host = f"iris.{namespace}.example.com"
+    document["spec"]["traffic"] = {
+        "gatewayRef": {"name": gateway.name, "namespace": gateway.namespace},
+        "hostnames": [host],
+    }
+    document["spec"]["rollout"].update(rollout)
+    return document, host
+
+
+def serve_v1(
+    kube: Kube, namespace: str, gateway: LocalGateway, document: dict[str, Any], host: str
+) -> None:
+    """Apply the model; return once v1 is stable and the gateway serves it (the route is
+    written after the status that decided it)."""
+    kube.apply(document, manager="test-user")
+    eventually(
+        lambda: status_of(kube, namespace).get("phase") == "Stable",
+        timeout=120,
+        what="iris stable on v1",
+        explain=lambda: describe_model(kube, namespace, "iris"),
+    )
+    eventually(
+        lambda: gateway.request("/v2/models/iris/ready", host=host)[0] == 200,
+        what="the gateway serving iris",
+    )
+
+
 def test_a_canary_splits_real_traffic_by_its_weights_and_fails_no_request(
     kube: Kube,
     namespace: str,
@@ -98,31 +130,14 @@ def test_a_canary_splits_real_traffic_by_its_weights_and_fails_no_request(
     gateway: LocalGateway,
     api_client: client.ApiClient,
 ) -> None:
-    document = sample("iris-store", namespace)
-    document["spec"]["traffic"]["gatewayRef"] = {"name": gateway.name, "namespace": "gateways"}
-    # A hostname of its own: an earlier test's model, still being deleted, must not
-    # share this one's traffic (two routes for one host on one gateway split it).
-    host = f"iris.{namespace}.example.com"
-    document["spec"]["traffic"]["hostnames"] = [host]
-    document["spec"]["rollout"].update(
-        {"stepWeights": [25, 50], "interval": "10s", "scaleDownDelay": "4s"}
+    document, host = iris_on(
+        gateway, namespace, stepWeights=[25, 50], interval="10s", scaleDownDelay="4s"
     )
     explain = lambda: describe_model(kube, namespace, "iris")  # noqa: E731
     routes = Timeline(api_client, namespace, HTTP_ROUTE).start()
     models = Timeline(api_client, namespace, MANAGED_MODEL).start()
     with OperatorThread(kube, namespaces=[namespace]):
-        kube.apply(document, manager="test-user")
-        eventually(
-            lambda: status_of(kube, namespace).get("phase") == "Stable",
-            timeout=120,
-            what="iris stable on v1",
-            explain=explain,
-        )
-        # The route is written after the status that decided it: serve before loading.
-        eventually(
-            lambda: gateway.request("/v2/models/iris/ready", host=host)[0] == 200,
-            what="the gateway serving iris",
-        )
+        serve_v1(kube, namespace, gateway, document, host)
         with Load(gateway.url, host=host, model="iris", rate=RATE, seconds=300) as load:
             load.wait_answers(load.started, 200)
             changed = copy.deepcopy(document)
@@ -214,14 +229,8 @@ def test_abort_and_rollback_fail_no_request(
     gateway: LocalGateway,
     api_client: client.ApiClient,
 ) -> None:
-    document = sample("iris-store", namespace)
-    document["spec"]["traffic"]["gatewayRef"] = {"name": gateway.name, "namespace": "gateways"}
-    # A hostname of its own: an earlier test's model, still being deleted, must not
-    # share this one's traffic (two routes for one host on one gateway split it).
-    host = f"iris.{namespace}.example.com"
-    document["spec"]["traffic"]["hostnames"] = [host]
-    document["spec"]["rollout"].update(
-        {"stepWeights": [50], "interval": "2s", "scaleDownDelay": "10m", "promotion": "auto"}
+    document, host = iris_on(
+        gateway, namespace, stepWeights=[50], interval="2s", scaleDownDelay="10m", promotion="auto"
     )
     explain = lambda: describe_model(kube, namespace, "iris")  # noqa: E731
 
@@ -238,12 +247,7 @@ def test_abort_and_rollback_fail_no_request(
 
     routes = Timeline(api_client, namespace, HTTP_ROUTE).start()
     with OperatorThread(kube, namespaces=[namespace]):
-        kube.apply(document, manager="test-user")
-        wait("iris stable on v1", lambda s: s.get("phase") == "Stable")
-        eventually(
-            lambda: gateway.request("/v2/models/iris/ready", host=host)[0] == 200,
-            what="the gateway serving iris",
-        )
+        serve_v1(kube, namespace, gateway, document, host)
         with Load(gateway.url, host=host, model="iris", rate=RATE, seconds=300) as load:
             document["spec"]["rollout"]["target"] = "v2"
             document["spec"]["rollout"]["interval"] = "10m"  # hold the canary at 50%
