@@ -33,7 +33,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import queue
-import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -50,7 +49,7 @@ from modelpilot.api.kinds import (
     KSERVE_ISVC_LABEL,
 )
 from modelpilot.k8s.children import contains
-from modelpilot_dev.local_server import LocalServer
+from modelpilot_dev.store_servers import SERVICE_PORT, StoreServers
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +62,6 @@ STOP = "serving.kserve.io/stop"
 STANDIN_IMAGE = "example.invalid/kserve-standin/predictor:latest"
 GATEWAY_CONTROLLER = "modelpilot.io/gateway-standin"
 REAL_GATEWAY_CLASS = "traefik"  # modelpilot_dev.gateway.GATEWAY_CLASS
-STORE_URI = re.compile(r"^pvc://model-store/(?P<model>[^/]+)/(?P<version>[^/]+)/?$")
-MODEL_NAME_ARG = re.compile(r"^--model_name=(?P<name>.+)$")
-SERVICE_PORT = {"name": "http", "port": 80, "targetPort": 8080}
-ENDPOINT_SLICES = ("discovery.k8s.io", "v1", "endpointslices")
 WATCH_SECONDS = 20
 
 
@@ -195,9 +190,7 @@ class KServeStandIn(_Controller):
     ) -> None:
         super().__init__(api)
         self.instant = instant
-        self.model_store = model_store
-        self._servers: dict[tuple[str, str], LocalServer] = {}
-        self._servers_lock = threading.Lock()
+        self.store_servers = StoreServers(self.custom, model_store)
 
     def watches(self) -> list[Callable[..., Any]]:
         group, version, plural = KSERVE
@@ -226,12 +219,12 @@ class KServeStandIn(_Controller):
             )
         )
         if isvc is None or isvc["metadata"].get("deletionTimestamp"):
-            self._stop_server((namespace, name))
+            self.store_servers.stop((namespace, name))
             return  # the garbage collector removes what it owned
         predictor = f"{name}-predictor"
         stopped = (isvc["metadata"].get("annotations") or {}).get(STOP) == "true"
         if stopped:
-            self._stop_server((namespace, name))
+            self.store_servers.stop((namespace, name))
         apps, v1, deployments = DEPLOYMENTS
         deployment = _ignore_missing(
             lambda: self.custom.get_namespaced_custom_object(
@@ -247,7 +240,7 @@ class KServeStandIn(_Controller):
                 )
             self._write_status(isvc, None, stopped=True)
             return
-        server = self._server(isvc)
+        server = self.store_servers.ensure(isvc, self._owner(isvc))
         wanted = self._deployment(isvc)
         if deployment is None:
             # Created together, once: re-creating the Service on every event is a wasted
@@ -271,7 +264,6 @@ class KServeStandIn(_Controller):
                 )
         loading = False
         if server is not None:
-            self._ensure_endpoints(isvc, server)
             loading = not server.is_ready()
             if loading:  # no event says when it is: look again shortly
                 timer = threading.Timer(0.5, self.enqueue, args=((namespace, name),))
@@ -279,99 +271,9 @@ class KServeStandIn(_Controller):
                 timer.start()
         self._write_status(isvc, deployment, stopped=False, loading=loading)
 
-    # --- real model servers for models from the store ------------------------------------
-
-    def _store_model(self, isvc: dict[str, Any]) -> tuple[str, str, str] | None:
-        """(model, version, served name) when the predictor's model is in the store."""
-        if self.model_store is None:
-            return None
-        model = (isvc["spec"].get("predictor") or {}).get("model") or {}
-        found = STORE_URI.match(str(model.get("storageUri") or ""))
-        if found is None or not (self.model_store / found["model"] / found["version"]).is_dir():
-            return None
-        names = [m["name"] for a in model.get("args") or [] if (m := MODEL_NAME_ARG.match(a))]
-        return found["model"], found["version"], names[-1] if names else found["model"]
-
-    def _server(self, isvc: dict[str, Any]) -> LocalServer | None:
-        wanted = self._store_model(isvc)
-        key = (isvc["metadata"]["namespace"], isvc["metadata"]["name"])
-        with self._servers_lock:
-            running = self._servers.get(key)
-            same = running is not None and (running.model, running.version, running.name) == wanted
-            if running is not None and same and running.alive():
-                return running
-            if running is not None:
-                self._servers.pop(key).close()
-            if wanted is None:
-                return None
-            model, version, served = wanted
-            server = LocalServer(model, version, root=self.model_store, name=served).start()
-            self._servers[key] = server
-            log.info(
-                "%s: serving %s/%s for %s/%s on %s", self.name, model, version, *key, server.url
-            )
-            return server
-
-    def _stop_server(self, key: tuple[str, str]) -> None:
-        with self._servers_lock:
-            server = self._servers.pop(key, None)
-        if server is not None:
-            server.close()
-
     def stop(self) -> None:
         super().stop()
-        with self._servers_lock:
-            servers, self._servers = list(self._servers.values()), {}
-        for server in servers:
-            server.close()
-
-    def servers(self) -> dict[tuple[str, str], LocalServer]:
-        with self._servers_lock:
-            return dict(self._servers)
-
-    def _ensure_endpoints(self, isvc: dict[str, Any], server: LocalServer) -> None:
-        """An EndpointSlice for the selectorless predictor Service: the server's port on
-        127.0.0.1 (as an FQDN: an IPv4 slice may not hold a loopback address)."""
-        meta = isvc["metadata"]
-        name = f"{meta['name']}-predictor-local"
-        group, version, plural = ENDPOINT_SLICES
-        current = _ignore_missing(
-            lambda: self.custom.get_namespaced_custom_object(
-                group, version, meta["namespace"], plural, name
-            )
-        )
-        port = {"name": SERVICE_PORT["name"], "port": server.port, "protocol": "TCP"}
-        if current is not None and current.get("ports") == [port]:
-            return
-        endpoint_slice = {
-            "apiVersion": f"{group}/{version}",
-            "kind": "EndpointSlice",
-            "metadata": {
-                "name": name,
-                "namespace": meta["namespace"],
-                "labels": {
-                    "kubernetes.io/service-name": f"{meta['name']}-predictor",
-                    "endpointslice.kubernetes.io/managed-by": "modelpilot-dev.kserve-standin",
-                },
-                "ownerReferences": self._owner(isvc),
-            },
-            "addressType": "FQDN",
-            # The port name must be the Service port's: that is how a gateway pairs them.
-            "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}],
-            "ports": [port],
-        }
-        if current is None:
-            _ignore_missing(
-                lambda: self.custom.create_namespaced_custom_object(
-                    group, version, meta["namespace"], plural, endpoint_slice
-                )
-            )
-        else:
-            _ignore_missing(
-                lambda: self.custom.patch_namespaced_custom_object(
-                    group, version, meta["namespace"], plural, name, {"ports": [port]}
-                )
-            )
+        self.store_servers.stop_all()
 
     def _owner(self, isvc: dict[str, Any]) -> list[dict[str, Any]]:
         meta = isvc["metadata"]

@@ -183,14 +183,29 @@ CONTROL_PLANE = (
 )
 
 
+def prometheus_version() -> str:
+    """The Debian package version pinned in hack/tools/prometheus.txt."""
+    lines = (hack_tools() / "prometheus.txt").read_text().splitlines()
+    return next(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+
+
+def prometheus_binary() -> Path:
+    version = prometheus_version().replace("+", "_").replace("~", "_")
+    return tools_dir() / f"prometheus-{version}" / "usr" / "bin" / "prometheus"
+
+
 def missing(names: Iterable[str] | None = None) -> list[str]:
     """Which of `names` (default: everything) are not built or fetched yet."""
-    wanted = list(names) if names is not None else [*TOOLS_BY_NAME, "gateway-api", "kwok-stages"]
-    data = {"gateway-api": gateway_api_crd_dir, "kwok-stages": kwok_stage_dir}
+    present: dict[str, Callable[[], bool]] = {
+        "gateway-api": lambda: gateway_api_crd_dir().is_dir(),
+        "kwok-stages": lambda: kwok_stage_dir().is_dir(),
+        "prometheus": lambda: prometheus_binary().is_file(),
+    }
+    wanted = list(names) if names is not None else [*TOOLS_BY_NAME, *present]
     return [
         name
         for name in wanted
-        if not (data[name]().is_dir() if name in data else binary_path(name).is_file())
+        if not (present[name]() if name in present else binary_path(name).is_file())
     ]
 
 
@@ -287,6 +302,41 @@ def fetch_kwok_stages() -> Path:
     return target
 
 
+def fetch_prometheus() -> Path:
+    """Debian's prometheus package, unpacked into the tools cache (no install: the
+    package's service files stay inert in that folder)."""
+    version = prometheus_version()
+    target = prometheus_binary().parents[2]
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+
+    def download() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["apt-get", "download", f"prometheus={version}"],
+            cwd=partial,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    fetched = download()
+    if fetched.returncode != 0:  # a machine whose package lists were never fetched
+        subprocess.run(["apt-get", "update", "-qq"], capture_output=True, check=False)
+        fetched = download()
+    if fetched.returncode != 0:
+        raise ToolError(
+            f"apt-get download prometheus={version} failed (pin in hack/tools/"
+            f"prometheus.txt; `apt-cache policy prometheus` lists what is served):\n"
+            f"{fetched.stderr[-2000:]}"
+        )
+    (package,) = partial.glob("prometheus_*.deb")
+    subprocess.run(["dpkg-deb", "-x", str(package), str(partial)], check=True)
+    package.unlink()
+    partial.replace(target)
+    return prometheus_binary()
+
+
 def ensure_all(log: Callable[[str], None] = print) -> dict[str, float]:
     """Build or fetch everything missing, one at a time (builds use every core)."""
     timings: dict[str, float] = {}
@@ -296,6 +346,7 @@ def ensure_all(log: Callable[[str], None] = print) -> dict[str, float]:
     steps += [
         ("gateway-api", "fetching", fetch_gateway_api),
         ("kwok-stages", "fetching", fetch_kwok_stages),
+        ("prometheus", "fetching", fetch_prometheus),
     ]
     todo = set(missing())
     for name, verb, step in steps:

@@ -26,6 +26,7 @@ from modelpilot.store.build import build
 from modelpilot_dev import tools
 from modelpilot_dev.cluster import ControlPlane
 from modelpilot_dev.gateway import LocalGateway
+from modelpilot_dev.prometheus import LocalPrometheus
 from modelpilot_dev.standins import StandIns
 from tests.cluster.test_chart import Cli, make_cli
 
@@ -162,6 +163,17 @@ def standins(control_plane: ControlPlane, model_store: Path) -> Iterator[StandIn
     """KServe's stand-in serves models from the store for real (see its docstring)."""
     api = k8s_client.api_client(str(control_plane.kubeconfig))
     with StandIns(api, model_store=model_store) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def prometheus(
+    control_plane: ControlPlane, gateway: LocalGateway, standins: StandIns
+) -> Iterator[LocalPrometheus]:
+    """Prometheus scraping the gateway and every real model server, each second."""
+    with LocalPrometheus(control_plane.log_dir, gateway_metrics=gateway.metrics_url) as running:
+        running.start()
+        standins.kserve.store_servers.report_to(running)
         yield running
 
 

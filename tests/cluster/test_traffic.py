@@ -23,6 +23,7 @@ from modelpilot.k8s.client import Kube
 from modelpilot.k8s.observe import route_weights
 from modelpilot_dev.gateway import LocalGateway
 from modelpilot_dev.load import Load
+from modelpilot_dev.prometheus import LocalPrometheus
 from modelpilot_dev.standins import StandIns
 from modelpilot_dev.watch import KindWatch
 from tests.cluster.helpers import describe_model, eventually, sample
@@ -83,6 +84,27 @@ def failures(load: Load, changes: list[tuple[float, dict[str, int]]]) -> list[st
     ]
 
 
+# Series of a server that stopped go stale: take each counter's last value.
+PREDICTIONS = (
+    "sum by (version) (max_over_time("
+    'request_predict_seconds_count{{namespace="{namespace}"}}[10m]))'
+)
+# Traefik names a Gateway API backend <namespace>-<service>-<port name>-<port>@kubernetesgateway.
+GATEWAY_REQUESTS = (
+    "sum by (service) (max_over_time(traefik_service_requests_total"
+    '{{service=~"{namespace}-iris-.*-predictor-http-80@kubernetesgateway",code="200"}}[10m]))'
+)
+
+
+def per_version(prometheus: LocalPrometheus, promql: str) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for series in prometheus.query(promql):
+        labels = series["metric"]
+        version = labels.get("version") or labels["service"].split("-iris-")[1].split("-")[0]
+        found[version] = found.get(version, 0) + int(float(series["value"][1]))
+    return found
+
+
 def first_seen(timeline: Timeline, check: Any) -> float:
     return next(moment for moment, obj in timeline.snapshot() if check(obj))
 
@@ -128,6 +150,7 @@ def test_a_canary_splits_real_traffic_by_its_weights_and_fails_no_request(
     namespace: str,
     standins: StandIns,
     gateway: LocalGateway,
+    prometheus: LocalPrometheus,
     api_client: client.ApiClient,
 ) -> None:
     document, host = iris_on(
@@ -171,7 +194,7 @@ def test_a_canary_splits_real_traffic_by_its_weights_and_fails_no_request(
                 explain=explain,
             )
             eventually(
-                lambda: not standins.kserve.servers().get((namespace, "iris-v1")),
+                lambda: not standins.kserve.store_servers.running().get((namespace, "iris-v1")),
                 what="v1's server stopped",
             )
             stopped = time.monotonic()
@@ -220,6 +243,24 @@ def test_a_canary_splits_real_traffic_by_its_weights_and_fails_no_request(
     # After the route without v1 (and time to apply it), v1 answered nothing.
     promoted = changes[-1][0]
     assert load.tally(promoted + SETTLE).by_version.get("v1", 0) == 0
+
+    # Prometheus saw the same traffic: each model server counted exactly the predictions
+    # its clients got, and the gateway at least those (plus a few readiness probes).
+    served = eventually(
+        lambda: (
+            found
+            if (found := per_version(prometheus, PREDICTIONS.format(namespace=namespace)))
+            == total.by_version
+            else None
+        ),
+        timeout=30,
+        what="the model servers' prediction counts in Prometheus",
+        explain=lambda: (per_version(prometheus, PREDICTIONS.format(namespace=namespace)), total),
+    )
+    routed = per_version(prometheus, GATEWAY_REQUESTS.format(namespace=namespace))
+    print(f"Prometheus: model servers {served}, gateway {routed}")
+    for version, count in served.items():
+        assert 0 <= routed.get(version, 0) - count <= 100, (routed, served)
 
 
 def test_abort_and_rollback_fail_no_request(
