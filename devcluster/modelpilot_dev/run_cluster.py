@@ -21,6 +21,7 @@ from modelpilot_dev.cluster import ControlPlane
 from modelpilot_dev.gateway import LocalGateway
 from modelpilot_dev.nodes import NodeGroup, NodePool
 from modelpilot_dev.procs import ClusterError
+from modelpilot_dev.prometheus import LocalPrometheus
 from modelpilot_dev.standins import StandIns
 
 
@@ -77,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     plane = ControlPlane(pool, install_crds=not args.no_crds)
     standins: StandIns | None = None
     gateway: LocalGateway | None = None
+    prometheus: LocalPrometheus | None = None
     try:
         plane.start()
     except ClusterError as err:
@@ -105,6 +107,16 @@ def main(argv: list[str] | None = None) -> int:
                 f"(metrics {gateway.metrics_url})",
                 file=sys.stderr,
             )
+            if not tools.missing(["prometheus"]):
+                prometheus = LocalPrometheus(plane.log_dir, gateway_metrics=gateway.metrics_url)
+                prometheus.start()
+                if standins is not None:
+                    standins.kserve.store_servers.report_to(prometheus)
+                print(
+                    f"real: Prometheus {tools.prometheus_version()} at {prometheus.url}, "
+                    "scraping the gateway and the model servers each second",
+                    file=sys.stderr,
+                )
         print(f"export KUBECONFIG={plane.kubeconfig}", flush=True)
         print("Ctrl-C stops it.", file=sys.stderr)
         while not stop.wait(1.0):
@@ -116,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     return 1
     finally:
+        if prometheus is not None:
+            prometheus.stop()
         if gateway is not None:
             gateway.stop()
         if standins is not None:

@@ -10,6 +10,7 @@ fails from the first step to the old version's stop.
 from __future__ import annotations
 
 import copy
+import itertools
 import threading
 import time
 from typing import Any
@@ -102,6 +103,26 @@ def per_version(prometheus: LocalPrometheus, promql: str) -> dict[str, int]:
         labels = series["metric"]
         version = labels.get("version") or labels["service"].split("-iris-")[1].split("-")[0]
         found[version] = found.get(version, 0) + int(float(series["value"][1]))
+    return found
+
+
+def propagation(load: Load, changes: list[tuple[float, dict[str, int]]]) -> list[str]:
+    """For each route change that adds or removes a version: seconds from the write being
+    seen to the first answer by an added version, or the last by a removed one. Printed,
+    not asserted (wall clock); the bench is the place for its percentiles."""
+    found = []
+    for (_, before), (at, after) in itertools.pairwise(changes):
+        for version in sorted(set(after) - set(before)):
+            first = min(
+                (a.at for a in load.answers if a.version == version and a.at >= at), default=None
+            )
+            if first is not None:
+                found.append(f"+{version}: {first - at:.2f}s")
+        for version in sorted(set(before) - set(after)):
+            last = max(
+                (a.at for a in load.answers if a.version == version and a.at >= at), default=at
+            )
+            found.append(f"-{version}: {last - at:.2f}s")
     return found
 
 
@@ -221,6 +242,7 @@ def test_a_canary_splits_real_traffic_by_its_weights_and_fails_no_request(
         assert window.requests >= PER_STEP, report[-1]
         for version, weight in weights.items():
             assert abs(window.share(version) - weight) <= TOLERANCE, report[-1]
+    report.append(f"route write seen -> traffic: {', '.join(propagation(load, changes))}")
     print(
         "\n"
         + "\n".join(report)
