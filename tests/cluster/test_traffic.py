@@ -126,8 +126,9 @@ def propagation(load: Load, changes: list[tuple[float, dict[str, int]]]) -> list
     return found
 
 
-def first_seen(timeline: Timeline, check: Any) -> float:
-    return next(moment for moment, obj in timeline.snapshot() if check(obj))
+def first_rv(timeline: Timeline, check: Any) -> int:
+    """The resourceVersion of the first write seen that passes check."""
+    return min(int(o["metadata"]["resourceVersion"]) for _, o in timeline.snapshot() if check(o))
 
 
 def status_of(kube: Kube, namespace: str) -> dict[str, Any]:
@@ -251,17 +252,17 @@ def test_a_canary_splits_real_traffic_by_its_weights_and_fails_no_request(
 
     # Not one request failed: steps, promotion, the scale-down window and v1's stop.
     assert total.failed == 0 and total.errors == 0, failures(load, changes)
-    # v2 answered nothing before the operator counted it ready (status is written before
-    # the route that gives it weight).
-    ready = first_seen(
+    # v2 got weight only once the operator counted it ready: the status that says so was
+    # stored before the route that carries v2 (resourceVersions: one etcd orders both),
+    # and the gateway sends it nothing but by that route.
+    ready = first_rv(
         models,
         lambda m: any(
             v["name"] == "v2" and v.get("ready")
             for v in (m.get("status") or {}).get("versions") or []
         ),
     )
-    first_v2 = min(a.at for a in load.answers if a.version == "v2")
-    assert first_v2 > ready
+    assert ready < first_rv(routes, lambda r: route_weights(r, "iris").get("v2", 0) > 0)
     # After the route without v1 (and time to apply it), v1 answered nothing.
     promoted = changes[-1][0]
     assert load.tally(promoted + SETTLE).by_version.get("v1", 0) == 0
