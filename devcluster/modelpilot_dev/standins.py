@@ -191,6 +191,7 @@ class KServeStandIn(_Controller):
         super().__init__(api)
         self.instant = instant
         self.store_servers = StoreServers(self.custom, model_store)
+        self.store_servers.watch_liveness(self.enqueue)
 
     def watches(self) -> list[Callable[..., Any]]:
         group, version, plural = KSERVE

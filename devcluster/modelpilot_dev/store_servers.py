@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ STORE_URI = re.compile(r"^pvc://model-store/(?P<model>[^/]+)/(?P<version>[^/]+)/
 MODEL_NAME_ARG = re.compile(r"^--model_name=(?P<name>.+)$")
 SERVICE_PORT = {"name": "http", "port": 80, "targetPort": 8080}
 ENDPOINT_SLICES = ("discovery.k8s.io", "v1", "endpointslices")
+LIVENESS_PERIOD = 0.5  # seconds
 
 
 def _address(server: LocalServer) -> str:
@@ -51,6 +53,19 @@ class StoreServers:
         self._lock = threading.Lock()
         self.prometheus: LocalPrometheus | None = None  # told of every server, when set
         self._labels: dict[tuple[str, str], dict[str, str]] = {}
+        self._stopped = threading.Event()
+
+    def watch_liveness(self, on_death: Callable[[tuple[str, str]], None]) -> None:
+        """Like a kubelet: look at every server twice a second and report one that died
+        (its InferenceService then goes unready, and the server is started again)."""
+
+        def poll() -> None:
+            while not self._stopped.wait(LIVENESS_PERIOD):
+                for key, server in self.running().items():
+                    if not server.alive():
+                        on_death(key)
+
+        threading.Thread(target=poll, name="store-servers-liveness", daemon=True).start()
 
     def report_to(self, prometheus: LocalPrometheus) -> None:
         """Have Prometheus scrape every server, those running and those to come."""
@@ -112,6 +127,7 @@ class StoreServers:
             self._close(server)
 
     def stop_all(self) -> None:
+        self._stopped.set()
         with self._lock:
             servers, self._servers = list(self._servers.values()), {}
         for server in servers:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import copy
 import itertools
+import os
+import signal
 import threading
 import time
 from typing import Any
@@ -353,3 +355,63 @@ def test_abort_and_rollback_fail_no_request(
     print(f"\nabort, retry, promote, rollback: {total.line()} over {total.requests} requests")
     assert total.by_version.get("v1") and total.by_version.get("v2")
     assert total.failed == 0 and total.errors == 0, failures(load, route_changes(routes, "iris"))
+
+
+def test_a_canary_whose_server_dies_loses_its_traffic(
+    kube: Kube,
+    namespace: str,
+    standins: StandIns,
+    gateway: LocalGateway,
+    api_client: client.ApiClient,
+) -> None:
+    """v2's model server is killed at 50%: requests to it fail until the route without it
+    is applied, then none fails and none reaches v2; once its server is back (the
+    stand-in restarts it, as a kubelet would a container), the canary gets its weight
+    back."""
+    document, host = iris_on(gateway, namespace, stepWeights=[50], interval="10m")
+    routes = Timeline(api_client, namespace, HTTP_ROUTE).start()
+    with OperatorThread(kube, namespaces=[namespace]):
+        serve_v1(kube, namespace, gateway, document, host)
+        with Load(gateway.url, host=host, model="iris", rate=RATE, seconds=300) as load:
+            document["spec"]["rollout"]["target"] = "v2"
+            kube.apply(document, manager="test-user")
+            eventually(
+                lambda: route_changes(routes, "iris")[-1][1] == {"v1": 50, "v2": 50},
+                timeout=120,
+                what="the canary at 50%",
+            )
+            load.wait_answers(time.monotonic() + SETTLE, 300)
+            server = standins.kserve.store_servers.running()[(namespace, "iris-v2")]
+            assert server.pid is not None
+            # Requests in flight when it dies fail too: count from just before.
+            killed = time.monotonic() - 0.1
+            os.kill(server.pid, signal.SIGKILL)
+            eventually(
+                lambda: route_changes(routes, "iris")[-1][1] == {"v1": 100},
+                timeout=60,
+                what="the route without v2",
+                explain=lambda: describe_model(kube, namespace, "iris"),
+            )
+            dropped = route_changes(routes, "iris")[-1][0]
+            eventually(
+                lambda: route_changes(routes, "iris")[-1][1] == {"v1": 50, "v2": 50},
+                timeout=120,
+                what="v2 back at 50% once its server is back",
+                explain=lambda: describe_model(kube, namespace, "iris"),
+            )
+            back = route_changes(routes, "iris")[-1][0]
+            load.wait_answers(back + SETTLE, 500)
+        total = load.stop()
+    routes.stop()
+    during = load.tally(killed, dropped + SETTLE)
+    without = load.tally(dropped + SETTLE, back)  # until v2 was back
+    after = load.tally(dropped + SETTLE)
+    print(
+        f"\nv2 killed: {during.failed + during.errors} failed until the route without it "
+        f"applied ({dropped - killed:.2f}s); then {without.line()}; total {total.line()}"
+    )
+    assert without.requests >= 100, without  # the restart took long enough to look
+    assert without.by_version.get("v2", 0) == 0 and without.failed + without.errors == 0
+    assert load.tally(until=killed).failed == 0
+    assert after.failed == 0 and after.errors == 0, failures(load, route_changes(routes, "iris"))
+    assert load.tally(back + SETTLE).by_version.get("v2", 0) > 0
