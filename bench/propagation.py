@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import shutil
 import statistics
 import tempfile
 import threading
@@ -130,6 +131,7 @@ def run(changes: int, rate: float) -> dict[str, Any]:
         gateway.stop()
     finally:
         plane.stop()
+        shutil.rmtree(store, ignore_errors=True)
     return {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "changes": changes,

@@ -9,6 +9,7 @@ A backend that never failed has no non-2xx series: queries need `or vector(0)`.
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 import threading
 import urllib.parse
@@ -34,6 +35,7 @@ class LocalPrometheus:
         self.process: Process | None = None
         self._targets: dict[str, dict[str, str]] = {}  # address -> labels
         self._lock = threading.Lock()
+        self._stopped = False
 
     @property
     def url(self) -> str:
@@ -87,6 +89,9 @@ class LocalPrometheus:
         if self.process is not None:
             self.process.stop(grace=5)
             self.process = None
+        with self._lock:
+            self._stopped = True
+            shutil.rmtree(self.root, ignore_errors=True)  # its data is thrown away
 
     def add_target(self, address: str, labels: dict[str, str]) -> None:
         """A model server to scrape (127.0.0.1:PORT), with the labels that name it."""
@@ -100,6 +105,8 @@ class LocalPrometheus:
             self._write_targets()
 
     def _write_targets(self) -> None:
+        if self._stopped:
+            return  # servers stopping after Prometheus did: nobody reads the file now
         groups = [{"targets": [a], "labels": labels} for a, labels in sorted(self._targets.items())]
         partial = self.targets_file.with_suffix(".tmp")
         partial.write_text(json.dumps(groups))
