@@ -20,46 +20,26 @@ import json
 import shutil
 import statistics
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import yaml
-from kubernetes import client
 
 from modelpilot.api.kinds import HTTP_ROUTE, MANAGED_MODEL
 from modelpilot.handlers.runner import OperatorThread
 from modelpilot.k8s.client import Kube, api_client
-from modelpilot.k8s.observe import route_weights
 from modelpilot.store.build import build
 from modelpilot_dev.checkout import manifests
 from modelpilot_dev.cluster import ControlPlane
 from modelpilot_dev.gateway import LocalGateway
 from modelpilot_dev.load import Load
 from modelpilot_dev.standins import StandIns
-from modelpilot_dev.watch import KindWatch
+from modelpilot_dev.watch import Timeline, route_changes
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NAMESPACE, HOST = "default", "iris.bench.example.com"
 HOLD = 1.5  # seconds of traffic after each change before the next
-
-
-class RouteWatch(KindWatch):
-    def __init__(self, api: client.ApiClient) -> None:
-        super().__init__(api, NAMESPACE, HTTP_ROUTE)
-        self.changes: list[tuple[float, dict[str, int]]] = []
-        self._lock = threading.Lock()
-
-    def deliver(self, moment: float, kind: str, obj: dict[str, Any]) -> None:
-        weights = route_weights(obj, "iris")
-        with self._lock:
-            if not self.changes or self.changes[-1][1] != weights:
-                self.changes.append((moment, weights))
-
-    def last(self) -> tuple[float, dict[str, int]]:
-        with self._lock:
-            return self.changes[-1] if self.changes else (0.0, {})
 
 
 def wait(check: Any, what: str, timeout: float = 120.0) -> None:
@@ -96,14 +76,18 @@ def run(changes: int, rate: float) -> dict[str, Any]:
         document["metadata"]["namespace"] = NAMESPACE
         document["spec"]["traffic"]["hostnames"] = [HOST]
         document["spec"]["rollout"].update({"stepWeights": [50], "interval": "10m"})
-        routes = RouteWatch(api).start()
+        routes = Timeline(api, NAMESPACE, HTTP_ROUTE).start()
+
+        def last() -> tuple[float, dict[str, int]]:
+            return (route_changes(routes, "iris") or [(0.0, {})])[-1]
+
         operator_lags, adds, removes = [], [], []
         with OperatorThread(Kube(api_client(str(plane.kubeconfig))), namespaces=[NAMESPACE]):
             kube.apply(document, manager="bench")
-            wait(lambda: routes.last()[1] == {"v1": 100}, "v1 serving")
+            wait(lambda: last()[1] == {"v1": 100}, "v1 serving")
             document["spec"]["rollout"]["target"] = "v2"
             kube.apply(document, manager="bench")
-            wait(lambda: routes.last()[1] == {"v1": 50, "v2": 50}, "the canary at 50%")
+            wait(lambda: last()[1] == {"v1": 50, "v2": 50}, "the canary at 50%")
             wait(lambda: gateway.request("/v2/models/iris/ready", host=HOST)[0] == 200, "gw")
             with Load(gateway.url, host=HOST, model="iris", rate=rate, seconds=600) as load:
                 time.sleep(HOLD)
@@ -115,8 +99,8 @@ def run(changes: int, rate: float) -> dict[str, Any]:
                     sent = time.monotonic()
                     annotation = {"modelpilot.io/set-weight": f"v2={weight}"}
                     kube.patch(model, {"metadata": {"annotations": annotation}})
-                    wait(lambda wanted=wanted: routes.last()[1] == wanted, "the route")
-                    seen = routes.last()[0]
+                    wait(lambda wanted=wanted: last()[1] == wanted, "the route")
+                    seen = last()[0]
                     operator_lags.append(seen - sent)
                     time.sleep(HOLD)
                     answers = list(load.answers)  # a copy: the workers keep appending

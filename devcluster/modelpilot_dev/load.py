@@ -108,16 +108,14 @@ class Load:
         self.seconds = min(seconds, MAX_SECONDS)
         self.max_requests = min(max_requests, MAX_REQUESTS)
         self.workers = workers
-        body = {
-            "inputs": [
-                {
-                    "name": "input-0",
-                    "shape": [len(rows or IRIS_ROWS), len((rows or IRIS_ROWS)[0])],
-                    "datatype": "FP64",
-                    "data": [v for row in rows or IRIS_ROWS for v in row],
-                }
-            ]
+        rows = rows or IRIS_ROWS
+        tensor = {
+            "name": "input-0",
+            "shape": [len(rows), len(rows[0])],
+            "datatype": "FP64",
+            "data": [v for row in rows for v in row],
         }
+        body = {"inputs": [tensor]}
         self.body = json.dumps(body).encode()
         self.answers: list[Answer] = []
         self._lock = threading.Lock()

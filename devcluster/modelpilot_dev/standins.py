@@ -34,6 +34,7 @@ import datetime as dt
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,7 @@ from modelpilot.api.kinds import (
     KSERVE_ISVC_LABEL,
 )
 from modelpilot.k8s.children import contains
-from modelpilot_dev.store_servers import SERVICE_PORT, StoreServers
+from modelpilot_dev.store_servers import SERVICE_PORT, StoreServers, ignore_missing
 
 log = logging.getLogger(__name__)
 
@@ -62,20 +63,12 @@ STOP = "serving.kserve.io/stop"
 STANDIN_IMAGE = "example.invalid/kserve-standin/predictor:latest"
 GATEWAY_CONTROLLER = "modelpilot.io/gateway-standin"
 REAL_GATEWAY_CLASS = "traefik"  # modelpilot_dev.gateway.GATEWAY_CLASS
+GATEWAY_MEMORY = 5.0  # seconds a Gateway's class is remembered
 WATCH_SECONDS = 20
 
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _ignore_missing(call: Callable[[], Any]) -> Any:
-    try:
-        return call()
-    except ApiException as err:
-        if err.status in (404, 409):
-            return None
-        raise
 
 
 class _Controller:
@@ -214,7 +207,7 @@ class KServeStandIn(_Controller):
 
     def handle(self, namespace: str, name: str) -> None:
         group, version, plural = KSERVE
-        isvc = _ignore_missing(
+        isvc = ignore_missing(
             lambda: self.custom.get_namespaced_custom_object(
                 group, version, namespace, plural, name
             )
@@ -227,14 +220,14 @@ class KServeStandIn(_Controller):
         if stopped:
             self.store_servers.stop((namespace, name))
         apps, v1, deployments = DEPLOYMENTS
-        deployment = _ignore_missing(
+        deployment = ignore_missing(
             lambda: self.custom.get_namespaced_custom_object(
                 apps, v1, namespace, deployments, predictor
             )
         )
         if stopped:
             if deployment is not None:
-                _ignore_missing(
+                ignore_missing(
                     lambda: self.custom.delete_namespaced_custom_object(
                         apps, v1, namespace, deployments, predictor
                     )
@@ -355,7 +348,7 @@ class KServeStandIn(_Controller):
             "spec": spec,
         }
         # kubernetes' types want a V1Service; the client accepts (and sends) a dict as is.
-        _ignore_missing(lambda: self.core.create_namespaced_service(meta["namespace"], service))  # type: ignore[arg-type]
+        ignore_missing(lambda: self.core.create_namespaced_service(meta["namespace"], service))  # type: ignore[arg-type]
 
     def _write_status(
         self,
@@ -410,7 +403,7 @@ class KServeStandIn(_Controller):
         if {k: previous.get(k) for k in status} == status:
             return
         group, version, plural = KSERVE
-        _ignore_missing(
+        ignore_missing(
             lambda: self.custom.patch_namespaced_custom_object_status(
                 group, version, meta["namespace"], plural, meta["name"], {"status": status}
             )
@@ -419,6 +412,11 @@ class KServeStandIn(_Controller):
 
 class GatewayStandIn(_Controller):
     name = "gateway-standin"
+
+    def __init__(self, api: client.ApiClient) -> None:
+        super().__init__(api)
+        # (namespace, name) of a parent Gateway -> (when looked up, served by a real one)
+        self._gateways: dict[tuple[str, str], tuple[float, bool]] = {}
 
     def watches(self) -> list[Callable[..., Any]]:
         group, version, plural = ROUTES
@@ -430,7 +428,7 @@ class GatewayStandIn(_Controller):
 
     def handle(self, namespace: str, name: str) -> None:
         group, version, plural = ROUTES
-        route = _ignore_missing(
+        route = ignore_missing(
             lambda: self.custom.get_namespaced_custom_object(
                 group, version, namespace, plural, name
             )
@@ -469,23 +467,28 @@ class GatewayStandIn(_Controller):
             for c in p.get("conditions") or []
         ):
             return
-        _ignore_missing(
+        ignore_missing(
             lambda: self.custom.patch_namespaced_custom_object_status(
                 group, version, namespace, plural, name, {"status": {"parents": parents}}
             )
         )
 
     def _real_gateway(self, ref: dict[str, Any], namespace: str) -> bool:
-        gateway = _ignore_missing(
+        """Whether a real gateway serves this parent. Remembered for a few seconds: a
+        GET per route event would be the bench's busiest request, for an answer that
+        hardly ever changes."""
+        key = (ref.get("namespace") or namespace, str(ref.get("name")))
+        known = self._gateways.get(key)
+        if known is not None and time.monotonic() - known[0] < GATEWAY_MEMORY:
+            return known[1]
+        gateway = ignore_missing(
             lambda: self.custom.get_namespaced_custom_object(
-                GATEWAY.group,
-                GATEWAY.version,
-                ref.get("namespace") or namespace,
-                GATEWAY.plural,
-                str(ref.get("name")),
+                GATEWAY.group, GATEWAY.version, key[0], GATEWAY.plural, key[1]
             )
         )
-        return bool(gateway) and gateway["spec"].get("gatewayClassName") == REAL_GATEWAY_CLASS
+        real = bool(gateway) and gateway["spec"].get("gatewayClassName") == REAL_GATEWAY_CLASS
+        self._gateways[key] = (time.monotonic(), real)
+        return real
 
 
 class StandIns:

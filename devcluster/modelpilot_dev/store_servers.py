@@ -36,7 +36,8 @@ def _address(server: LocalServer) -> str:
     return f"127.0.0.1:{server.port}"
 
 
-def _ignore_missing(call: Any) -> Any:
+def ignore_missing(call: Callable[[], Any]) -> Any:
+    """The call's result, or None when its object is gone (404) or already there (409)."""
     try:
         return call()
     except ApiException as err:
@@ -150,7 +151,7 @@ class StoreServers:
         meta = isvc["metadata"]
         name = f"{meta['name']}-predictor-local"
         group, version, plural = ENDPOINT_SLICES
-        current = _ignore_missing(
+        current = ignore_missing(
             lambda: self.custom.get_namespaced_custom_object(
                 group, version, meta["namespace"], plural, name
             )
@@ -176,13 +177,13 @@ class StoreServers:
             "ports": [port],
         }
         if current is None:
-            _ignore_missing(
+            ignore_missing(
                 lambda: self.custom.create_namespaced_custom_object(
                     group, version, meta["namespace"], plural, endpoint_slice
                 )
             )
         else:
-            _ignore_missing(
+            ignore_missing(
                 lambda: self.custom.patch_namespaced_custom_object(
                     group, version, meta["namespace"], plural, name, {"ports": [port]}
                 )

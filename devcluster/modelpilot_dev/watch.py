@@ -10,6 +10,7 @@ from typing import Any, Self
 from kubernetes import client, watch
 
 from modelpilot.api.kinds import AUTOSCALER, Kind
+from modelpilot.k8s.observe import route_weights
 
 
 class KindWatch:
@@ -76,3 +77,30 @@ class KindWatch:
         for obj in listing.get("items") or []:
             self.deliver(now, "LISTED", obj)
         return str(listing["metadata"]["resourceVersion"])
+
+
+class Timeline(KindWatch):
+    """When each write of a kind in the namespace was seen (monotonic time)."""
+
+    def __init__(self, api: client.ApiClient, namespace: str, kind: Kind) -> None:
+        super().__init__(api, namespace, kind)
+        self.seen: list[tuple[float, dict[str, Any]]] = []
+        self._lock = threading.Lock()
+
+    def deliver(self, moment: float, kind: str, obj: dict[str, Any]) -> None:
+        with self._lock:
+            self.seen.append((moment, obj))
+
+    def snapshot(self) -> list[tuple[float, dict[str, Any]]]:
+        with self._lock:
+            return list(self.seen)
+
+
+def route_changes(timeline: Timeline, model: str) -> list[tuple[float, dict[str, int]]]:
+    """(when seen, weights) for each distinct weight set a model's route carried."""
+    changes: list[tuple[float, dict[str, int]]] = []
+    for moment, route in timeline.snapshot():
+        weights = route_weights(route, model)
+        if not changes or changes[-1][1] != weights:
+            changes.append((moment, weights))
+    return changes

@@ -13,7 +13,6 @@ import copy
 import itertools
 import os
 import signal
-import threading
 import time
 from typing import Any
 
@@ -28,7 +27,7 @@ from modelpilot_dev.gateway import LocalGateway
 from modelpilot_dev.load import Load
 from modelpilot_dev.prometheus import LocalPrometheus
 from modelpilot_dev.standins import StandIns
-from modelpilot_dev.watch import KindWatch
+from modelpilot_dev.watch import Timeline, route_changes
 from tests.cluster.helpers import describe_model, eventually, sample
 
 pytestmark = pytest.mark.cluster
@@ -37,33 +36,6 @@ RATE = 250.0  # requests per second: a few seconds per 1,000-request measurement
 PER_STEP = 1000  # requests per measurement
 TOLERANCE = 5.0  # percentage points
 SETTLE = 1.0  # seconds after a route write before its mix is measured
-
-
-class Timeline(KindWatch):
-    """When each write of a kind in the namespace was seen (monotonic time)."""
-
-    def __init__(self, api: client.ApiClient, namespace: str, kind: Any) -> None:
-        super().__init__(api, namespace, kind)
-        self.seen: list[tuple[float, dict[str, Any]]] = []
-        self._lock = threading.Lock()
-
-    def deliver(self, moment: float, kind: str, obj: dict[str, Any]) -> None:
-        with self._lock:
-            self.seen.append((moment, obj))
-
-    def snapshot(self) -> list[tuple[float, dict[str, Any]]]:
-        with self._lock:
-            return list(self.seen)
-
-
-def route_changes(timeline: Timeline, model: str) -> list[tuple[float, dict[str, int]]]:
-    """(when seen, weights) for each distinct weight set the route carried."""
-    changes: list[tuple[float, dict[str, int]]] = []
-    for moment, route in timeline.snapshot():
-        weights = route_weights(route, model)
-        if not changes or changes[-1][1] != weights:
-            changes.append((moment, weights))
-    return changes
 
 
 def failures(load: Load, changes: list[tuple[float, dict[str, int]]]) -> list[str]:
