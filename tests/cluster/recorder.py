@@ -26,6 +26,7 @@ class Record:
     kind: str
     name: str
     obj: dict[str, Any]
+    listed: bool = False  # from the listing before the block: the state when it began
 
 
 @dataclass
@@ -85,7 +86,7 @@ class Recorder:
         if not isinstance(listing, dict):
             listing = self.api.sanitize_for_serialization(listing)
         for obj in listing.get("items") or []:
-            self._record(obj)
+            self._record(obj, listed=True)
         return str(listing["metadata"]["resourceVersion"])
 
     def _watch(self, lister: Callable[..., Any], version: str) -> None:
@@ -103,11 +104,12 @@ class Recorder:
                     raise
                 version = self._list(lister)  # too old to resume: list again
 
-    def _record(self, obj: dict[str, Any]) -> None:
+    def _record(self, obj: dict[str, Any], *, listed: bool = False) -> None:
         meta = obj["metadata"]
         kind = obj.get("kind") or DEPLOYMENT.kind  # typed lists drop the items' kind
+        record = Record(int(meta["resourceVersion"]), kind, meta["name"], obj, listed)
         with self._lock:
-            self.records.append(Record(int(meta["resourceVersion"]), kind, meta["name"], obj))
+            self.records.append(record)
 
     def route_weights(self) -> list[tuple[int, dict[str, int]]]:
         """Each distinct weight set the route carried, in order: (rv, {version: weight})."""
@@ -184,12 +186,14 @@ class Recorder:
     def available_at(self, rv: int, version: str) -> int:
         """Available predictor pods of a version when the object at rv was written."""
         name = f"{self.model}-{version}{PREDICTOR_SUFFIX}"
-        state = 0
-        for record in sorted(self.snapshot(), key=lambda r: r.rv):
+        ours = [r for r in self.snapshot() if r.kind == DEPLOYMENT.kind and r.name == name]
+        # A listed Deployment is what was in force when recording began, even when its
+        # resourceVersion is newer than a route written before then: the start state.
+        state = next((_available(r) for r in ours if r.listed), 0)
+        for record in sorted((r for r in ours if not r.listed), key=lambda r: r.rv):
             if record.rv >= rv:
                 break
-            if record.kind == DEPLOYMENT.kind and record.name == name:
-                state = int((record.obj.get("status") or {}).get("availableReplicas") or 0)
+            state = _available(record)
         return state
 
     def assert_safe(self) -> list[dict[str, int]]:
@@ -204,3 +208,7 @@ class Recorder:
                         f"route at rv {rv} gave {weight}% to {version} with no available pod"
                     )
         return [weights for _, weights in sets]
+
+
+def _available(record: Record) -> int:
+    return int((record.obj.get("status") or {}).get("availableReplicas") or 0)

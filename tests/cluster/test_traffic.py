@@ -195,6 +195,8 @@ def test_a_canary_splits_real_traffic_by_its_weights_and_fails_no_request(
             )
             stopped = time.monotonic()
             load.wait_answers(stopped, 500)  # traffic after the old version is gone
+            # and a full measurement on the last weights (a busy machine sends slower)
+            load.wait_answers(route_changes(routes, "iris")[-1][0] + SETTLE, PER_STEP)
         total = load.tally()
     routes.stop()
     models.stop()
