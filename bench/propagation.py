@@ -32,7 +32,7 @@ from modelpilot.k8s.client import Kube, api_client
 from modelpilot.store.build import build
 from modelpilot_dev.checkout import manifests
 from modelpilot_dev.cluster import ControlPlane
-from modelpilot_dev.gateway import LocalGateway
+from modelpilot_dev.gateway import TRAEFIK_SETTINGS, LocalGateway
 from modelpilot_dev.load import Load
 from modelpilot_dev.standins import StandIns
 from modelpilot_dev.watch import Timeline, route_changes
@@ -82,7 +82,9 @@ def run(changes: int, rate: float) -> dict[str, Any]:
             return (route_changes(routes, "iris") or [(0.0, {})])[-1]
 
         operator_lags, adds, removes = [], [], []
-        with OperatorThread(Kube(api_client(str(plane.kubeconfig))), namespaces=[NAMESPACE]):
+        with OperatorThread(
+            Kube(api_client(str(plane.kubeconfig))), TRAEFIK_SETTINGS, namespaces=[NAMESPACE]
+        ):
             kube.apply(document, manager="bench")
             wait(lambda: last()[1] == {"v1": 100}, "v1 serving")
             document["spec"]["rollout"]["target"] = "v2"

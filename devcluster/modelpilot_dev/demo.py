@@ -31,7 +31,7 @@ import yaml
 from modelpilot.api.kinds import MANAGED_MODEL
 from modelpilot.store import ModelStore, StoreError
 from modelpilot_dev import checkout, tools
-from modelpilot_dev.gateway import LocalGateway
+from modelpilot_dev.gateway import TRAEFIK_SETTINGS, LocalGateway
 from modelpilot_dev.load import Load
 from modelpilot_dev.local_server import LocalServer
 
@@ -244,7 +244,9 @@ class Demo:
             else:
                 self.real_servers = False
             self.kube = Kube(api_client(str(plane.kubeconfig)))
-            cleanup.enter_context(OperatorThread(self.kube, namespaces=[NAMESPACE]))
+            cleanup.enter_context(
+                OperatorThread(self.kube, TRAEFIK_SETTINGS, namespaces=[NAMESPACE])
+            )
             cleanup.callback(self.say, "stopping the operator, the control plane and the stand-ins")
             self.rollout()
 

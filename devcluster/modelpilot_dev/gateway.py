@@ -20,10 +20,13 @@ from typing import Any, cast
 from kubernetes import client
 
 from modelpilot.api.kinds import GATEWAY, Kind
+from modelpilot.handlers.manage import Settings
 from modelpilot_dev import tools
 from modelpilot_dev.procs import ClusterError, Process, free_port, http_ok, wait_for
 
 GATEWAY_CLASS = "traefik"
+# The operator's settings for routes through this gateway (--gateway-flavor traefik).
+TRAEFIK_SETTINGS = Settings(gateway_flavor="traefik")
 CONTROLLER = "traefik.io/gateway-controller"
 IDLE_CONN_TIMEOUT = "3s"
 GATEWAY_CLASS_KIND = Kind("gateway.networking.k8s.io", "v1", "GatewayClass", "gatewayclasses")

@@ -25,7 +25,7 @@ from modelpilot.k8s.client import Kube
 from modelpilot.store.build import build
 from modelpilot_dev import tools
 from modelpilot_dev.cluster import ControlPlane
-from modelpilot_dev.gateway import LocalGateway
+from modelpilot_dev.gateway import TRAEFIK_SETTINGS, LocalGateway
 from modelpilot_dev.prometheus import LocalPrometheus
 from modelpilot_dev.standins import StandIns
 from tests.cluster.test_chart import Cli, make_cli
@@ -195,7 +195,7 @@ def gateway(
 
 @pytest.fixture
 def operator(kube: Kube, namespace: str, standins: StandIns) -> Iterator[OperatorThread]:
-    with OperatorThread(kube, namespaces=[namespace]) as running:
+    with OperatorThread(kube, TRAEFIK_SETTINGS, namespaces=[namespace]) as running:
         yield running
 
 

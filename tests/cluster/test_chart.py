@@ -282,6 +282,7 @@ def test_values_reach_the_operator_and_rbac(cli: Cli) -> None:
             "--set", "watchNamespaces={team-a,team-b}",
             "--set", "routeGate=false",
             "--set", "kserveLegacyRawDeployment=true",
+            "--set", "gatewayFlavor=traefik",
         ).stdout
     )  # fmt: skip
     args = scoped[("Deployment", "ops", "modelpilot")]["spec"]["template"]["spec"]["containers"][0][
@@ -291,6 +292,7 @@ def test_values_reach_the_operator_and_rbac(cli: Cli) -> None:
         "--namespace=team-a",
         "--namespace=team-b",
         "--no-route-gate",
+        "--gateway-flavor=traefik",
         "--kserve-legacy-raw-deployment",
         "--liveness-port=8080",
         "--metrics-port=8081",

@@ -23,7 +23,7 @@ from modelpilot.api.kinds import HTTP_ROUTE, MANAGED_MODEL
 from modelpilot.handlers.runner import OperatorThread
 from modelpilot.k8s.client import Kube
 from modelpilot.k8s.observe import route_weights
-from modelpilot_dev.gateway import LocalGateway
+from modelpilot_dev.gateway import TRAEFIK_SETTINGS, LocalGateway
 from modelpilot_dev.load import Load
 from modelpilot_dev.prometheus import LocalPrometheus
 from modelpilot_dev.standins import StandIns
@@ -155,7 +155,7 @@ def test_a_canary_splits_real_traffic_by_its_weights_and_fails_no_request(
     explain = lambda: describe_model(kube, namespace, "iris")  # noqa: E731
     routes = Timeline(api_client, namespace, HTTP_ROUTE).start()
     models = Timeline(api_client, namespace, MANAGED_MODEL).start()
-    with OperatorThread(kube, namespaces=[namespace]):
+    with OperatorThread(kube, TRAEFIK_SETTINGS, namespaces=[namespace]):
         serve_v1(kube, namespace, gateway, document, host)
         with Load(gateway.url, host=host, model="iris", rate=RATE, seconds=300) as load:
             load.wait_answers(load.started, 200)
@@ -292,7 +292,7 @@ def test_abort_and_rollback_fail_no_request(
         )
 
     routes = Timeline(api_client, namespace, HTTP_ROUTE).start()
-    with OperatorThread(kube, namespaces=[namespace]):
+    with OperatorThread(kube, TRAEFIK_SETTINGS, namespaces=[namespace]):
         serve_v1(kube, namespace, gateway, document, host)
         with Load(gateway.url, host=host, model="iris", rate=RATE, seconds=300) as load:
             document["spec"]["rollout"]["target"] = "v2"
@@ -344,7 +344,7 @@ def test_a_canary_whose_server_dies_loses_its_traffic(
     back."""
     document, host = iris_on(gateway, namespace, stepWeights=[50], interval="10m")
     routes = Timeline(api_client, namespace, HTTP_ROUTE).start()
-    with OperatorThread(kube, namespaces=[namespace]):
+    with OperatorThread(kube, TRAEFIK_SETTINGS, namespaces=[namespace]):
         serve_v1(kube, namespace, gateway, document, host)
         with Load(gateway.url, host=host, model="iris", rate=RATE, seconds=300) as load:
             document["spec"]["rollout"]["target"] = "v2"

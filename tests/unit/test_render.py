@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from modelpilot.api import parse_managed_model
+from modelpilot.api.gateways import traits_of
 from modelpilot.render import (
     RenderError,
     RenderState,
@@ -309,6 +310,50 @@ def test_route_weights(doc: Doc) -> None:
         {"name": "iris-v2-predictor", "port": 80, "weight": 10},
     ]
     assert "timeouts" not in route["spec"]["rules"][-1]
+
+
+def _filters(route: dict[str, Any]) -> list[Any]:
+    found = []
+    for rule in route["spec"]["rules"]:
+        found += rule.get("filters", [])
+        for backend in rule["backendRefs"]:
+            found += backend.get("filters", [])
+    return found
+
+
+@pytest.mark.parametrize("flavor", ["generic", "traefik"])
+def test_routes_carry_no_filter_where_the_gateway_breaks_on_or_drops_them(
+    doc: Doc, flavor: str
+) -> None:
+    route = render(doc(), weights={"v1": 90, "v2": 10}, gateway_flavor=flavor)[
+        ("HTTPRoute", "iris")
+    ]
+    assert _filters(route) == []
+    assert not traits_of(flavor).request_mirror
+    assert not traits_of(flavor).backend_filters
+
+
+def test_envoy_gateway_routes_name_the_version_on_each_weighted_backend(doc: Doc) -> None:
+    route = render(doc(), weights={"v1": 90, "v2": 10}, gateway_flavor="envoy-gateway")[
+        ("HTTPRoute", "iris")
+    ]
+    weighted = route["spec"]["rules"][-1]["backendRefs"]
+    assert [b["filters"] for b in weighted] == [
+        [
+            {
+                "type": "RequestHeaderModifier",
+                "requestHeaderModifier": {"set": [{"name": "x-modelpilot-version", "value": v}]},
+            }
+        ]
+        for v in ("v1", "v2")
+    ]
+    pins = route["spec"]["rules"][:-1]
+    assert all("filters" not in b for rule in pins for b in rule["backendRefs"])
+
+
+def test_an_unknown_gateway_flavor_names_the_known_ones() -> None:
+    with pytest.raises(ValueError, match="use one of generic, traefik, envoy-gateway, istio"):
+        traits_of("nginx")
 
 
 def test_state_overrides_replicas_pins_and_stop(doc: Doc) -> None:

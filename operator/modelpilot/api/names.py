@@ -7,6 +7,8 @@ MANAGED_BY = "app.kubernetes.io/managed-by"
 MODEL_LABEL = "modelpilot.io/model"
 VERSION_LABEL = "modelpilot.io/version"
 FIELD_MANAGER = "modelpilot"
+# Set on requests the route sends to a weighted backend (on gateways that apply it).
+VERSION_HEADER = "x-modelpilot-version"
 
 
 def inference_service_name(model: str, version: str) -> str:

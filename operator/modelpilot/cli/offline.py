@@ -10,6 +10,7 @@ import yaml
 
 from modelpilot.api import InvalidManagedModel, ManagedModel, parse_managed_model
 from modelpilot.api.crd import crd_yaml
+from modelpilot.api.gateways import GATEWAY_FLAVORS
 from modelpilot.cli.common import UsageProblem, guarded
 from modelpilot.render import (
     RenderError,
@@ -40,6 +41,12 @@ def add_commands(commands: Any) -> None:
         "--kserve-legacy-raw-deployment",
         action="store_true",
         help="write deploymentMode RawDeployment, as KServe older than 0.16 needs",
+    )
+    render.add_argument(
+        "--gateway-flavor",
+        choices=GATEWAY_FLAVORS,
+        default="generic",
+        help="render the route as the operator run with this flavor does",
     )
     render.set_defaults(handler=guarded(run_render))
 
@@ -121,7 +128,10 @@ def run_render(args: argparse.Namespace) -> int:
             except ValueError as err:
                 raise UsageProblem([str(err)]) from None
         state = default_render_state(
-            model, weights, legacy_raw_deployment=args.kserve_legacy_raw_deployment
+            model,
+            weights,
+            legacy_raw_deployment=args.kserve_legacy_raw_deployment,
+            gateway_flavor=args.gateway_flavor,
         )
         try:
             rendered = render_model(model, state, runtimes)

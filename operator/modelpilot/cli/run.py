@@ -7,6 +7,8 @@ import asyncio
 import logging
 from typing import Any
 
+from modelpilot.api.gateways import GATEWAY_FLAVORS
+
 
 def add_commands(commands: Any) -> None:
     run = commands.add_parser(
@@ -35,6 +37,14 @@ def add_commands(commands: Any) -> None:
         action="store_true",
         help="write deploymentMode RawDeployment, as KServe older than 0.16 needs",
     )
+    run.add_argument(
+        "--gateway-flavor",
+        choices=GATEWAY_FLAVORS,
+        default="generic",
+        help="the Gateway API implementation routes go through; it decides which "
+        "HTTPRoute features are rendered and which metrics the analysis queries "
+        "(default: generic, core features only)",
+    )
     run.add_argument("--liveness-port", type=int, default=8080, help="serves /healthz")
     run.add_argument("--metrics-port", type=int, default=8081, help="serves /metrics")
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -58,6 +68,7 @@ def run_operator_command(args: argparse.Namespace) -> int:
     settings = Settings(
         route_gate=not args.no_route_gate,
         legacy_raw_deployment=args.kserve_legacy_raw_deployment,
+        gateway_flavor=args.gateway_flavor,
     )
     asyncio.run(
         run_operator(

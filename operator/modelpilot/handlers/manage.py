@@ -21,6 +21,7 @@ from typing import Any
 
 from modelpilot.api import InvalidManagedModel, ManagedModel, names, parse_managed_model
 from modelpilot.api.events import Event, EventType
+from modelpilot.api.gateways import GatewayFlavor
 from modelpilot.api.kinds import (
     AUTOSCALER,
     GATEWAY,
@@ -48,6 +49,7 @@ PRUNABLE_KINDS = frozenset({INFERENCE_SERVICE.kind, AUTOSCALER.kind})
 class Settings:
     route_gate: bool = True
     legacy_raw_deployment: bool = False
+    gateway_flavor: GatewayFlavor = "generic"
 
 
 @dataclass
@@ -196,6 +198,7 @@ class Reconcile:
             },
             route=bool(plan.weights),
             legacy_raw_deployment=self.settings.legacy_raw_deployment,
+            gateway_flavor=self.settings.gateway_flavor,
         )
         rendered = render_model(model, state, serving=serving)
         writes = self._changes(rendered.objects, seen)

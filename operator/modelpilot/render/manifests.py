@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelpilot.api import ManagedModel, Problem, names
+from modelpilot.api.gateways import traits_of
 from modelpilot.api.spec import Metric
 from modelpilot.render.engine import RenderError, render_fragment, render_template
 from modelpilot.render.predictor import Predictor, plan_predictor
@@ -140,7 +141,7 @@ def render_route(model: ManagedModel, state: RenderState) -> dict[str, Any]:
         raise RenderError(f"route weights must sum to 100, got {weights}")
     order = [v.name for v in spec.versions]
     backends = [
-        {"service": names.predictor_name(model.name, v), "weight": weights[v]}
+        {"service": names.predictor_name(model.name, v), "weight": weights[v], "version": v}
         for v in order
         if v in weights
     ]
@@ -161,6 +162,13 @@ def render_route(model: ManagedModel, state: RenderState) -> dict[str, Any]:
         pins=pins,
         backends=backends,
         timeout=f"{spec.serving.timeout}s" if spec.serving.timeout else None,
+        # A header naming the version on each weighted backend: harmless to the model
+        # server, and on Envoy Gateway it gives each backend its own cluster and stats.
+        backend_header=(
+            names.VERSION_HEADER
+            if traits_of(state.gateway_flavor).split_backends_for_metrics
+            else None
+        ),
     )
 
 

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from modelpilot.api import ManagedModel
+from modelpilot.api.gateways import GatewayFlavor
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class RenderState:
     versions: Mapping[str, VersionState] = field(default_factory=dict)
     route: bool = True  # a brand-new model gets no route until its target is ready
     legacy_raw_deployment: bool = False  # KServe < 0.16 calls Standard "RawDeployment"
+    gateway_flavor: GatewayFlavor = "generic"  # decides what the HTTPRoute may carry
 
     def of(self, version: str) -> VersionState:
         return self.versions.get(version, VersionState())
@@ -40,6 +42,7 @@ def default_render_state(
     weights: Mapping[str, int] | None = None,
     *,
     legacy_raw_deployment: bool = False,
+    gateway_flavor: GatewayFlavor = "generic",
 ) -> RenderState:
     """At rest: the target carries 100% (or the given weights); every version is pinned."""
     chosen = dict(weights) if weights else {model.spec.target: 100}
@@ -49,6 +52,7 @@ def default_render_state(
             for v in model.spec.versions
         },
         legacy_raw_deployment=legacy_raw_deployment,
+        gateway_flavor=gateway_flavor,
     )
 
 
