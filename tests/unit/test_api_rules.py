@@ -153,7 +153,7 @@ def test_gpu_in_version_resources_refused(doc: Doc) -> None:
 def test_unknown_field_names_known_ones(doc: Doc) -> None:
     found = problems(doc(rollout={"target": "v2", "stepWeight": [10]}))
     assert found == [
-        "spec.rollout.stepWeight: unknown field; known fields: capacity, interval, "
+        "spec.rollout.stepWeight: unknown field; known fields: analysis, capacity, interval, "
         "progressDeadline, promotion, scaleDownDelay, stepWeights, target"
     ]
 

@@ -18,10 +18,23 @@ ALLOWED: dict[str, set[str]] = {
     "runtimes": {"api"},
     "render": {"api", "runtimes"},
     "rollout": {"api"},
+    "analysis": {"api"},
     "k8s": {"api", "runtimes"},
+    "probes": set(),
     "store": set(),
-    "handlers": {"api", "runtimes", "render", "rollout", "k8s"},
-    "cli": {"", "api", "runtimes", "render", "rollout", "k8s", "handlers", "store"},
+    "handlers": {"api", "runtimes", "render", "rollout", "analysis", "k8s", "probes"},
+    "cli": {
+        "",
+        "api",
+        "runtimes",
+        "render",
+        "rollout",
+        "analysis",
+        "k8s",
+        "probes",
+        "handlers",
+        "store",
+    },
 }
 
 

@@ -11,7 +11,14 @@ import pytest
 from modelpilot.api import parse_managed_model
 from modelpilot.api.spec import ManagedModelSpec
 from modelpilot.api.status import ManagedModelStatus, VersionStatus
-from modelpilot.rollout import Observations, Plan, VersionObservation, decide, parse_commands
+from modelpilot.rollout import (
+    CheckReport,
+    Observations,
+    Plan,
+    VersionObservation,
+    decide,
+    parse_commands,
+)
 from tests.unit.conftest import BASE
 
 T0 = dt.datetime(2026, 11, 27, 12, 0, 0, tzinfo=dt.UTC)
@@ -55,6 +62,7 @@ class Run:
         commands: dict[str, str] | None = None,
         gate: bool = True,
         revisions: dict[str, str] | None = None,
+        check: CheckReport | None = None,
     ) -> Plan:
         self.now += dt.timedelta(seconds=seconds)
         obs = Observations(
@@ -63,6 +71,7 @@ class Run:
             commands=parse_commands(commands),
             route_gate=gate,
             revisions=revisions or {},
+            check=check,
         )
         self.plan = decide(self.spec, self.status, obs, self.now)
         stopped = self.plan.stopped

@@ -13,13 +13,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from modelpilot.api.analysis import PLACEHOLDERS, Analysis, unknown_placeholders
 from modelpilot.api.kinds import KSERVE_ISVC_LABEL, MANAGED_MODEL
 from modelpilot.api.names import MANAGED_BY
-from modelpilot.api.spec import (
-    MAX_MODEL_PLUS_VERSION,
-    ManagedModelSpec,
-    SpecModel,
-)
+from modelpilot.api.spec import MAX_MODEL_PLUS_VERSION, ManagedModelSpec
+from modelpilot.api.spec_base import SpecModel
 from modelpilot.api.status import ManagedModelStatus
 
 GROUP = MANAGED_MODEL.group
@@ -178,6 +176,8 @@ def check_rules(model: ManagedModel) -> list[Problem]:
         if metric.type == "pods" and (metric.metric_name is None or metric.average_value is None):
             problems.append(Problem(path, "a pods metric needs metricName and averageValue"))
     problems += _gpu_in_resources("spec.resources", spec.resources)
+    if spec.rollout.analysis is not None:
+        problems += _analysis_problems(spec.rollout.analysis)
     for key in spec.serving.labels:
         if key in RESERVED_LABEL_KEYS or key.startswith(RESERVED_LABEL_PREFIX):
             problems.append(
@@ -186,6 +186,35 @@ def check_rules(model: ManagedModel) -> list[Problem]:
                     "is set by modelpilot or KServe; choose another label key",
                 )
             )
+    return problems
+
+
+def _analysis_problems(analysis: Analysis) -> list[Problem]:
+    problems = []
+    for index, metric in enumerate(analysis.metrics):
+        path = f"spec.rollout.analysis.metrics[{index}]"
+        if (metric.template is None) == (metric.query is None):
+            problems.append(Problem(path, "set exactly one of template or query"))
+        bounds = (metric.min, metric.max, metric.min_ratio_to_stable, metric.max_ratio_to_stable)
+        if all(bound is None for bound in bounds):
+            problems.append(
+                Problem(
+                    path, "set at least one bound: min, max, minRatioToStable or maxRatioToStable"
+                )
+            )
+        unknown = unknown_placeholders(metric.query or "")
+        if unknown:
+            problems.append(
+                Problem(
+                    f"{path}.query",
+                    f"unknown placeholder {', '.join(unknown)}; use {', '.join(PLACEHOLDERS)}",
+                )
+            )
+    names = [m.name for m in analysis.metrics]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(
+            Problem("spec.rollout.analysis.metrics", f"{name!r} repeats; names must be unique")
+        )
     return problems
 
 

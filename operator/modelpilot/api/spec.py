@@ -10,34 +10,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pydantic.alias_generators import to_camel
+from pydantic import ConfigDict, Field, field_validator
 
-DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-# Go-style durations as Kubernetes users write them: "30s", "10m", "1h30m".
-DURATION = r"^([0-9]+(ms|s|m|h))+$"
+from modelpilot.api.analysis import Analysis
+from modelpilot.api.spec_base import DNS1123_LABEL, Duration, SpecModel, rules
+
 # Quantities are ints or strings ("500m", "8Gi"); the CRD says x-kubernetes-int-or-string.
 Quantity = int | str
-Duration = Annotated[str, Field(pattern=DURATION, max_length=32)]
 
 # The longest DNS-1035 label is 63 characters and "-predictor" plus the "-" joining model
 # and version take 11 of them: `<model>-<version>-predictor` names a Service.
 MAX_MODEL_PLUS_VERSION = 63 - len("-predictor") - 1
 MAX_VERSIONS = 15
 MAX_HOSTNAMES = 16
-
-
-def rules(*pairs: tuple[str, str]) -> dict[str, Any]:
-    """CEL rules for the CRD, as `json_schema_extra`."""
-    return {"x-kubernetes-validations": [{"rule": r, "message": m} for r, m in pairs]}
-
-
-class SpecModel(BaseModel):
-    """Base: camelCase in YAML, unknown fields refused, immutable once parsed."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
-    )
 
 
 class ModelFormat(SpecModel):
@@ -337,6 +322,12 @@ class Rollout(SpecModel):
     scale_down_delay: Duration = Field(
         default="10m",
         description="How long a replaced stable version stays warm for an instant rollback.",
+    )
+    analysis: Analysis | None = Field(
+        default=None,
+        description="Judge each step on Prometheus metrics: a step advances only after a "
+        "passed check, failed checks roll the canary back. Absent: steps advance on time "
+        "and readiness alone.",
     )
 
 

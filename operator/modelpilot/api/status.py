@@ -61,6 +61,38 @@ class HistoryEntry(StatusModel):
     result: str = Field(description="Promoted, Aborted, Failed, RolledBack or Superseded.")
     start: str = Field(default="", description="When the rollout began (RFC 3339).")
     end: str = Field(default="", description="When it ended (RFC 3339).")
+    analysis: str | None = Field(
+        default=None,
+        description="Overridden when a human promoted before the analysis passed the last step.",
+    )
+
+
+CheckResult = Literal["Passed", "Failed", "Inconclusive"]
+
+
+class MetricCheck(StatusModel):
+    name: str = Field(description="The metric (spec.rollout.analysis.metrics[].name).")
+    result: CheckResult = Field(description="Passed, Failed or Inconclusive.")
+    canary: float | None = Field(default=None, description="The canary's value.")
+    stable: float | None = Field(
+        default=None, description="The stable version's value (relative bounds only)."
+    )
+    message: str = Field(default="", description="Which bound, or why inconclusive.")
+
+
+class AnalysisStatus(StatusModel):
+    last_check_at: str | None = Field(default=None, description="When the last check ran.")
+    last_result: CheckResult | None = Field(default=None, description="The last check's result.")
+    weight: int | None = Field(default=None, description="The canary weight it was taken at.")
+    requests: float | None = Field(
+        default=None, description="Requests the canary served in the last check's window."
+    )
+    failed_checks: int = Field(default=0, description="Failed checks in this rollout.")
+    inconclusive_checks: int = Field(default=0, description="Inconclusive checks in a row.")
+    metrics: list[MetricCheck] = Field(default_factory=list, description="Per metric.")
+    overridden: bool = Field(
+        default=False, description="Promoted by a human before the analysis passed."
+    )
 
 
 class ManagedModelStatus(StatusModel):
@@ -104,4 +136,7 @@ class ManagedModelStatus(StatusModel):
     )
     history: list[HistoryEntry] = Field(
         default_factory=list, description="The last 10 finished rollouts."
+    )
+    analysis: AnalysisStatus | None = Field(
+        default=None, description="The canary analysis of the current rollout."
     )

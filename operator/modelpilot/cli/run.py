@@ -45,6 +45,12 @@ def add_commands(commands: Any) -> None:
         "HTTPRoute features are rendered and which metrics the analysis queries "
         "(default: generic, core features only)",
     )
+    run.add_argument(
+        "--prometheus-url",
+        metavar="URL",
+        help="Prometheus for canary analysis, when a model names none "
+        "(spec.rollout.analysis.prometheus.address), e.g. http://prometheus.monitoring:9090",
+    )
     run.add_argument("--liveness-port", type=int, default=8080, help="serves /healthz")
     run.add_argument("--metrics-port", type=int, default=8081, help="serves /metrics")
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -69,6 +75,7 @@ def run_operator_command(args: argparse.Namespace) -> int:
         route_gate=not args.no_route_gate,
         legacy_raw_deployment=args.kserve_legacy_raw_deployment,
         gateway_flavor=args.gateway_flavor,
+        prometheus_url=args.prometheus_url,
     )
     asyncio.run(
         run_operator(

@@ -30,6 +30,7 @@ from modelpilot.api.kinds import (
     MANAGED_MODEL,
 )
 from modelpilot.api.status import ManagedModelStatus, VersionStatus
+from modelpilot.handlers.checks import Checks
 from modelpilot.handlers.conditions import condition_of, set_condition
 from modelpilot.k8s.children import contains, content_hash, foreign_controller, needs_apply, same
 from modelpilot.k8s.children import with_owner as owned
@@ -50,6 +51,7 @@ class Settings:
     route_gate: bool = True
     legacy_raw_deployment: bool = False
     gateway_flavor: GatewayFlavor = "generic"
+    prometheus_url: str | None = None  # for analysis without its own address
 
 
 @dataclass
@@ -57,6 +59,7 @@ class Outcome:
     requeue_after: float | None = None
     writes: int = 0  # children applied or deleted
     phase: str | None = None
+    canary_weight: int | None = None
 
 
 @dataclass
@@ -75,6 +78,7 @@ def manage(
     serving_runtimes: RuntimeIndex,
     settings: Settings,
     now: dt.datetime | None = None,
+    checks: Checks | None = None,
 ) -> Outcome:
     """The ManagedModel is always read fresh (its status is the rollout's memory); its
     children come from the operator's watch cache."""
@@ -89,7 +93,7 @@ def manage(
         # Nothing is retried and no child is touched: the next spec change wakes us.
         message = "; ".join(str(p) for p in invalid.problems)
         return degrade(cluster, body, status, "InvalidSpec", message, moment)
-    return Reconcile(cluster, body, model, status, serving_runtimes, settings, moment).run()
+    return Reconcile(cluster, body, model, status, serving_runtimes, settings, moment, checks).run()
 
 
 def degrade(
@@ -152,10 +156,16 @@ class Reconcile:
         serving_runtimes: RuntimeIndex,
         settings: Settings,
         moment: dt.datetime,
+        checks: Checks | None = None,
     ) -> None:
         self.cluster, self.body, self.model, self.status = cluster, body, model, status
         self.serving_runtimes, self.settings, self.now = serving_runtimes, settings, moment
+        self.checks = checks  # None: no analysis runs (a rollout that needs one waits)
         self.outcome = Outcome()
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.model.namespace, self.model.name)
 
     @property
     def uid(self) -> str:
@@ -205,6 +215,8 @@ class Reconcile:
         if self._may_have_leftovers(plan):
             self._prune({(o["kind"], o["metadata"]["name"]) for o in rendered.objects})
         self._write(plan, seen, rendered.runtimes, rendered.warnings, writes)
+        if plan.check is not None and self.checks is not None:
+            self.checks.request(self.key, model, plan.check, seen.route)
         return self.outcome
 
     def _degrade(self, reason: str, message: str) -> Outcome:
@@ -249,6 +261,7 @@ class Reconcile:
             commands=parse_commands(self.model.metadata.annotations),
             revisions=revisions,
             route_gate=self.settings.route_gate,
+            check=self.checks.latest(self.key) if self.checks else None,
         )
 
     def _changes(self, objects: list[dict[str, Any]], seen: Snapshot) -> Writes:
@@ -327,6 +340,7 @@ class Reconcile:
         updated, degraded = self._next_status(plan, seen, runtimes, warnings, writes.degraded)
         write_status(self.cluster, self.body, self.status, updated)
         self.outcome.phase = updated.phase
+        self.outcome.canary_weight = updated.canary_weight
         if plan.consumed:
             patch = {"annotations": dict.fromkeys(plan.consumed)}
             self.cluster.patch_metadata(self.body, patch)
@@ -386,14 +400,16 @@ class Reconcile:
             conditions,
             "Progressing",
             rolling,
-            plan.status.phase or "Pending",
+            (plan.reason if plan.status.phase == "Paused" else None)
+            or plan.status.phase
+            or "Pending",
             plan.message if rolling else "",
             generation,
             now,
         )
         degraded = conflict
         if degraded is None and plan.status.phase == "Failed":
-            degraded = ("RolloutFailed", plan.message)
+            degraded = (plan.reason or "RolloutFailed", plan.message)
         conditions = set_condition(
             conditions,
             "Degraded",

@@ -21,6 +21,8 @@ class Metrics:
         self._buckets = [0] * len(BUCKETS)
         self._duration_sum = 0.0
         self._phases: dict[tuple[str, str], str] = {}
+        self._canary_weights: dict[tuple[str, str], int] = {}
+        self.checks_total: Mapping[str, int] = {}  # analysis checks per result
         # The API client's live request counts per HTTP method, when it keeps them.
         self.api_requests: Mapping[str, int] = {}
 
@@ -34,12 +36,19 @@ class Metrics:
                 if seconds <= bound:
                     self._buckets[index] += 1
 
-    def set_phase(self, namespace: str, name: str, phase: str | None) -> None:
+    def set_phase(
+        self, namespace: str, name: str, phase: str | None, canary_weight: int | None = None
+    ) -> None:
         with self._lock:
+            key = (namespace, name)
             if phase is None:
-                self._phases.pop((namespace, name), None)
+                self._phases.pop(key, None)
             else:
-                self._phases[(namespace, name)] = phase
+                self._phases[key] = phase
+            if canary_weight is None:
+                self._canary_weights.pop(key, None)
+            else:
+                self._canary_weights[key] = canary_weight
 
     def render(self) -> str:
         with self._lock:
@@ -69,6 +78,21 @@ class Metrics:
             ]
             for phase, count in sorted(Counter(self._phases.values()).items()):
                 lines.append(f'modelpilot_models{{phase="{phase}"}} {count}')
+            lines += [
+                "# HELP modelpilot_canary_weight Percent of a model's traffic on its canary.",
+                "# TYPE modelpilot_canary_weight gauge",
+            ]
+            for (namespace, name), weight in sorted(self._canary_weights.items()):
+                lines.append(
+                    f'modelpilot_canary_weight{{namespace="{namespace}",name="{name}"}} {weight}'
+                )
+        lines += [
+            "# HELP modelpilot_analysis_checks_total Canary analysis checks by result.",
+            "# TYPE modelpilot_analysis_checks_total counter",
+        ]
+        for result in ("Passed", "Failed", "Inconclusive"):
+            count = dict(self.checks_total).get(result, 0)
+            lines.append(f'modelpilot_analysis_checks_total{{result="{result}"}} {count}')
         lines += [
             "# HELP modelpilot_api_requests_total Requests to the apiserver (besides kopf's).",
             "# TYPE modelpilot_api_requests_total counter",

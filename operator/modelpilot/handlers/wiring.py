@@ -29,6 +29,7 @@ from modelpilot.api.kinds import (
     Kind,
 )
 from modelpilot.api.names import MODEL_LABEL
+from modelpilot.handlers.checks import CheckRunner
 from modelpilot.handlers.manage import Settings, manage
 from modelpilot.handlers.metrics import Metrics, serve_metrics
 from modelpilot.k8s.cache import ChildCache
@@ -74,6 +75,8 @@ class OperatorState:
     def __post_init__(self) -> None:
         self.cluster = KubeCluster(self.kube, self.children)
         self.metrics.api_requests = getattr(self.kube.api, "requests", {})
+        self.checks = CheckRunner(self.settings.gateway_flavor, self.settings.prometheus_url)
+        self.metrics.checks_total = self.checks.checks_total
 
     def poke(self, namespace: str | None, name: str | None) -> None:
         if namespace and name:
@@ -101,6 +104,7 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     state.serving_runtimes.replace_all(
         await asyncio.to_thread(_list_runtimes, state.kube, state.namespaces)
     )
+    await state.checks.start(wake=lambda key: state.poke(*key))
     if state.metrics_port is not None:
         memo.metrics_server = await serve_metrics(state.metrics, state.metrics_port)
     memo.resync = asyncio.create_task(_resync_children(state), name="modelpilot-resync")
@@ -114,6 +118,7 @@ async def shut_down(memo: Any, **_: Any) -> None:
     server = getattr(memo, "metrics_server", None)
     if server is not None:
         await server.cleanup()
+    await _state(memo).checks.close()
 
 
 async def _resync_children(state: OperatorState, every: float = CHILD_RESYNC_SECONDS) -> None:
@@ -209,6 +214,8 @@ async def model_loop(
                     name,
                     state.serving_runtimes,
                     state.settings,
+                    None,
+                    state.checks,
                 )
             except Exception:
                 state.metrics.observe(time.monotonic() - started, 0, error=True)
@@ -219,13 +226,14 @@ async def model_loop(
                 backoff = min(backoff * 2, MAX_BACKOFF)
             else:
                 state.metrics.observe(time.monotonic() - started, outcome.writes, error=False)
-                state.metrics.set_phase(namespace, name, outcome.phase)
+                state.metrics.set_phase(namespace, name, outcome.phase, outcome.canary_weight)
                 timeout, backoff = outcome.requeue_after, 1.0
             await _sleep(poke, stopped, timeout)
     finally:
         state.pokes.pop((namespace, name), None)
         state.seen.pop((namespace, name), None)
         state.metrics.set_phase(namespace, name, None)
+        state.checks.forget((namespace, name))
 
 
 async def _sleep(poke: asyncio.Event, stopped: kopf.DaemonStopped, timeout: float | None) -> None:

@@ -4,9 +4,17 @@ status, the route weights, replica pins and stopped versions out."""
 from modelpilot.api.events import Event
 from modelpilot.rollout.commands import Command, parse_commands
 from modelpilot.rollout.machine import decide, stamp
-from modelpilot.rollout.types import Observations, Plan, VersionObservation
+from modelpilot.rollout.types import (
+    CheckReport,
+    CheckRequest,
+    Observations,
+    Plan,
+    VersionObservation,
+)
 
 __all__ = [
+    "CheckReport",
+    "CheckRequest",
     "Command",
     "Event",
     "Observations",

@@ -15,11 +15,18 @@ from dataclasses import dataclass, field
 
 from modelpilot.api.events import Event, EventType
 from modelpilot.api.spec import ManagedModelSpec
-from modelpilot.api.status import HistoryEntry, LastCommand, ManagedModelStatus, Phase
+from modelpilot.api.status import (
+    AnalysisStatus,
+    HistoryEntry,
+    LastCommand,
+    ManagedModelStatus,
+    Phase,
+)
+from modelpilot.rollout.analysis import fold_report, next_check_in, passed_at_weight
 from modelpilot.rollout.capacity import shared_replicas
 from modelpilot.rollout.commands import Command
 from modelpilot.rollout.durations import parse_duration
-from modelpilot.rollout.types import Observations, Plan
+from modelpilot.rollout.types import CheckRequest, Observations, Plan
 
 ROLLING: frozenset[str] = frozenset({"Progressing", "WaitingPromotion", "Paused", "Promoting"})
 HALTED: frozenset[str] = frozenset({"Aborted", "Failed"})
@@ -56,9 +63,12 @@ class Working:
     last_command: LastCommand | None
     history: list[HistoryEntry]
     stopped: set[str]
+    analysis: AnalysisStatus | None = None
     events: list[Event] = field(default_factory=list)
     message: str = ""
     wake: list[float] = field(default_factory=list)
+    check: CheckRequest | None = None
+    reason: str | None = None
 
     @property
     def steps(self) -> list[int]:
@@ -83,6 +93,11 @@ class Working:
             result=result,
             start=self.rollout_started or "",
             end=stamp(self.now),
+            analysis=(
+                "Overridden"
+                if self.analysis and self.analysis.overridden and result == "Promoted"
+                else None
+            ),
         )
         self.history = [*self.history, entry][-HISTORY_LIMIT:]
 
@@ -108,6 +123,7 @@ def decide(
         last_command=status.last_command,
         history=list(status.history),
         stopped={v.name for v in status.versions if v.stopped},
+        analysis=status.analysis,
     )
     if w.stable is None:
         _bootstrap(w)
@@ -143,6 +159,7 @@ def _start(w: Working, candidate: str) -> None:
     w.rollout_started = w.step_started = stamp(w.now)
     w.revision = w.obs.revisions.get(candidate)
     w.stopped.discard(candidate)  # started again before it gets weight
+    w.analysis = AnalysisStatus() if w.spec.rollout.analysis else None
     if w.shared:
         stable_obs = w.obs.of(w.stable or "")
         w.base = max(1, stable_obs.replicas or w.spec.autoscaling.min_replicas)
@@ -199,7 +216,7 @@ def _settle(w: Working) -> None:
 
 def _fail(w: Working, reason: str, message: str) -> None:
     w.finish("Failed")
-    w.phase, w.weight = "Failed", 0
+    w.phase, w.weight, w.reason = "Failed", 0, reason
     w.event(
         "Warning", reason, f"rollout of {w.canary} failed: {message}; all traffic on {w.stable}"
     )
@@ -299,6 +316,8 @@ def _progress(w: Working) -> None:
         return
     interval = parse_duration(rollout.interval)
     held = w.seconds_since(w.step_started)
+    if rollout.analysis is not None and not _analysis_passed(w):
+        return
     if held < interval:
         w.message = (
             f"{canary} at {w.weight}% (step {w.step + 1}/{len(w.steps)}); the next step "
@@ -321,6 +340,65 @@ def _progress(w: Working) -> None:
             f"{canary} to promote it",
         )
         w.message = f"{canary} at {w.weight}%: waiting for modelpilot.io/promote: {canary}"
+
+
+def _analysis_passed(w: Working) -> bool:
+    """Fold the latest check in, ask for the next one when due, and say whether the
+    canary passed a check at this weight. Failed checks up to the threshold roll the
+    canary back; inconclusive ones in a row pause it for a human."""
+    analysis = w.spec.rollout.analysis
+    assert analysis is not None and w.canary is not None and w.stable is not None
+    interval = parse_duration(analysis.interval or w.spec.rollout.interval)
+    w.analysis = w.analysis or AnalysisStatus()
+    folded = fold_report(w.analysis, w.obs.check, w.canary, w.weight, w.step_started)
+    if folded is not None:
+        w.analysis, report = folded
+        if report.result == "Failed":
+            if w.analysis.failed_checks >= analysis.threshold:
+                _fail(
+                    w,
+                    "AnalysisFailed",
+                    f"{w.analysis.failed_checks} failed checks at up to {w.weight}%: "
+                    f"{report.message}",
+                )
+                return False
+            w.event(
+                "Warning",
+                "AnalysisCheckFailed",
+                f"{w.canary} at {w.weight}%: {report.message} "
+                f"({w.analysis.failed_checks}/{analysis.threshold} before rollback)",
+            )
+        elif (
+            report.result == "Inconclusive"
+            and w.analysis.inconclusive_checks >= analysis.inconclusive_limit
+        ):
+            w.phase, w.reason = "Paused", "AnalysisInconclusive"
+            w.event(
+                "Warning",
+                "AnalysisInconclusive",
+                f"{w.analysis.inconclusive_checks} inconclusive checks in a row "
+                f"({report.message}): paused with {w.canary} at {w.weight}%; resume "
+                f"with modelpilot.io/resume: {w.canary}",
+            )
+            w.message = (
+                f"paused with {w.canary} at {w.weight}%: the analysis is inconclusive "
+                f"({report.message})"
+            )
+            return False
+    passed = passed_at_weight(w.analysis, w.weight, w.step_started)
+    due_in = next_check_in(w.analysis, w.step_started, w.now, interval)
+    if due_in <= 0:
+        w.check = CheckRequest(canary=w.canary, stable=w.stable, weight=w.weight)
+        # The runner wakes the model when the check is done; this is the fallback.
+        w.wake.append(interval)
+    else:
+        w.wake.append(due_in)
+    if not passed:
+        last = w.analysis.last_result
+        w.message = f"{w.canary} at {w.weight}%: waiting for a passed analysis check" + (
+            f" (last: {last})" if last else ""
+        )
+    return passed
 
 
 def _route_settled(w: Working, deadline: float) -> bool:
@@ -430,6 +508,10 @@ def _command(w: Working, command: Command) -> None:
         return
     if command.name == "promote":
         w.phase = "Promoting"
+        if w.analysis is not None and not (
+            w.step == len(w.steps) - 1 and passed_at_weight(w.analysis, w.weight, w.step_started)
+        ):
+            w.analysis = w.analysis.model_copy(update={"overridden": True})
     elif command.name == "abort":
         w.finish("Aborted")
         w.phase, w.weight = "Aborted", 0
@@ -438,6 +520,8 @@ def _command(w: Working, command: Command) -> None:
         w.phase = "Paused"
     elif command.name == "resume":
         w.phase = "Progressing"
+        if w.analysis is not None:
+            w.analysis = w.analysis.model_copy(update={"inconclusive_checks": 0})
         higher = [i for i, s in enumerate(w.steps) if s >= w.weight]
         w.step = higher[0] if higher else len(w.steps) - 1
         if w.weight > w.steps[w.step]:
@@ -551,6 +635,7 @@ def _plan(w: Working, status: ManagedModelStatus) -> Plan:
             "revision": w.revision if rolling else None,
             "last_command": w.last_command,
             "history": w.history,
+            "analysis": w.analysis,
         }
     )
     wake = [s for s in w.wake if s is not None]
@@ -563,4 +648,18 @@ def _plan(w: Working, status: ManagedModelStatus) -> Plan:
         consumed=[c.annotation for c in w.obs.commands],
         message=w.message,
         requeue_after=max(0.5, min(wake)) if wake else None,
+        check=w.check if w.phase == "Progressing" else None,
+        reason=w.reason or _standing_reason(w),
     )
+
+
+def _standing_reason(w: Working) -> str | None:
+    """Why a halted or paused rollout stays so, read back from status."""
+    analysis, rules = w.analysis, w.spec.rollout.analysis
+    if analysis is None or rules is None:
+        return None
+    if w.phase == "Failed" and analysis.failed_checks >= rules.threshold:
+        return "AnalysisFailed"
+    if w.phase == "Paused" and analysis.inconclusive_checks >= rules.inconclusive_limit:
+        return "AnalysisInconclusive"
+    return None

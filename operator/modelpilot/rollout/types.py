@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from modelpilot.api.events import Event
-from modelpilot.api.status import ManagedModelStatus
+from modelpilot.api.status import CheckResult, ManagedModelStatus, MetricCheck
 from modelpilot.rollout.commands import Command
 
 
@@ -19,6 +19,28 @@ class VersionObservation:
 
 
 @dataclass(frozen=True)
+class CheckRequest:
+    """A check the machine wants run now: the canary at this weight, against stable."""
+
+    canary: str
+    stable: str
+    weight: int
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """A check that ran (outside the reconcile) and was judged."""
+
+    canary: str
+    weight: int
+    at: str  # when the queries ran (RFC 3339): the end of their window
+    result: CheckResult
+    requests: float | None = None
+    metrics: tuple[MetricCheck, ...] = ()
+    message: str = ""  # the failing bounds, or why inconclusive
+
+
+@dataclass(frozen=True)
 class Observations:
     versions: Mapping[str, VersionObservation] = field(default_factory=dict)
     # The HTTPRoute carries status.weights and its gateway Accepted that generation;
@@ -27,6 +49,7 @@ class Observations:
     commands: Sequence[Command] = ()
     revisions: Mapping[str, str] = field(default_factory=dict)  # version -> spec hash
     route_gate: bool = True
+    check: CheckReport | None = None  # the latest finished check for this model
 
     def ready(self, version: str | None) -> bool:
         return version is not None and self.versions.get(version, VersionObservation()).ready
@@ -45,3 +68,5 @@ class Plan:
     consumed: list[str]  # annotation keys to remove
     message: str  # what the rollout is doing or waiting for
     requeue_after: float | None  # seconds until a deadline or interval; None: idle
+    check: CheckRequest | None = None  # a check to run now
+    reason: str | None = None  # why the rollout failed or paused, one CamelCase word

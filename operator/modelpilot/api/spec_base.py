@@ -1,0 +1,26 @@
+"""What every part of the spec shares: the model base class, CEL rules, durations."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# Go-style durations as Kubernetes users write them: "30s", "10m", "1h30m".
+DURATION = r"^([0-9]+(ms|s|m|h))+$"
+Duration = Annotated[str, Field(pattern=DURATION, max_length=32)]
+
+
+def rules(*pairs: tuple[str, str]) -> dict[str, Any]:
+    """CEL rules for the CRD, as `json_schema_extra`."""
+    return {"x-kubernetes-validations": [{"rule": r, "message": m} for r, m in pairs]}
+
+
+class SpecModel(BaseModel):
+    """Base: camelCase in YAML, unknown fields refused, immutable once parsed."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
