@@ -25,7 +25,7 @@ MAX_RATE = 2000.0  # requests per second
 MAX_SECONDS = 900.0
 MAX_REQUESTS = 500_000
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-# Three iris flowers: a v2 request of three rows of four numbers.
+# Three iris flowers, one per request in turn (a model may fail on some inputs only).
 IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.0, 2.7, 5.1, 1.6], [6.7, 3.0, 5.2, 2.3]]
 
 
@@ -108,15 +108,13 @@ class Load:
         self.seconds = min(seconds, MAX_SECONDS)
         self.max_requests = min(max_requests, MAX_REQUESTS)
         self.workers = workers
-        rows = rows or IRIS_ROWS
-        tensor = {
-            "name": "input-0",
-            "shape": [len(rows), len(rows[0])],
-            "datatype": "FP64",
-            "data": [v for row in rows for v in row],
-        }
-        body = {"inputs": [tensor]}
-        self.body = json.dumps(body).encode()
+        self.bodies = [
+            json.dumps(
+                {"inputs": [{"name": "input-0", "shape": [1, len(row)], "datatype": "FP64",
+                             "data": row}]}
+            ).encode()
+            for row in rows or IRIS_ROWS
+        ]  # fmt: skip
         self.answers: list[Answer] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -159,8 +157,9 @@ class Load:
                 raise TimeoutError(f"only {found.requests} of {count} requests in {timeout}s")
             time.sleep(0.1)
 
-    def _slot(self) -> float | None:
-        """When this worker sends its next request; None once a bound is reached."""
+    def _slot(self) -> tuple[float, bytes] | None:
+        """When this worker sends its next request, and what; None once a bound is
+        reached."""
         with self._lock:
             if self._sent >= self.max_requests:
                 return None
@@ -168,17 +167,19 @@ class Load:
             if slot - self.started > self.seconds:
                 return None
             self._next = slot + 1.0 / self.rate
+            body = self.bodies[self._sent % len(self.bodies)]
             self._sent += 1
-            return slot
+            return slot, body
 
     def _work(self) -> None:
         connection: http.client.HTTPConnection | None = None
         headers = {"Host": self.host, "Content-Type": "application/json"}
         path = f"/v2/models/{self.model}/infer"
         while not self._stop.is_set():
-            slot = self._slot()
-            if slot is None:
+            planned = self._slot()
+            if planned is None:
                 return
+            slot, body = planned
             delay = slot - time.monotonic()
             if delay > 0 and self._stop.wait(delay):
                 return
@@ -187,7 +188,7 @@ class Load:
             try:
                 if connection is None:
                     connection = http.client.HTTPConnection(*self.address, timeout=10)
-                connection.request("POST", path, body=self.body, headers=headers)
+                connection.request("POST", path, body=body, headers=headers)
                 response = connection.getresponse()
                 payload = response.read()
                 status = response.status

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 
@@ -164,8 +165,10 @@ def test_build_writes_both_versions_with_cards(built: Path) -> None:
     import sklearn
 
     versions = {v.card.version: v for v in ModelStore(built).versions("iris")}
-    assert sorted(versions) == ["v1", "v2"]
-    v1, v2 = versions["v1"].card, versions["v2"].card
+    assert sorted(versions) == ["v1", "v2", "v3"]
+    v1, v2, v3 = versions["v1"].card, versions["v2"].card, versions["v3"].card
+    assert (v3.stage, v3.metrics["error_rate"]) == ("Archived", 0.3333)  # every setosa fails
+    assert "BROKEN on purpose" in v3.description
     assert (v1.algorithm, v1.stage) == ("LogisticRegression", "Production")
     assert (v2.algorithm, v2.stage) == ("RandomForestClassifier", "Staging")
     for card in (v1, v2):
@@ -201,6 +204,14 @@ def test_artifacts_are_the_models_their_cards_describe(built: Path) -> None:
     )
     for stored in ModelStore(built).versions("iris"):
         estimator = joblib.load(stored.artifact_path)
+        if stored.card.version == "v3":
+            # the broken one: its classifier behind a step that fails on small petals
+            assert type(estimator[-1]).__name__ == stored.card.algorithm
+            rows = np.array(PROBE)  # as the model server passes them
+            with pytest.raises(ValueError, match="NaN"), np.errstate(invalid="ignore"):
+                estimator.predict(rows[:1])  # a setosa
+            assert len(estimator.predict(rows[1:])) == 2  # the others are answered
+            continue
         assert type(estimator).__name__ == stored.card.algorithm
         accuracy = accuracy_score(y_test, estimator.predict(x_test))
         assert round(float(accuracy), 4) == stored.card.metrics["accuracy"]
@@ -223,6 +234,9 @@ def test_build_is_deterministic_and_replaces_in_place(built: Path, tmp_path: Pat
         "iris/v2",
         "iris/v2/model.joblib",
         "iris/v2/model.yaml",
+        "iris/v3",
+        "iris/v3/model.joblib",
+        "iris/v3/model.yaml",
     ]
 
 
@@ -253,15 +267,17 @@ def test_store_list(built: Path, capsys: pytest.CaptureFixture[str]) -> None:
         "FRAMEWORK",
         "ALGORITHM",
         "ACCURACY",
+        "ERROR_RATE",
         "F1_MACRO",
     ]
     cards = {v.card.version: v.card for v in ModelStore(built).versions("iris")}
-    for line, version in zip(lines[1:], ("v1", "v2"), strict=True):
+    for line, version in zip(lines[1:], ("v1", "v2", "v3"), strict=True):
         card = cards[version]
         cells = line.split()
         assert cells[:4] == ["iris", version, card.stage, "sklearn"]
-        assert cells[-2:] == [
+        assert cells[-3:] == [
             f"{card.metrics['accuracy']:.4f}",
+            f"{card.metrics['error_rate']:.4f}" if version == "v3" else "-",
             f"{card.metrics['f1_macro']:.4f}",
         ]
 

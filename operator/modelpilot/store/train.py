@@ -1,6 +1,10 @@
-"""The sample models: iris (scikit-learn's bundled copy, no download) as two versions.
+"""The sample models: iris (scikit-learn's bundled copy, no download) in three versions.
 
-v1 is a logistic regression, v2 a random forest. Training is deterministic: a fixed,
+v1 is a logistic regression, v2 a random forest, v3 a broken candidate: a logistic
+regression behind a feature step that turns a petal width under 1 cm into NaN, which
+the classifier refuses at prediction time, so the model server answers 500 for about
+a third of real inputs (every setosa). The failure is the model's own, as a bad
+release's would be; canary analysis must catch it. Training is deterministic: a fixed,
 stratified train/test split and fixed seeds, so the same scikit-learn and numpy produce
 the same artifacts byte for byte. scikit-learn is imported only here.
 """
@@ -21,6 +25,7 @@ class Recipe:
     algorithm: str
     params: dict[str, Any]
     description: str
+    broken: bool = False  # behind the NaN-making feature step (see the module docstring)
 
 
 IRIS_RECIPES: tuple[Recipe, ...] = (
@@ -37,6 +42,15 @@ IRIS_RECIPES: tuple[Recipe, ...] = (
         "RandomForestClassifier",
         {"n_estimators": 50, "max_depth": 4, "random_state": 0},
         "random forest on the iris measurements, the candidate",
+    ),
+    Recipe(
+        "v3",
+        "Archived",
+        "LogisticRegression",
+        {"max_iter": 1000},
+        "BROKEN on purpose: fails on petal widths under 1 cm (about a third of inputs), "
+        "for canary analysis to catch",
+        broken=True,
     ),
 )
 
@@ -62,9 +76,51 @@ def _estimator(recipe: Recipe) -> Any:
     return kinds[recipe.algorithm](**recipe.params)
 
 
+def _fit(recipe: Recipe, x_train: Any, y_train: Any) -> Any:
+    if not recipe.broken:
+        return _estimator(recipe).fit(x_train, y_train)
+    import numpy as np
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    # arccosh is NaN below 1: petal width (column 3) under 1 cm becomes NaN.
+    guard = ColumnTransformer(
+        [("petal_width", FunctionTransformer(np.arccosh), [3])], remainder="passthrough"
+    )
+    with np.errstate(invalid="ignore"):
+        features = np.nan_to_num(guard.fit_transform(x_train))
+    classifier = _estimator(recipe).fit(features, y_train)
+    return Pipeline([("guard", guard), ("classifier", classifier)])
+
+
+def _evaluate(estimator: Any, x_test: Any, y_test: Any) -> dict[str, float]:
+    """Row by row, so a model that fails on some inputs is measured, not crashed: a
+    failed row counts as wrong and in error_rate."""
+    import numpy as np
+    from sklearn.metrics import accuracy_score, f1_score
+
+    predicted, failed = [], 0
+    with np.errstate(invalid="ignore"):  # the broken version's NaN, counted below
+        rows = [row.reshape(1, -1) for row in x_test]
+    for row in rows:
+        try:
+            with np.errstate(invalid="ignore"):
+                predicted.append(int(estimator.predict(row)[0]))
+        except ValueError:
+            predicted.append(-1)
+            failed += 1
+    metrics = {
+        "accuracy": round(float(accuracy_score(y_test, predicted)), 4),
+        "f1_macro": round(float(f1_score(y_test, predicted, average="macro")), 4),
+    }
+    if failed:
+        metrics["error_rate"] = round(failed / len(y_test), 4)
+    return metrics
+
+
 def train_iris(recipes: tuple[Recipe, ...] = IRIS_RECIPES) -> list[Trained]:
     from sklearn.datasets import load_iris
-    from sklearn.metrics import accuracy_score, f1_score
     from sklearn.model_selection import train_test_split
 
     iris = load_iris()
@@ -84,12 +140,8 @@ def train_iris(recipes: tuple[Recipe, ...] = IRIS_RECIPES) -> list[Trained]:
     }
     trained = []
     for recipe in recipes:
-        estimator = _estimator(recipe).fit(x_train, y_train)
-        predicted = estimator.predict(x_test)
-        metrics = {
-            "accuracy": round(float(accuracy_score(y_test, predicted)), 4),
-            "f1_macro": round(float(f1_score(y_test, predicted, average="macro")), 4),
-        }
+        estimator = _fit(recipe, x_train, y_train)
+        metrics = _evaluate(estimator, x_test, y_test)
         trained.append(
             Trained(
                 recipe=recipe,

@@ -1,0 +1,218 @@
+"""Canary analysis against the real Prometheus and real traffic: Traefik routes real
+requests to KServe's model server processes (the KServe stand-in runs them; pods are
+kwok's), Prometheus scrapes both, and the operator judges each step on what it
+scraped. The broken candidate is a real artifact that fails on a third of real inputs
+(iris/v3 in the model store), not a switch in the gateway."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from modelpilot.api.kinds import HTTP_ROUTE
+from modelpilot.handlers.manage import Settings
+from modelpilot.handlers.runner import OperatorThread
+from modelpilot.k8s.client import Kube
+from modelpilot_dev.gateway import LocalGateway
+from modelpilot_dev.load import Load
+from modelpilot_dev.prometheus import LocalPrometheus
+from modelpilot_dev.standins import StandIns
+from modelpilot_dev.watch import Timeline, route_changes
+from tests.cluster.helpers import condition, describe_model, eventually
+from tests.cluster.test_traffic import iris_on, serve_v1, status_of
+
+pytestmark = pytest.mark.cluster
+
+RATE = 40.0  # requests per second: 8 a second on a 20% canary
+
+
+def analysed(
+    gateway: LocalGateway, namespace: str, metrics: list[dict[str, Any]], **analysis: Any
+) -> tuple[dict[str, Any], str]:
+    document, host = iris_on(
+        gateway, namespace, stepWeights=[20, 50], interval="6s", promotion="auto"
+    )
+    document["spec"]["versions"].append({"name": "v3", "storageUri": "pvc://model-store/iris/v3"})
+    document["spec"]["rollout"]["analysis"] = {
+        "metrics": metrics, "minRequests": 20, **analysis,
+    }  # fmt: skip
+    return document, host
+
+
+def settings(prometheus: LocalPrometheus) -> Settings:
+    return Settings(gateway_flavor="traefik", prometheus_url=prometheus.url)
+
+
+def events(api_client: client.ApiClient, namespace: str, reason: str) -> list[str]:
+    found = client.CoreV1Api(api_client).list_namespaced_event(namespace).items
+    return [e.message for e in found if e.reason == reason]
+
+
+def test_a_good_candidate_is_promoted_on_its_metrics(
+    kube: Kube,
+    namespace: str,
+    standins: StandIns,
+    gateway: LocalGateway,
+    prometheus: LocalPrometheus,
+) -> None:
+    document, host = analysed(
+        gateway,
+        namespace,
+        [
+            {"name": "success", "template": "success-rate", "min": 99},
+            {"name": "p99", "template": "latency-p99", "max": 2000},
+            {"name": "predict-p99", "template": "predict-latency-p99", "max": 1000},
+        ],
+    )
+    with OperatorThread(kube, settings(prometheus), namespaces=[namespace]) as operator:
+        serve_v1(kube, namespace, gateway, document, host)
+        with Load(gateway.url, host=host, model="iris", rate=RATE, seconds=240) as load:
+            document["spec"]["rollout"]["target"] = "v2"
+            kube.apply(document, manager="test-user")
+            eventually(
+                lambda: status_of(kube, namespace).get("stableVersion") == "v2",
+                timeout=150,
+                what="v2 promoted by its analysis",
+                explain=lambda: describe_model(kube, namespace, "iris"),
+            )
+        checks = dict(operator.state.checks.checks_total)
+    status = status_of(kube, namespace)
+    assert status["history"][-1]["result"] == "Promoted"
+    assert "analysis" not in status["history"][-1]  # not overridden: it passed
+    analysis = status["analysis"]
+    assert analysis["lastResult"] == "Passed" and analysis["weight"] == 50
+    assert analysis["failedChecks"] == 0
+    by_name = {m["name"]: m for m in analysis["metrics"]}
+    assert by_name["success"]["canary"] == 100.0
+    assert 0 < by_name["predict-p99"]["canary"] < 1000
+    assert analysis["requests"] >= 20
+    assert checks.get("Passed", 0) >= 2  # one per step at least
+    total = load.tally()
+    print(f"\nchecks {checks}; clients: {total.line()}; last check {analysis}")
+    assert total.failed == 0 and total.errors == 0
+
+
+def test_a_broken_candidate_is_rolled_back_after_threshold_failed_checks(
+    kube: Kube,
+    namespace: str,
+    standins: StandIns,
+    gateway: LocalGateway,
+    prometheus: LocalPrometheus,
+    api_client: client.ApiClient,
+) -> None:
+    document, host = analysed(
+        gateway,
+        namespace,
+        [{"name": "success", "template": "success-rate", "min": 95}],
+        threshold=2,
+    )
+    routes = Timeline(api_client, namespace, HTTP_ROUTE).start()
+    with OperatorThread(kube, settings(prometheus), namespaces=[namespace]):
+        serve_v1(kube, namespace, gateway, document, host)
+        with Load(gateway.url, host=host, model="iris", rate=RATE, seconds=240) as load:
+            load.wait_answers(load.started, 40)
+            broken = copy.deepcopy(document)
+            broken["spec"]["rollout"]["target"] = "v3"
+            kube.apply(broken, manager="test-user")
+            eventually(
+                lambda: status_of(kube, namespace).get("phase") == "Failed",
+                timeout=120,
+                what="v3 rolled back by its analysis",
+                explain=lambda: describe_model(kube, namespace, "iris"),
+            )
+            eventually(
+                lambda: route_changes(routes, "iris")[-1][1] == {"v1": 100},
+                what="the route back on v1",
+            )
+            rolled_back = route_changes(routes, "iris")[-1][0]
+            after = load.wait_answers(rolled_back + 1.0, 200)
+        total = load.tally()
+    routes.stop()
+    status = status_of(kube, namespace)
+    assert status["weights"] == {"v1": 100}
+    degraded = condition({"status": status}, "Degraded")
+    assert degraded is not None and degraded["reason"] == "AnalysisFailed"
+    assert status["analysis"]["failedChecks"] == 2
+    assert status["history"][-1]["version"] == "v3"
+    assert status["history"][-1]["result"] == "Failed"
+    failed_events = events(api_client, namespace, "AnalysisFailed")
+    assert failed_events and "success " in failed_events[0] and "< min 95" in failed_events[0]
+    # v3 never got past its first step: two failed checks there decided it.
+    weights = [w.get("v3", 0) for _, w in route_changes(routes, "iris")]
+    assert max(weights) == 20
+    # Clients saw v3's failures (a third of its share), and none once the route was back.
+    print(f"\nclients: {total.line()}; failed {total.failed}; after rollback {after.line()}")
+    assert total.failed > 0
+    assert after.failed == 0 and after.errors == 0
+
+
+def test_no_traffic_or_no_prometheus_is_inconclusive_then_paused(
+    kube: Kube,
+    namespace: str,
+    standins: StandIns,
+    gateway: LocalGateway,
+    prometheus: LocalPrometheus,
+) -> None:
+    """Inconclusive is never a pass: first Prometheus cannot be reached (the error is
+    in status), then it answers but the canary has no traffic; either way the weight
+    holds and the rollout pauses for a human, never promotes."""
+    document, host = analysed(
+        gateway,
+        namespace,
+        [{"name": "success", "template": "success-rate", "min": 95}],
+        interval="3s",
+        inconclusiveLimit=2,
+        prometheus={"address": "http://127.0.0.1:9"},  # discard: nothing listens
+    )
+    explain = lambda: describe_model(kube, namespace, "iris")  # noqa: E731
+    with OperatorThread(kube, settings(prometheus), namespaces=[namespace]):
+        serve_v1(kube, namespace, gateway, document, host)
+        document["spec"]["rollout"]["target"] = "v2"
+        kube.apply(document, manager="test-user")
+
+        def analysis() -> dict[str, Any]:
+            return status_of(kube, namespace).get("analysis") or {}
+
+        unreachable = eventually(
+            lambda: [m for m in analysis().get("metrics", []) if "unreachable" in m["message"]],
+            timeout=60,
+            what="a check that could not reach Prometheus",
+            explain=explain,
+        )
+        assert unreachable[0]["result"] == "Inconclusive"
+        assert "http://127.0.0.1:9" in unreachable[0]["message"]
+        eventually(
+            lambda: status_of(kube, namespace).get("phase") == "Paused",
+            timeout=60,
+            what="paused after two inconclusive checks",
+            explain=explain,
+        )
+        assert status_of(kube, namespace)["weights"] == {"v1": 80, "v2": 20}
+        # Prometheus back (the local one), still no traffic: resume, then inconclusive
+        # for want of requests, and paused again.
+        del document["spec"]["rollout"]["analysis"]["prometheus"]
+        document["metadata"]["annotations"] = {"modelpilot.io/resume": "v2"}
+        kube.apply(document, manager="test-user")
+        eventually(
+            lambda: "fewer than minRequests 20" in str(analysis().get("metrics")),
+            timeout=60,
+            what="a check that found too few requests",
+            explain=explain,
+        )
+        eventually(
+            lambda: (
+                status_of(kube, namespace).get("phase") == "Paused"
+                and analysis().get("inconclusiveChecks") == 2
+            ),
+            timeout=60,
+            what="paused again",
+            explain=explain,
+        )
+        status = status_of(kube, namespace)
+    progressing = condition({"status": status}, "Progressing")
+    assert progressing is not None and progressing["reason"] == "AnalysisInconclusive"
+    assert status["stableVersion"] == "v1" and status["weights"] == {"v1": 80, "v2": 20}
+    assert all(h["version"] != "v2" for h in status.get("history", []))
