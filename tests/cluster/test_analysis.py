@@ -216,3 +216,95 @@ def test_no_traffic_or_no_prometheus_is_inconclusive_then_paused(
     assert progressing is not None and progressing["reason"] == "AnalysisInconclusive"
     assert status["stableVersion"] == "v1" and status["weights"] == {"v1": 80, "v2": 20}
     assert all(h["version"] != "v2" for h in status.get("history", []))
+
+
+class Approver:
+    """A user's approval service: answers 403 until approved, and keeps what it got."""
+
+    def __init__(self) -> None:
+        import http.server
+        import json
+        import threading
+
+        self.approved = False
+        self.calls: list[dict[str, Any]] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                outer.calls.append(json.loads(self.rfile.read(length)))
+                self.send_response(200 if outer.approved else 403)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/approve"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_confirm_promotion_webhook_holds_then_promotes_and_a_dead_event_hook_changes_nothing(
+    kube: Kube,
+    namespace: str,
+    standins: StandIns,
+    gateway: LocalGateway,
+    prometheus: LocalPrometheus,
+) -> None:
+    approver = Approver()
+    document, host = iris_on(gateway, namespace, stepWeights=[50], interval="2s", promotion="auto")
+    document["spec"]["rollout"]["webhooks"] = [
+        {"name": "approve", "type": "confirm-promotion", "url": approver.url,
+         "metadata": {"ticket": "CHG-1"}},
+        {"name": "audit", "type": "event", "url": "http://127.0.0.1:9/events", "timeout": "1s"},
+    ]  # fmt: skip
+    explain = lambda: describe_model(kube, namespace, "iris")  # noqa: E731
+    allow = Settings(gateway_flavor="traefik", webhook_allow=("127.0.0.1",))
+    try:
+        with OperatorThread(kube, allow, namespaces=[namespace]) as operator:
+            serve_v1(kube, namespace, gateway, document, host)
+            document["spec"]["rollout"]["target"] = "v2"
+            kube.apply(document, manager="test-user")
+            eventually(
+                lambda: (
+                    "answered 403"
+                    in str((status_of(kube, namespace).get("analysis") or {}).get("confirmation"))
+                ),
+                timeout=60,
+                what="the approval refused",
+                explain=explain,
+            )
+            eventually(lambda: len(approver.calls) >= 2, what="asked again")
+            status = status_of(kube, namespace)
+            assert status["phase"] == "WaitingPromotion" and status["weights"] == {
+                "v1": 50,
+                "v2": 50,
+            }
+            approver.approved = True
+            eventually(
+                lambda: status_of(kube, namespace).get("stableVersion") == "v2",
+                timeout=60,
+                what="promoted once approved",
+                explain=explain,
+            )
+            eventually(
+                lambda: operator.state.checks.notifications.get("failed", 0) > 0,
+                timeout=30,
+                what="the dead event hook given up on",
+            )
+    finally:
+        approver.close()
+    assert approver.calls[0] == {
+        "name": "iris", "namespace": namespace, "type": "confirm-promotion",
+        "metadata": {"ticket": "CHG-1"}, "phase": "WaitingPromotion", "stable": "v1",
+        "canary": "v2", "weight": 50,
+    }  # fmt: skip
+    status = status_of(kube, namespace)
+    assert status["history"][-1]["result"] == "Promoted"
+    assert status["weights"] == {"v2": 100}

@@ -191,3 +191,48 @@ def test_a_check_without_prometheus_is_inconclusive_and_says_how_to_fix_it() -> 
     assert report.result == "Inconclusive" and "--prometheus-url" in report.message
     down = asyncio.run(run_check(job, "traefik", FakeNumbers({}, "refused"), 0.0))
     assert down.result == "Inconclusive" and "refused" in down.message
+
+
+def test_webhook_hosts_outside_the_allow_list_are_refused() -> None:
+    from modelpilot.probes.webhooks import DEFAULT_WEBHOOK_ALLOW, refusal
+
+    assert refusal("http://approve.ops.svc/hook", DEFAULT_WEBHOOK_ALLOW) is None
+    assert refusal("https://approve.ops.svc.cluster.local:8443/x", DEFAULT_WEBHOOK_ALLOW) is None
+    why = refusal("http://169.254.169.254/latest/meta-data", DEFAULT_WEBHOOK_ALLOW)
+    assert why == (
+        "169.254.169.254 is not allowed by the operator's --webhook-allow "
+        "(*.svc, *.svc.cluster.local)"
+    )
+    assert refusal("http://127.0.0.1:8080/x", ("127.0.0.1",)) is None
+
+
+def test_rollout_webhooks_join_the_analysis_and_a_refusal_fails_the_check() -> None:
+    document = copy.deepcopy(BASE)
+    document["spec"]["rollout"] = {
+        "target": "v2",
+        "analysis": {"metrics": [RATE], "minRequests": 10},
+        "webhooks": [
+            {"name": "qa", "type": "rollout", "url": "http://qa.ops.svc/", "metadata": {"a": "b"}}
+        ],
+    }
+    mm = parse_managed_model(document)
+    sent: list[dict[str, Any]] = []
+
+    async def refuse(hook: Any, payload: dict[str, Any]) -> tuple[bool, str]:
+        sent.append(payload)
+        return False, f"webhook {hook.name} answered 403"
+
+    numbers = FakeNumbers({"increase && iris-v2": 300.0, "100 * (1 - && iris-v2": 100.0})
+    job = Job(mm, CheckRequest(canary="v2", stable="v1", weight=10), ROUTE)
+    report = asyncio.run(run_check(job, "traefik", numbers, 0.0, refuse))
+    assert report.result == "Failed" and report.message == "webhook qa answered 403"
+    assert [(m.name, m.result) for m in report.metrics] == [
+        ("ok", "Passed"),
+        ("webhook/qa", "Failed"),
+    ]
+    assert sent == [
+        {
+            "name": "iris", "namespace": "ml", "type": "rollout", "metadata": {"a": "b"},
+            "phase": "Progressing", "stable": "v1", "canary": "v2", "weight": 10,
+        }
+    ]  # fmt: skip

@@ -154,7 +154,7 @@ def test_unknown_field_names_known_ones(doc: Doc) -> None:
     found = problems(doc(rollout={"target": "v2", "stepWeight": [10]}))
     assert found == [
         "spec.rollout.stepWeight: unknown field; known fields: analysis, capacity, interval, "
-        "progressDeadline, promotion, scaleDownDelay, stepWeights, target"
+        "progressDeadline, promotion, scaleDownDelay, stepWeights, target, webhooks"
     ]
 
 

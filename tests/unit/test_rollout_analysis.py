@@ -137,3 +137,58 @@ def test_without_analysis_nothing_is_asked() -> None:
     run.step(61)
     assert run.plan is not None and run.plan.check is None
     assert run.plan.weights == {"v1": 50, "v2": 50} and run.status.analysis is None
+
+
+def hooked(*types: str, **rollout: Any) -> ManagedModelSpec:
+    hooks = [{"name": t, "type": t, "url": f"http://hooks.ops.svc/{t}"} for t in types]
+    return spec(stepWeights=[10, 50], promotion="auto", interval="30s", webhooks=hooks, **rollout)
+
+
+def hook_report(run: Run, kind: str, ok: bool, weight: int = 0) -> CheckReport:
+    return CheckReport(
+        canary="v2", weight=weight, at=stamp(run.now), result="Passed" if ok else "Failed",
+        message=f"webhook {kind} answered {200 if ok else 403}", kind=kind,
+    )  # fmt: skip
+
+
+def test_pre_rollout_webhooks_gate_the_first_weight_and_a_refusal_is_a_failed_check() -> None:
+    run = stable_on_v1(hooked("pre-rollout"))
+    run.step()
+    assert check_asked(run) == CheckRequest("v2", "v1", 0, kind="pre-rollout")
+    assert run.plan is not None and run.plan.weights == {"v1": 100}
+    run.step(1, check=hook_report(run, "pre-rollout", False))
+    assert run.plan.weights == {"v1": 100} and run.reasons() == ["AnalysisCheckFailed"]
+    assert check_asked(run) is None  # asked again one interval later
+    run.step(30)
+    assert check_asked(run) == CheckRequest("v2", "v1", 0, kind="pre-rollout")
+    run.step(1, check=hook_report(run, "pre-rollout", True))
+    assert run.plan.weights == {"v1": 90, "v2": 10}
+    assert run.status.analysis is not None and run.status.analysis.pre_rollout_passed
+
+
+def test_pre_rollout_refused_threshold_times_fails_the_rollout() -> None:
+    run = stable_on_v1(hooked("pre-rollout"))
+    run.step()
+    run.step(1, check=hook_report(run, "pre-rollout", False))
+    run.step(30, check=hook_report(run, "pre-rollout", False))
+    assert run.phase == "Failed" and run.plan is not None
+    assert run.plan.reason == "AnalysisFailed" and run.plan.weights == {"v1": 100}
+
+
+def test_confirm_promotion_holds_until_the_hook_answers_2xx() -> None:
+    run = stable_on_v1(hooked("confirm-promotion"))
+    run.step()
+    run.step(31)
+    run.step(31)
+    assert run.phase == "WaitingPromotion"
+    assert check_asked(run) == CheckRequest("v2", "v1", 50, kind="confirm-promotion")
+    run.step(1, check=hook_report(run, "confirm-promotion", False, 50))
+    assert run.phase == "WaitingPromotion" and run.plan is not None
+    assert "(last: webhook confirm-promotion answered 403)" in run.plan.message
+    assert run.status.analysis is not None and run.status.analysis.failed_checks == 0
+    run.step(30)
+    assert check_asked(run) is not None
+    run.step(1, check=hook_report(run, "confirm-promotion", True, 50))
+    assert run.plan.weights == {"v2": 100} and "PromotionConfirmed" in run.reasons()
+    run.step(1)
+    assert run.status.stable_version == "v2"

@@ -122,3 +122,36 @@ class Analysis(SpecModel):
     prometheus: PrometheusSource = Field(
         default_factory=PrometheusSource, description="Where the metrics are."
     )
+
+
+WebhookType = Literal[
+    "pre-rollout", "rollout", "confirm-promotion", "post-rollout", "rollback", "event"
+]
+GATING_WEBHOOKS = frozenset({"pre-rollout", "rollout", "confirm-promotion"})
+
+
+class Webhook(SpecModel):
+    name: str = Field(
+        min_length=1,
+        max_length=63,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        description="The hook's name, in status and Events.",
+    )
+    type: WebhookType = Field(
+        description="pre-rollout: must answer 2xx before the canary gets weight (else a "
+        "failed check); rollout: called at every check, non-2xx is a failed check; "
+        "confirm-promotion: an automatic promotion waits until it answers 2xx; "
+        "post-rollout, rollback, event: notifications (best effort)."
+    )
+    url: str = Field(
+        pattern=r"^https?://[^\s/]+",
+        max_length=2048,
+        description="http(s) URL called with a JSON POST; its host must be allowed by the "
+        "operator's --webhook-allow (default: the cluster's Service DNS names).",
+    )
+    timeout: str = Field(
+        default="10s", pattern=DURATION, max_length=32, description="How long a call may take."
+    )
+    metadata: dict[str, str] = Field(
+        default_factory=dict, description="Passed through in the payload's metadata."
+    )

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator
 
-from modelpilot.api.analysis import Analysis
+from modelpilot.api.analysis import Analysis, Webhook
 from modelpilot.api.spec_base import DNS1123_LABEL, Duration, SpecModel, rules
 
 # Quantities are ints or strings ("500m", "8Gi"); the CRD says x-kubernetes-int-or-string.
@@ -329,6 +329,25 @@ class Rollout(SpecModel):
         "passed check, failed checks roll the canary back. Absent: steps advance on time "
         "and readiness alone.",
     )
+    webhooks: list[Webhook] = Field(
+        default_factory=list,
+        max_length=10,
+        description="HTTP hooks that gate the rollout (pre-rollout, rollout, "
+        "confirm-promotion) or are told about it (post-rollout, rollback, event).",
+    )
+
+    def hooks(self, kind: str) -> list[Webhook]:
+        return [hook for hook in self.webhooks if hook.type == kind]
+
+    @property
+    def threshold(self) -> int:
+        """Failed checks (metrics or gating hooks) that roll the canary back."""
+        return self.analysis.threshold if self.analysis else 2
+
+    @property
+    def judged(self) -> bool:
+        """Checks run at each step: metrics, or hooks called at every check."""
+        return self.analysis is not None or bool(self.hooks("rollout"))
 
 
 class ManagedModelSpec(SpecModel):

@@ -93,6 +93,12 @@ class AnalysisStatus(StatusModel):
     overridden: bool = Field(
         default=False, description="Promoted by a human before the analysis passed."
     )
+    pre_rollout_passed: bool = Field(
+        default=False, description="Every pre-rollout webhook answered 2xx."
+    )
+    confirmation: str | None = Field(
+        default=None, description="The confirm-promotion webhooks' last answer."
+    )
 
 
 class ManagedModelStatus(StatusModel):

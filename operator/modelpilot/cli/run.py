@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 from modelpilot.api.gateways import GATEWAY_FLAVORS
+from modelpilot.probes.webhooks import DEFAULT_WEBHOOK_ALLOW
 
 
 def add_commands(commands: Any) -> None:
@@ -51,6 +52,13 @@ def add_commands(commands: Any) -> None:
         help="Prometheus for canary analysis, when a model names none "
         "(spec.rollout.analysis.prometheus.address), e.g. http://prometheus.monitoring:9090",
     )
+    run.add_argument(
+        "--webhook-allow",
+        action="append",
+        metavar="HOST_PATTERN",
+        help="hosts webhooks may call, as shell patterns (repeatable); default: the "
+        f"cluster's Service names ({', '.join(DEFAULT_WEBHOOK_ALLOW)})",
+    )
     run.add_argument("--liveness-port", type=int, default=8080, help="serves /healthz")
     run.add_argument("--metrics-port", type=int, default=8081, help="serves /metrics")
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -76,6 +84,7 @@ def run_operator_command(args: argparse.Namespace) -> int:
         legacy_raw_deployment=args.kserve_legacy_raw_deployment,
         gateway_flavor=args.gateway_flavor,
         prometheus_url=args.prometheus_url,
+        webhook_allow=tuple(args.webhook_allow or DEFAULT_WEBHOOK_ALLOW),
     )
     asyncio.run(
         run_operator(

@@ -1,17 +1,20 @@
-"""Runs analysis checks off the reconcile: the reconcile asks (`request`), a task on the
-operator's event loop queries Prometheus within its timeout, judges the numbers, keeps
-the report and wakes the model, whose next reconcile reads it (`latest`). A slow or
-dead Prometheus delays only the model that asked, never the reconcile threads."""
+"""Runs checks off the reconcile: the reconcile asks (`request`), a task on the
+operator's event loop queries Prometheus and calls the gating webhooks within their
+timeouts, judges, keeps the report and wakes the model, whose next reconcile reads it
+(`latest`). A slow or dead Prometheus or webhook delays only the model that asked,
+never the reconcile threads. Notification webhooks (`notify`) are fire and forget,
+with a few retries."""
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import datetime as dt
 import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -20,12 +23,19 @@ import aiohttp
 from modelpilot.analysis.queries import QueryError, metric_query, requests_query, target_of
 from modelpilot.analysis.verdict import Measured, judge
 from modelpilot.api import ManagedModel
-from modelpilot.api.analysis import Analysis
+from modelpilot.api.analysis import Analysis, Webhook
+from modelpilot.api.status import MetricCheck
+from modelpilot.probes import webhooks
 from modelpilot.probes.prometheus import Prometheus, PrometheusError
+from modelpilot.probes.webhooks import DEFAULT_WEBHOOK_ALLOW
 from modelpilot.rollout import CheckReport, CheckRequest, stamp
+from modelpilot.rollout.durations import parse_duration
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]  # (namespace, name)
+
+
+NOTIFY_ATTEMPTS = 3
 
 
 class Checks(Protocol):
@@ -36,6 +46,41 @@ class Checks(Protocol):
     def request(
         self, key: Key, model: ManagedModel, check: CheckRequest, route: dict[str, Any] | None
     ) -> None: ...
+
+    def notify(self, model: ManagedModel, hook_type: str, payload: dict[str, Any]) -> None: ...
+
+
+HookCaller = Callable[[Webhook, dict[str, Any]], Awaitable[tuple[bool, str]]]
+
+
+def payload_of(model: ManagedModel, hook: Webhook, **state: Any) -> dict[str, Any]:
+    """What every webhook receives (README documents it)."""
+    return {
+        "name": model.name,
+        "namespace": model.namespace,
+        "type": hook.type,
+        "metadata": dict(hook.metadata),
+        **state,
+    }
+
+
+async def call_hooks(
+    model: ManagedModel, hook_type: str, state: dict[str, Any], caller: HookCaller | None
+) -> list[MetricCheck]:
+    """Each hook of a type, called at once; one entry per hook."""
+    hooks = model.spec.rollout.hooks(hook_type)
+    if not hooks:
+        return []
+    if caller is None:
+        return [
+            MetricCheck(name=f"webhook/{h.name}", result="Failed", message="no HTTP client")
+            for h in hooks
+        ]
+    answers = await asyncio.gather(*(caller(h, payload_of(model, h, **state)) for h in hooks))
+    return [
+        MetricCheck(name=f"webhook/{h.name}", result="Passed" if ok else "Failed", message=msg)
+        for h, (ok, msg) in zip(hooks, answers, strict=True)
+    ]
 
 
 class Numbers(Protocol):
@@ -53,13 +98,35 @@ def window_of(analysis: Analysis, rollout_interval: str, explicit: str | None) -
     return explicit or analysis.interval or rollout_interval
 
 
-async def run_check(job: Job, flavor: str, numbers: Numbers | None, now: float) -> CheckReport:
-    """Query every metric (and the stable version's value for a relative bound) at one
-    moment, then judge. Pure apart from `numbers`."""
+async def run_check(
+    job: Job,
+    flavor: str,
+    numbers: Numbers | None,
+    now: float,
+    hooks: HookCaller | None = None,
+) -> CheckReport:
+    """A gate's webhooks (pre-rollout, confirm-promotion), or an analysis check: every
+    metric (and the stable version's value for a relative bound) queried at one moment
+    and judged, with the rollout webhooks. Pure apart from `numbers` and `hooks`."""
     model, check = job.model, job.check
-    analysis = model.spec.rollout.analysis
-    assert analysis is not None
     at = stamp(dt.datetime.fromtimestamp(now, dt.UTC))
+    phase = "WaitingPromotion" if check.kind == "confirm-promotion" else "Progressing"
+    state: dict[str, Any] = {"phase": phase, "stable": check.stable, "canary": check.canary}
+    state["weight"] = check.weight
+    hook_type = "rollout" if check.kind == "analysis" else check.kind
+    called = await call_hooks(model, hook_type, state, hooks)
+    refused = [c.message for c in called if c.result == "Failed"]
+    analysis = model.spec.rollout.analysis
+    if check.kind != "analysis" or analysis is None:
+        return CheckReport(
+            canary=check.canary,
+            weight=check.weight,
+            at=at,
+            result="Failed" if refused else "Passed",
+            metrics=tuple(called),
+            message="; ".join(refused or [c.message for c in called]),
+            kind=check.kind,
+        )
 
     async def measure(query: Callable[[str], str], relative: bool) -> Measured:
         try:
@@ -102,10 +169,12 @@ async def run_check(job: Job, flavor: str, numbers: Numbers | None, now: float) 
         canary=check.canary,
         weight=check.weight,
         at=at,
-        result=verdict.result,
+        result="Failed" if refused else verdict.result,
         requests=requests.canary,
-        metrics=verdict.metrics,
-        message=verdict.message,
+        metrics=(*verdict.metrics, *called),
+        message="; ".join([*refused, verdict.message] if refused else [verdict.message]).strip(
+            "; "
+        ),
     )
 
 
@@ -113,8 +182,16 @@ class CheckRunner:
     """One check at a time per model; the last report per model kept in memory (status
     holds what counts, so a restart loses nothing but a check in flight)."""
 
-    def __init__(self, flavor: str, prometheus_url: str | None, timeout: float = 10.0):
+    def __init__(
+        self,
+        flavor: str,
+        prometheus_url: str | None,
+        webhook_allow: tuple[str, ...] = DEFAULT_WEBHOOK_ALLOW,
+        timeout: float = 10.0,
+    ):
         self.flavor, self.prometheus_url, self.timeout = flavor, prometheus_url, timeout
+        self.webhook_allow = webhook_allow
+        self.notifications: Counter[str] = Counter()  # delivered / failed
         self.wake: Callable[[Key], None] = lambda key: None
         self.checks_total: Counter[str] = Counter()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -122,6 +199,7 @@ class CheckRunner:
         self._lock = threading.Lock()
         self._reports: dict[Key, CheckReport] = {}
         self._running: dict[Key, CheckRequest] = {}
+        self._pending: set[concurrent.futures.Future[None]] = set()
 
     async def start(self, wake: Callable[[Key], None]) -> None:
         self._loop = asyncio.get_running_loop()
@@ -129,8 +207,22 @@ class CheckRunner:
         self.wake = wake
 
     async def close(self) -> None:
+        """Cancel checks and deliveries in flight (a restart asks again), then close."""
+        with self._lock:
+            pending, self._loop = list(self._pending), None
+        for future in pending:
+            future.cancel()
         if self._session is not None:
             await self._session.close()
+
+    def _submit(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        with self._lock:
+            if self._loop is None:
+                coroutine.close()
+                return
+            future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+            self._pending.add(future)
+        future.add_done_callback(self._pending.discard)
 
     def latest(self, key: Key) -> CheckReport | None:
         with self._lock:
@@ -144,8 +236,39 @@ class CheckRunner:
             if key in self._running or self._loop is None:
                 return
             self._running[key] = check
-        job = Job(model, check, route)
-        asyncio.run_coroutine_threadsafe(self._run(key, job), self._loop)
+        self._submit(self._run(key, Job(model, check, route)))
+
+    async def _call(self, hook: Webhook, payload: dict[str, Any]) -> tuple[bool, str]:
+        assert self._session is not None
+        return await webhooks.call(
+            self._session,
+            hook.name,
+            hook.url,
+            payload,
+            parse_duration(hook.timeout),
+            self.webhook_allow,
+        )
+
+    def notify(self, model: ManagedModel, hook_type: str, payload: dict[str, Any]) -> None:
+        """Called from a reconcile thread; never waits for the hooks."""
+        for hook in model.spec.rollout.hooks(hook_type):
+            self._submit(self._deliver(hook, payload_of(model, hook, **payload)))
+
+    async def _deliver(self, hook: Webhook, body: dict[str, Any]) -> None:
+        message = ""
+        for attempt in range(NOTIFY_ATTEMPTS):
+            try:
+                ok, message = await self._call(hook, body)
+            except Exception as err:  # best effort: never let a notification hurt more
+                ok, message = False, f"webhook {hook.name}: {err}"
+            if ok:
+                self.notifications["delivered"] += 1
+                return
+            if "refused:" in message:
+                break  # not allowed: retrying changes nothing
+            await asyncio.sleep(2**attempt)
+        self.notifications["failed"] += 1
+        log.warning("%s webhook not delivered: %s", hook.type, message)
 
     def forget(self, key: Key) -> None:
         with self._lock:
@@ -160,7 +283,8 @@ class CheckRunner:
                 if address and self._session is not None
                 else None
             )
-            report = await run_check(job, self.flavor, numbers, time.time())
+            caller = self._call if self._session is not None else None
+            report = await run_check(job, self.flavor, numbers, time.time(), caller)
         except Exception as err:  # a bug here must not stop other models' checks
             log.exception("check of %s/%s failed", *key)
             report = CheckReport(
@@ -169,6 +293,7 @@ class CheckRunner:
                 at=stamp(dt.datetime.now(dt.UTC)),
                 result="Inconclusive",
                 message=f"the check could not run: {err}",
+                kind=job.check.kind,
             )
         with self._lock:
             self._reports[key] = report

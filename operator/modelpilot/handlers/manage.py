@@ -37,6 +37,7 @@ from modelpilot.k8s.children import with_owner as owned
 from modelpilot.k8s.cluster import Cluster
 from modelpilot.k8s.observe import Snapshot, replicas_of, route_accepted, route_weights, snapshot
 from modelpilot.k8s.runtime_index import RuntimeIndex
+from modelpilot.probes.webhooks import DEFAULT_WEBHOOK_ALLOW
 from modelpilot.render import RenderState, UnservableModel, VersionState, plan_serving, render_model
 from modelpilot.rollout import Observations, Plan, VersionObservation, decide, parse_commands, stamp
 from modelpilot.rollout.machine import ROLLING
@@ -52,6 +53,7 @@ class Settings:
     legacy_raw_deployment: bool = False
     gateway_flavor: GatewayFlavor = "generic"
     prometheus_url: str | None = None  # for analysis without its own address
+    webhook_allow: tuple[str, ...] = DEFAULT_WEBHOOK_ALLOW  # hosts webhooks may call
 
 
 @dataclass
@@ -349,6 +351,7 @@ class Reconcile:
             self._event("Warning", degraded[0], degraded[1])
         for event in [*plan.events, *writes.events]:
             self.cluster.post_event(self.body, event)
+        self._notify(plan, updated)
         for desired in writes.applies:
             self.cluster.apply(desired)
             self.outcome.writes += 1
@@ -359,6 +362,24 @@ class Reconcile:
         ):
             wake.append(RESYNC_WHILE_NOT_READY)
         self.outcome.requeue_after = min(wake) if wake else None
+
+    def _notify(self, plan: Plan, updated: ManagedModelStatus) -> None:
+        """Tell the notification webhooks (best effort, off the reconcile)."""
+        if self.checks is None or not self.model.spec.rollout.webhooks:
+            return
+        state = {
+            "phase": updated.phase,
+            "stable": updated.stable_version,
+            "canary": updated.canary_version,
+            "weight": updated.canary_weight or 0,
+        }
+        for event in plan.events:
+            detail = {"type": event.type, "reason": event.reason, "message": event.message}
+            self.checks.notify(self.model, "event", {**state, "event": detail})
+        if updated.phase != self.status.phase and updated.phase in ("Failed", "Aborted"):
+            self.checks.notify(self.model, "rollback", state)
+        if any(event.reason == "Promoted" for event in plan.events):
+            self.checks.notify(self.model, "post-rollout", state)
 
     def _next_status(
         self,

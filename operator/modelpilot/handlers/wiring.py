@@ -75,7 +75,11 @@ class OperatorState:
     def __post_init__(self) -> None:
         self.cluster = KubeCluster(self.kube, self.children)
         self.metrics.api_requests = getattr(self.kube.api, "requests", {})
-        self.checks = CheckRunner(self.settings.gateway_flavor, self.settings.prometheus_url)
+        self.checks = CheckRunner(
+            self.settings.gateway_flavor,
+            self.settings.prometheus_url,
+            self.settings.webhook_allow,
+        )
         self.metrics.checks_total = self.checks.checks_total
 
     def poke(self, namespace: str | None, name: str | None) -> None:

@@ -26,10 +26,11 @@ def fold_report(
     canary: str,
     weight: int,
     step_started: str | None,
+    kind: str = "analysis",
 ) -> tuple[AnalysisStatus, CheckReport] | None:
     """The status after a new report, or None when the report is old, or about another
-    canary or weight (a check that was running when the weight changed)."""
-    if report is None or (report.canary, report.weight) != (canary, weight):
+    canary, weight or kind of check (one that was running when the weight changed)."""
+    if report is None or (report.canary, report.weight, report.kind) != (canary, weight, kind):
         return None
     if not _taken_at_step(report.at, step_started):
         return None
@@ -37,8 +38,24 @@ def fold_report(
     taken = _moment(report.at)
     if last is not None and taken is not None and taken <= last:
         return None
+    if kind == "confirm-promotion":  # waiting for an approval is not failing
+        confirmation = report.message or report.result
+        return analysis.model_copy(
+            update={"last_check_at": report.at, "confirmation": confirmation}
+        ), report
     failed = analysis.failed_checks + (report.result == "Failed")
     inconclusive = analysis.inconclusive_checks + 1 if report.result == "Inconclusive" else 0
+    if kind == "pre-rollout":
+        passed = report.result == "Passed"
+        return analysis.model_copy(
+            update={
+                "last_check_at": report.at,
+                "last_result": report.result,
+                "failed_checks": failed,
+                "pre_rollout_passed": passed,
+                "metrics": list(report.metrics),
+            }
+        ), report
     updated = analysis.model_copy(
         update={
             "last_check_at": report.at,

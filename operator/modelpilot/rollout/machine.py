@@ -68,7 +68,6 @@ class Working:
     message: str = ""
     wake: list[float] = field(default_factory=list)
     check: CheckRequest | None = None
-    reason: str | None = None
 
     @property
     def steps(self) -> list[int]:
@@ -159,7 +158,8 @@ def _start(w: Working, candidate: str) -> None:
     w.rollout_started = w.step_started = stamp(w.now)
     w.revision = w.obs.revisions.get(candidate)
     w.stopped.discard(candidate)  # started again before it gets weight
-    w.analysis = AnalysisStatus() if w.spec.rollout.analysis else None
+    judged = w.spec.rollout.analysis or w.spec.rollout.webhooks
+    w.analysis = AnalysisStatus() if judged else None
     if w.shared:
         stable_obs = w.obs.of(w.stable or "")
         w.base = max(1, stable_obs.replicas or w.spec.autoscaling.min_replicas)
@@ -216,7 +216,7 @@ def _settle(w: Working) -> None:
 
 def _fail(w: Working, reason: str, message: str) -> None:
     w.finish("Failed")
-    w.phase, w.weight, w.reason = "Failed", 0, reason
+    w.phase, w.weight = "Failed", 0
     w.event(
         "Warning", reason, f"rollout of {w.canary} failed: {message}; all traffic on {w.stable}"
     )
@@ -240,6 +240,9 @@ def _advance(w: Working) -> None:
         if _hold_unready_at_zero(w):
             w.phase = "Progressing"
             _progress(w)
+            return
+        if w.spec.rollout.promotion == "auto":
+            _confirm(w)
             return
         w.message = (
             f"{w.canary} at {w.weight}%: waiting for modelpilot.io/promote: {w.canary} "
@@ -305,6 +308,8 @@ def _progress(w: Working) -> None:
             w.message = f"waiting for {needed} canary pods before {wanted}% ({have} available)"
             w.wake.append(deadline - waited)
             return
+    if w.weight == 0 and not _pre_rollout_passed(w):
+        return
     if w.weight != wanted:
         w.weight = wanted
         w.step_started = stamp(w.now)
@@ -316,7 +321,7 @@ def _progress(w: Working) -> None:
         return
     interval = parse_duration(rollout.interval)
     held = w.seconds_since(w.step_started)
-    if rollout.analysis is not None and not _analysis_passed(w):
+    if rollout.judged and not _analysis_passed(w):
         return
     if held < interval:
         w.message = (
@@ -328,9 +333,12 @@ def _progress(w: Working) -> None:
     if w.step + 1 < len(w.steps):
         w.step += 1
         _progress(w)
-    elif rollout.promotion == "auto":
+    elif rollout.promotion == "auto" and not rollout.hooks("confirm-promotion"):
         w.phase = "Promoting"
         _promote(w)
+    elif rollout.promotion == "auto":
+        w.phase = "WaitingPromotion"
+        _confirm(w)
     else:
         w.phase = "WaitingPromotion"
         w.event(
@@ -342,19 +350,79 @@ def _progress(w: Working) -> None:
         w.message = f"{canary} at {w.weight}%: waiting for modelpilot.io/promote: {canary}"
 
 
+def _check_interval(w: Working) -> float:
+    analysis = w.spec.rollout.analysis
+    return parse_duration((analysis.interval if analysis else None) or w.spec.rollout.interval)
+
+
+def _ask(w: Working, kind: str, due_in: float) -> None:
+    """Ask for a check when it is due; the runner wakes the model when it is done."""
+    if due_in <= 0:
+        w.check = CheckRequest(
+            canary=w.canary or "", stable=w.stable or "", weight=w.weight, kind=kind
+        )
+        w.wake.append(_check_interval(w))  # a fallback, should the runner never answer
+    else:
+        w.wake.append(due_in)
+
+
+def _pre_rollout_passed(w: Working) -> bool:
+    """Every pre-rollout webhook answered 2xx before the canary gets any weight; each
+    refusal is a failed check."""
+    rollout = w.spec.rollout
+    if not rollout.hooks("pre-rollout") or w.analysis is None or w.analysis.pre_rollout_passed:
+        return True
+    folded = fold_report(w.analysis, w.obs.check, w.canary or "", 0, w.step_started, "pre-rollout")
+    if folded is not None:
+        w.analysis, report = folded
+        if report.result == "Passed":
+            return True
+        if w.analysis.failed_checks >= rollout.threshold:
+            _fail(w, "AnalysisFailed", f"pre-rollout: {report.message}")
+            return False
+        w.event("Warning", "AnalysisCheckFailed", f"pre-rollout: {report.message}")
+    since = w.analysis.last_check_at if w.analysis.last_check_at else None
+    _ask(w, "pre-rollout", _check_interval(w) - w.seconds_since(since) if since else 0.0)
+    w.message = f"waiting for the pre-rollout webhooks before {w.canary} gets traffic" + (
+        f" (last: {w.analysis.metrics[0].message})" if w.analysis.metrics else ""
+    )
+    return False
+
+
+def _confirm(w: Working) -> None:
+    """An automatic promotion waits for every confirm-promotion webhook to answer 2xx."""
+    assert w.analysis is not None
+    folded = fold_report(
+        w.analysis, w.obs.check, w.canary or "", w.weight, w.step_started, "confirm-promotion"
+    )
+    if folded is not None:
+        w.analysis, report = folded
+        if report.result == "Passed":
+            w.event("Normal", "PromotionConfirmed", f"{w.canary}: {report.message}")
+            w.phase = "Promoting"
+            _promote(w)
+            return
+    last = w.analysis.last_check_at if w.analysis.confirmation else None
+    _ask(w, "confirm-promotion", _check_interval(w) - w.seconds_since(last) if last else 0.0)
+    w.message = f"{w.canary} at {w.weight}%: waiting for the confirm-promotion webhooks" + (
+        f" (last: {w.analysis.confirmation})" if w.analysis.confirmation else ""
+    )
+
+
 def _analysis_passed(w: Working) -> bool:
     """Fold the latest check in, ask for the next one when due, and say whether the
     canary passed a check at this weight. Failed checks up to the threshold roll the
     canary back; inconclusive ones in a row pause it for a human."""
-    analysis = w.spec.rollout.analysis
-    assert analysis is not None and w.canary is not None and w.stable is not None
-    interval = parse_duration(analysis.interval or w.spec.rollout.interval)
+    rollout = w.spec.rollout
+    assert w.canary is not None and w.stable is not None
+    limit = rollout.analysis.inconclusive_limit if rollout.analysis else 3
+    interval = _check_interval(w)
     w.analysis = w.analysis or AnalysisStatus()
     folded = fold_report(w.analysis, w.obs.check, w.canary, w.weight, w.step_started)
     if folded is not None:
         w.analysis, report = folded
         if report.result == "Failed":
-            if w.analysis.failed_checks >= analysis.threshold:
+            if w.analysis.failed_checks >= rollout.threshold:
                 _fail(
                     w,
                     "AnalysisFailed",
@@ -366,13 +434,10 @@ def _analysis_passed(w: Working) -> bool:
                 "Warning",
                 "AnalysisCheckFailed",
                 f"{w.canary} at {w.weight}%: {report.message} "
-                f"({w.analysis.failed_checks}/{analysis.threshold} before rollback)",
+                f"({w.analysis.failed_checks}/{rollout.threshold} before rollback)",
             )
-        elif (
-            report.result == "Inconclusive"
-            and w.analysis.inconclusive_checks >= analysis.inconclusive_limit
-        ):
-            w.phase, w.reason = "Paused", "AnalysisInconclusive"
+        elif report.result == "Inconclusive" and w.analysis.inconclusive_checks >= limit:
+            w.phase = "Paused"
             w.event(
                 "Warning",
                 "AnalysisInconclusive",
@@ -386,13 +451,7 @@ def _analysis_passed(w: Working) -> bool:
             )
             return False
     passed = passed_at_weight(w.analysis, w.weight, w.step_started)
-    due_in = next_check_in(w.analysis, w.step_started, w.now, interval)
-    if due_in <= 0:
-        w.check = CheckRequest(canary=w.canary, stable=w.stable, weight=w.weight)
-        # The runner wakes the model when the check is done; this is the fallback.
-        w.wake.append(interval)
-    else:
-        w.wake.append(due_in)
+    _ask(w, "analysis", next_check_in(w.analysis, w.step_started, w.now, interval))
     if not passed:
         last = w.analysis.last_result
         w.message = f"{w.canary} at {w.weight}%: waiting for a passed analysis check" + (
@@ -648,18 +707,19 @@ def _plan(w: Working, status: ManagedModelStatus) -> Plan:
         consumed=[c.annotation for c in w.obs.commands],
         message=w.message,
         requeue_after=max(0.5, min(wake)) if wake else None,
-        check=w.check if w.phase == "Progressing" else None,
-        reason=w.reason or _standing_reason(w),
+        check=w.check if w.phase in ("Progressing", "WaitingPromotion") else None,
+        reason=_standing_reason(w),
     )
 
 
 def _standing_reason(w: Working) -> str | None:
     """Why a halted or paused rollout stays so, read back from status."""
-    analysis, rules = w.analysis, w.spec.rollout.analysis
-    if analysis is None or rules is None:
+    analysis, rollout = w.analysis, w.spec.rollout
+    if analysis is None:
         return None
-    if w.phase == "Failed" and analysis.failed_checks >= rules.threshold:
+    limit = rollout.analysis.inconclusive_limit if rollout.analysis else 3
+    if w.phase == "Failed" and analysis.failed_checks >= rollout.threshold:
         return "AnalysisFailed"
-    if w.phase == "Paused" and analysis.inconclusive_checks >= rules.inconclusive_limit:
+    if w.phase == "Paused" and analysis.inconclusive_checks >= limit:
         return "AnalysisInconclusive"
     return None

@@ -25,6 +25,9 @@ class CheckRequest:
     canary: str
     stable: str
     weight: int
+    # analysis: metrics and rollout webhooks; pre-rollout or confirm-promotion: those
+    # webhooks only.
+    kind: str = "analysis"
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class CheckReport:
     requests: float | None = None
     metrics: tuple[MetricCheck, ...] = ()
     message: str = ""  # the failing bounds, or why inconclusive
+    kind: str = "analysis"
 
 
 @dataclass(frozen=True)
