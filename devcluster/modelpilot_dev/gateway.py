@@ -66,6 +66,9 @@ class LocalGateway:
             "--ping=true",
             "--metrics.prometheus=true",
             "--metrics.prometheus.addServicesLabels=true",
+            # Traefik's default buckets (0.1, 0.3, 1.2, 5 s) put every model answer in
+            # the first: a latency-p99 would read ~99 ms for any of them.
+            "--metrics.prometheus.buckets=0.005,0.01,0.025,0.05,0.1,0.25,0.5,1,2.5,5",
             "--providers.kubernetesgateway=true",
             # The default (2 s) merges back-to-back route changes into one.
             "--providers.providersThrottleDuration=100ms",

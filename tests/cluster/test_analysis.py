@@ -308,3 +308,78 @@ def test_a_confirm_promotion_webhook_holds_then_promotes_and_a_dead_event_hook_c
     status = status_of(kube, namespace)
     assert status["history"][-1]["result"] == "Promoted"
     assert status["weights"] == {"v2": 100}
+
+
+def test_a_slow_candidate_fails_latency_but_a_slowdown_of_both_versions_does_not(
+    kube: Kube,
+    namespace: str,
+    standins: StandIns,
+    gateway: LocalGateway,
+    prometheus: LocalPrometheus,
+) -> None:
+    """iris/v4 is a 1,000-tree forest: real, correct, and ~25x slower than v1. Against
+    v1 an absolute p99 bound fails it; against a stable version that is just as slow
+    (the same artifact under another name), a bound relative to stable passes it."""
+    document, host = analysed(
+        gateway,
+        namespace,
+        [
+            {"name": "p99", "template": "latency-p99", "max": 20},
+            {"name": "p99-vs-stable", "template": "latency-p99", "maxRatioToStable": 2},
+        ],
+        threshold=1,
+    )
+    document["spec"]["versions"] = [
+        {"name": "v1", "storageUri": "pvc://model-store/iris/v1"},
+        {"name": "slow", "storageUri": "pvc://model-store/iris/v4"},
+        {"name": "slow-too", "storageUri": "pvc://model-store/iris/v4"},
+    ]
+    explain = lambda: describe_model(kube, namespace, "iris")  # noqa: E731
+    with OperatorThread(kube, settings(prometheus), namespaces=[namespace]):
+        serve_v1(kube, namespace, gateway, document, host)
+        with Load(gateway.url, host=host, model="iris", rate=RATE, seconds=300) as load:
+            document["spec"]["rollout"]["target"] = "slow"
+            kube.apply(document, manager="test-user")
+            eventually(
+                lambda: status_of(kube, namespace).get("phase") == "Failed",
+                timeout=120,
+                what="the slow version rolled back",
+                explain=explain,
+            )
+            failed = status_of(kube, namespace)["analysis"]["metrics"]
+            # Now both versions are slow: the slow one is made stable by hand (retried
+            # without analysis), then slow-too is judged against it, relative only.
+            del document["spec"]["rollout"]["analysis"]
+            document["spec"]["rollout"]["stepWeights"] = [50]
+            document["metadata"]["annotations"] = {"modelpilot.io/retry": "slow"}
+            kube.apply(document, manager="test-user")
+            del document["metadata"]["annotations"]
+            eventually(
+                lambda: status_of(kube, namespace).get("stableVersion") == "slow",
+                timeout=120,
+                what="slow made stable without analysis",
+                explain=explain,
+            )
+            document["spec"]["rollout"]["analysis"] = {
+                "metrics": [
+                    {"name": "p99-vs-stable", "template": "latency-p99", "maxRatioToStable": 2}
+                ],
+                "minRequests": 20,
+            }
+            document["spec"]["rollout"]["stepWeights"] = [20, 50]
+            document["spec"]["rollout"]["target"] = "slow-too"
+            kube.apply(document, manager="test-user")
+            eventually(
+                lambda: status_of(kube, namespace).get("stableVersion") == "slow-too",
+                timeout=150,
+                what="slow-too promoted: as slow as stable",
+                explain=explain,
+            )
+        total = load.tally()
+    by_name = {m["name"]: m for m in failed}
+    print(f"\nslow vs v1: {failed}\nslow-too vs slow: {status_of(kube, namespace)['analysis']}")
+    assert by_name["p99"]["result"] == "Failed" and by_name["p99"]["canary"] > 20
+    assert by_name["p99-vs-stable"]["result"] == "Failed"  # 25x v1's p99
+    passed = status_of(kube, namespace)["analysis"]["metrics"][0]
+    assert passed["result"] == "Passed" and passed["canary"] > 20 and passed["stable"] > 20
+    assert total.failed == 0 and total.errors == 0

@@ -246,6 +246,8 @@ def test_helm_lint_strict(cli: Cli, values: list[str]) -> None:
         ("image.pullPolicy=Sometimes", "at '/image/pullPolicy': value must be one of"),
         ("replicas=2", "additional properties 'replicas' not allowed"),
         ("resources.requests.nvidia\\.com/gpu=1", "additional properties 'nvidia.com/gpu'"),
+        ("gatewayFlavor=nginx", "at '/gatewayFlavor': value must be one of"),
+        ("prometheusUrl=prometheus:9090", "at '/prometheusUrl': 'prometheus:9090' does not match"),
     ],
 )
 def test_values_that_break_the_schema_are_refused(cli: Cli, value: str, complaint: str) -> None:
@@ -272,7 +274,7 @@ def test_values_reach_the_operator_and_rbac(cli: Cli) -> None:
     args = defaults[("Deployment", "ops", "modelpilot")]["spec"]["template"]["spec"]["containers"][
         0
     ]["args"]
-    assert args == ["--liveness-port=8080", "--metrics-port=8081"]
+    assert args == ["--gateway-flavor=generic", "--liveness-port=8080", "--metrics-port=8081"]
     assert ("ClusterRoleBinding", None, "modelpilot") in defaults
     assert not any(kind in ("Role", "RoleBinding") for kind, _, _ in defaults)
 
@@ -306,6 +308,35 @@ def test_values_reach_the_operator_and_rbac(cli: Cli) -> None:
     ]
     reader = scoped[("ClusterRole", None, "modelpilot-cluster-reader")]
     assert all(set(rule["verbs"]) <= {"get", "list", "watch"} for rule in reader["rules"])
+
+
+def test_analysis_values_reach_the_operator_and_mount_the_secret(cli: Cli) -> None:
+    rendered = objects(
+        cli.template(
+            "--namespace", "ops",
+            "--set", "prometheusUrl=http://prometheus.monitoring:9090",
+            "--set", "prometheusAuth.secretName=prometheus-reader",
+            "--set", "webhookAllow={*.svc,approvals.example.com}",
+        ).stdout
+    )  # fmt: skip
+    pod = rendered[("Deployment", "ops", "modelpilot")]["spec"]["template"]["spec"]
+    args = pod["containers"][0]["args"]
+    for flag in (
+        "--webhook-allow=*.svc",
+        "--webhook-allow=approvals.example.com",
+        "--prometheus-url=http://prometheus.monitoring:9090",
+        "--prometheus-auth-dir=/etc/modelpilot/prometheus-auth",
+    ):
+        assert flag in args
+    assert {"name": "prometheus-auth", "secret": {"secretName": "prometheus-reader"}} in pod[
+        "volumes"
+    ]
+    mount = {"name": "prometheus-auth", "mountPath": "/etc/modelpilot/prometheus-auth"}
+    assert {**mount, "readOnly": True} in pod["containers"][0]["volumeMounts"]
+    # No RBAC on Secrets: the Secret is mounted, never read through the API.
+    for key, obj in rendered.items():
+        if key[0] in ("Role", "ClusterRole"):
+            assert all("secrets" not in rule.get("resources", []) for rule in obj["rules"])
 
 
 def test_metrics_service_and_optional_service_monitor(cli: Cli) -> None:

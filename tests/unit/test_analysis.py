@@ -236,3 +236,16 @@ def test_rollout_webhooks_join_the_analysis_and_a_refusal_fails_the_check() -> N
             "phase": "Progressing", "stable": "v1", "canary": "v2", "weight": 10,
         }
     ]  # fmt: skip
+
+
+def test_prometheus_credentials_come_from_the_mounted_secret(tmp_path: Any) -> None:
+    from modelpilot.probes.prometheus import auth_headers
+
+    assert auth_headers(None) == {}
+    (tmp_path / "username").write_text("reader\n")
+    (tmp_path / "password").write_text("s3cret\n")
+    assert auth_headers(tmp_path) == {"Authorization": "Basic cmVhZGVyOnMzY3JldA=="}
+    (tmp_path / "token").write_text("abc.def\n")
+    assert auth_headers(tmp_path) == {"Authorization": "Bearer abc.def"}  # a token wins
+    with pytest.raises(PrometheusError, match="neither a token nor username and password"):
+        auth_headers(tmp_path / "missing")

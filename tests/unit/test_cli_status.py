@@ -57,3 +57,37 @@ def test_default_version() -> None:
     assert default_version("promote", status) == "v2"
     assert default_version("rollback", status) == "v1"
     assert default_version("abort", {}) is None
+
+
+def test_render_status_shows_the_last_check_as_a_table() -> None:
+    model = {
+        "metadata": {"name": "iris", "namespace": "ml"},
+        "spec": {"rollout": {"target": "v3"}},
+        "status": {
+            "phase": "Progressing",
+            "analysis": {
+                "lastCheckAt": "2026-11-29T09:35:07Z",
+                "lastResult": "Failed",
+                "weight": 20,
+                "requests": 96,
+                "failedChecks": 1,
+                "inconclusiveChecks": 0,
+                "metrics": [
+                    {"name": "success", "result": "Failed", "canary": 68.75,
+                     "message": "success 68.75 < min 95"},
+                    {"name": "p99", "result": "Passed", "canary": 9.1, "stable": 8.8},
+                    {"name": "webhook/qa", "result": "Passed",
+                     "message": "webhook qa answered 200"},
+                ],
+            },
+        },
+    }  # fmt: skip
+    text = render_status(model, [])
+    assert (
+        "  analysis: last check Failed at 20% (2026-11-29T09:35:07Z), 96 canary requests; "
+        "failed 1, inconclusive in a row 0\n"
+        "    METRIC      RESULT           CANARY     STABLE  WHY\n"
+        "    success     Failed            68.75          -  success 68.75 < min 95\n"
+        "    p99         Passed              9.1        8.8\n"
+        "    webhook/qa  Passed                -          -  webhook qa answered 200\n"
+    ) in text

@@ -32,6 +32,26 @@ def test_metrics_exposition() -> None:
     assert 'modelpilot_models{phase="Progressing"} 1\n' in text
 
 
+def test_rollout_and_analysis_gauges_per_model() -> None:
+    from collections import Counter
+
+    metrics = Metrics()
+    metrics.set_phase("ml", "iris", "Progressing", canary_weight=20)
+    metrics.set_analysis("ml", "iris", "Failed", failed_checks=1)
+    metrics.set_phase("ml", "churn", "Stable")
+    metrics.checks_total = Counter({"Passed": 3, "Failed": 1})
+    text = metrics.render()
+    assert 'modelpilot_canary_weight{namespace="ml",name="iris"} 20\n' in text
+    assert 'name="churn"} ' not in text.split("modelpilot_canary_weight", 1)[1]
+    assert 'modelpilot_analysis_last_result{namespace="ml",name="iris",result="Failed"} 1\n' in text
+    assert 'modelpilot_analysis_failed_checks{namespace="ml",name="iris"} 1\n' in text
+    for result, count in (("Passed", 3), ("Failed", 1), ("Inconclusive", 0)):
+        assert f'modelpilot_analysis_checks_total{{result="{result}"}} {count}\n' in text
+    metrics.set_analysis("ml", "iris", None)
+    metrics.set_phase("ml", "iris", None)
+    assert 'name="iris"' not in metrics.render()
+
+
 def test_api_requests_are_counted_per_method_and_exposed() -> None:
     configuration = client.Configuration()
     configuration.host = "http://127.0.0.1:9"  # the discard port: nothing answers

@@ -165,7 +165,7 @@ def test_build_writes_both_versions_with_cards(built: Path) -> None:
     import sklearn
 
     versions = {v.card.version: v for v in ModelStore(built).versions("iris")}
-    assert sorted(versions) == ["v1", "v2", "v3"]
+    assert sorted(versions) == ["v1", "v2", "v3", "v4"]
     v1, v2, v3 = versions["v1"].card, versions["v2"].card, versions["v3"].card
     assert (v3.stage, v3.metrics["error_rate"]) == ("Archived", 0.3333)  # every setosa fails
     assert "BROKEN on purpose" in v3.description
@@ -237,6 +237,9 @@ def test_build_is_deterministic_and_replaces_in_place(built: Path, tmp_path: Pat
         "iris/v3",
         "iris/v3/model.joblib",
         "iris/v3/model.yaml",
+        "iris/v4",
+        "iris/v4/model.joblib",
+        "iris/v4/model.yaml",
     ]
 
 
@@ -271,7 +274,7 @@ def test_store_list(built: Path, capsys: pytest.CaptureFixture[str]) -> None:
         "F1_MACRO",
     ]
     cards = {v.card.version: v.card for v in ModelStore(built).versions("iris")}
-    for line, version in zip(lines[1:], ("v1", "v2", "v3"), strict=True):
+    for line, version in zip(lines[1:], ("v1", "v2", "v3", "v4"), strict=True):
         card = cards[version]
         cells = line.split()
         assert cells[:4] == ["iris", version, card.stage, "sklearn"]

@@ -31,7 +31,10 @@ class Verdict:
 
 
 def _number(value: float | None) -> float | None:
-    return None if value is None or math.isnan(value) or math.isinf(value) else value
+    """A finite value, rounded for status (histogram interpolation leaves 1e-13 dust)."""
+    if value is None or math.isnan(value) or math.isinf(value):
+        return None
+    return round(value, 4)
 
 
 def judge_metric(metric: AnalysisMetric, measured: Measured) -> MetricCheck:

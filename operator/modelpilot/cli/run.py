@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+from pathlib import Path
 from typing import Any
 
 from modelpilot.api.gateways import GATEWAY_FLAVORS
@@ -53,6 +54,13 @@ def add_commands(commands: Any) -> None:
         "(spec.rollout.analysis.prometheus.address), e.g. http://prometheus.monitoring:9090",
     )
     run.add_argument(
+        "--prometheus-auth-dir",
+        metavar="DIR",
+        help="credentials for --prometheus-url, read at every check: a `token` file "
+        "(bearer), or `username` and `password` files (basic); the chart mounts "
+        "prometheusAuth.secretName here",
+    )
+    run.add_argument(
         "--webhook-allow",
         action="append",
         metavar="HOST_PATTERN",
@@ -85,6 +93,7 @@ def run_operator_command(args: argparse.Namespace) -> int:
         gateway_flavor=args.gateway_flavor,
         prometheus_url=args.prometheus_url,
         webhook_allow=tuple(args.webhook_allow or DEFAULT_WEBHOOK_ALLOW),
+        prometheus_auth=Path(args.prometheus_auth_dir) if args.prometheus_auth_dir else None,
     )
     asyncio.run(
         run_operator(

@@ -18,6 +18,37 @@ def progress_bar(steps: list[int], weight: int, phase: str | None) -> str:
     return f"[{''.join(cells)}] {weight}% (step {done}/{len(steps)}, {phase})"
 
 
+def _value(value: Any) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def render_analysis(analysis: dict[str, Any] | None) -> list[str]:
+    """The last check as a table: one row per metric (and gating webhook)."""
+    if not analysis or not (analysis.get("lastCheckAt") or analysis.get("confirmation")):
+        return []
+    lines = [
+        f"  analysis: last check {analysis.get('lastResult') or '-'} at "
+        f"{analysis.get('weight', 0)}% ({analysis.get('lastCheckAt', '')}), "
+        f"{_value(analysis.get('requests'))} canary requests; failed "
+        f"{analysis.get('failedChecks', 0)}, inconclusive in a row "
+        f"{analysis.get('inconclusiveChecks', 0)}"
+        + ("; promoted by a human before it passed" if analysis.get("overridden") else "")
+    ]
+    metrics = analysis.get("metrics") or []
+    if metrics:
+        width = max(6, *(len(m["name"]) for m in metrics))
+        lines.append(f"    {'METRIC':<{width}}  {'RESULT':<12}  {'CANARY':>9}  {'STABLE':>9}  WHY")
+        for metric in metrics:
+            lines.append(
+                f"    {metric['name']:<{width}}  {metric['result']:<12}  "
+                f"{_value(metric.get('canary')):>9}  {_value(metric.get('stable')):>9}  "
+                f"{metric.get('message', '')}".rstrip()
+            )
+    if analysis.get("confirmation"):
+        lines.append(f"    confirm-promotion: {analysis['confirmation']}")
+    return lines
+
+
 def render_status(model: dict[str, Any], events: list[dict[str, Any]]) -> str:
     meta, spec = model["metadata"], model.get("spec") or {}
     status = model.get("status") or {}
@@ -49,6 +80,7 @@ def render_status(model: dict[str, Any], events: list[dict[str, Any]]) -> str:
         )
         note = f"  {version['message']}" if version.get("message") else ""
         lines.append(f"    {version['name']:<16} {state:<10} {version.get('runtime', '')}{note}")
+    lines += render_analysis(status.get("analysis"))
     for cond in status.get("conditions") or []:
         message = f": {cond['message']}" if cond.get("message") else ""
         lines.append(f"  {cond['type']}={cond['status']} ({cond.get('reason', '')}){message}")

@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import aiohttp
@@ -26,7 +27,7 @@ from modelpilot.api import ManagedModel
 from modelpilot.api.analysis import Analysis, Webhook
 from modelpilot.api.status import MetricCheck
 from modelpilot.probes import webhooks
-from modelpilot.probes.prometheus import Prometheus, PrometheusError
+from modelpilot.probes.prometheus import Prometheus, PrometheusError, auth_headers
 from modelpilot.probes.webhooks import DEFAULT_WEBHOOK_ALLOW
 from modelpilot.rollout import CheckReport, CheckRequest, stamp
 from modelpilot.rollout.durations import parse_duration
@@ -187,8 +188,10 @@ class CheckRunner:
         flavor: str,
         prometheus_url: str | None,
         webhook_allow: tuple[str, ...] = DEFAULT_WEBHOOK_ALLOW,
+        prometheus_auth: Path | None = None,
         timeout: float = 10.0,
     ):
+        self.prometheus_auth = prometheus_auth
         self.flavor, self.prometheus_url, self.timeout = flavor, prometheus_url, timeout
         self.webhook_allow = webhook_allow
         self.notifications: Counter[str] = Counter()  # delivered / failed
@@ -278,15 +281,20 @@ class CheckRunner:
         try:
             analysis = job.model.spec.rollout.analysis
             address = (analysis.prometheus.address if analysis else None) or self.prometheus_url
+            # The operator's credentials go to the operator's Prometheus only, never to
+            # an address a model's author wrote.
+            own = address == self.prometheus_url
+            headers = auth_headers(self.prometheus_auth) if own else {}
             numbers = (
-                Prometheus(address, self._session, self.timeout)
+                Prometheus(address, self._session, self.timeout, headers)
                 if address and self._session is not None
                 else None
             )
             caller = self._call if self._session is not None else None
             report = await run_check(job, self.flavor, numbers, time.time(), caller)
         except Exception as err:  # a bug here must not stop other models' checks
-            log.exception("check of %s/%s failed", *key)
+            if not isinstance(err, PrometheusError):
+                log.exception("check of %s/%s failed", *key)
             report = CheckReport(
                 canary=job.check.canary,
                 weight=job.check.weight,

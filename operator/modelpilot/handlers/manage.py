@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from modelpilot.api import InvalidManagedModel, ManagedModel, names, parse_managed_model
@@ -54,6 +55,7 @@ class Settings:
     gateway_flavor: GatewayFlavor = "generic"
     prometheus_url: str | None = None  # for analysis without its own address
     webhook_allow: tuple[str, ...] = DEFAULT_WEBHOOK_ALLOW  # hosts webhooks may call
+    prometheus_auth: Path | None = None  # a mounted Secret: token, or username+password
 
 
 @dataclass
@@ -62,6 +64,8 @@ class Outcome:
     writes: int = 0  # children applied or deleted
     phase: str | None = None
     canary_weight: int | None = None
+    analysis_result: str | None = None  # the last check's
+    failed_checks: int = 0
 
 
 @dataclass
@@ -343,6 +347,9 @@ class Reconcile:
         write_status(self.cluster, self.body, self.status, updated)
         self.outcome.phase = updated.phase
         self.outcome.canary_weight = updated.canary_weight
+        if updated.analysis is not None:
+            self.outcome.analysis_result = updated.analysis.last_result
+            self.outcome.failed_checks = updated.analysis.failed_checks
         if plan.consumed:
             patch = {"annotations": dict.fromkeys(plan.consumed)}
             self.cluster.patch_metadata(self.body, patch)

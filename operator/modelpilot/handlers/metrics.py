@@ -22,6 +22,7 @@ class Metrics:
         self._duration_sum = 0.0
         self._phases: dict[tuple[str, str], str] = {}
         self._canary_weights: dict[tuple[str, str], int] = {}
+        self._analysis: dict[tuple[str, str], tuple[str, int]] = {}  # last result, failed
         self.checks_total: Mapping[str, int] = {}  # analysis checks per result
         # The API client's live request counts per HTTP method, when it keeps them.
         self.api_requests: Mapping[str, int] = {}
@@ -49,6 +50,15 @@ class Metrics:
                 self._canary_weights.pop(key, None)
             else:
                 self._canary_weights[key] = canary_weight
+
+    def set_analysis(
+        self, namespace: str, name: str, result: str | None, failed_checks: int = 0
+    ) -> None:
+        with self._lock:
+            if result is None:
+                self._analysis.pop((namespace, name), None)
+            else:
+                self._analysis[(namespace, name)] = (result, failed_checks)
 
     def render(self) -> str:
         with self._lock:
@@ -85,6 +95,24 @@ class Metrics:
             for (namespace, name), weight in sorted(self._canary_weights.items()):
                 lines.append(
                     f'modelpilot_canary_weight{{namespace="{namespace}",name="{name}"}} {weight}'
+                )
+            lines += [
+                "# HELP modelpilot_analysis_last_result The model's last analysis check (1).",
+                "# TYPE modelpilot_analysis_last_result gauge",
+            ]
+            for (namespace, name), (result, _) in sorted(self._analysis.items()):
+                lines.append(
+                    f'modelpilot_analysis_last_result{{namespace="{namespace}",name="{name}",'
+                    f'result="{result}"}} 1'
+                )
+            lines += [
+                "# HELP modelpilot_analysis_failed_checks Failed checks in the model's rollout.",
+                "# TYPE modelpilot_analysis_failed_checks gauge",
+            ]
+            for (namespace, name), (_, failed) in sorted(self._analysis.items()):
+                lines.append(
+                    f'modelpilot_analysis_failed_checks{{namespace="{namespace}",name="{name}"}} '
+                    f"{failed}"
                 )
         lines += [
             "# HELP modelpilot_analysis_checks_total Canary analysis checks by result.",

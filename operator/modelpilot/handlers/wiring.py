@@ -79,6 +79,7 @@ class OperatorState:
             self.settings.gateway_flavor,
             self.settings.prometheus_url,
             self.settings.webhook_allow,
+            self.settings.prometheus_auth,
         )
         self.metrics.checks_total = self.checks.checks_total
 
@@ -231,12 +232,16 @@ async def model_loop(
             else:
                 state.metrics.observe(time.monotonic() - started, outcome.writes, error=False)
                 state.metrics.set_phase(namespace, name, outcome.phase, outcome.canary_weight)
+                state.metrics.set_analysis(
+                    namespace, name, outcome.analysis_result, outcome.failed_checks
+                )
                 timeout, backoff = outcome.requeue_after, 1.0
             await _sleep(poke, stopped, timeout)
     finally:
         state.pokes.pop((namespace, name), None)
         state.seen.pop((namespace, name), None)
         state.metrics.set_phase(namespace, name, None)
+        state.metrics.set_analysis(namespace, name, None)
         state.checks.forget((namespace, name))
 
 

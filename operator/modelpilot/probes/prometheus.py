@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import math
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -12,11 +14,36 @@ class PrometheusError(Exception):
     """The query did not give a usable answer; the message says why, for status."""
 
 
+def auth_headers(directory: Path | None) -> dict[str, str]:
+    """Credentials from a mounted Secret: a `token` file (bearer), else `username` and
+    `password` files (basic). Read at every check, so a rotated Secret is picked up."""
+    if directory is None:
+        return {}
+    token = directory / "token"
+    if token.is_file():
+        return {"Authorization": f"Bearer {token.read_text().strip()}"}
+    user, password = directory / "username", directory / "password"
+    if user.is_file() and password.is_file():
+        pair = f"{user.read_text().strip()}:{password.read_text().strip()}"
+        return {"Authorization": f"Basic {base64.b64encode(pair.encode()).decode()}"}
+    raise PrometheusError(
+        f"{directory} holds neither a token nor username and password files: check the "
+        "Secret the chart's prometheusAuth.secretName names"
+    )
+
+
 class Prometheus:
-    def __init__(self, address: str, session: aiohttp.ClientSession, timeout: float = 10.0):
+    def __init__(
+        self,
+        address: str,
+        session: aiohttp.ClientSession,
+        timeout: float = 10.0,
+        headers: dict[str, str] | None = None,
+    ):
         self.address = address.rstrip("/")
         self.session = session
         self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self.headers = headers or {}
 
     async def number(self, query: str, at: float) -> float | None:
         """The query's single value at `at` (unix seconds); None when it returns no
@@ -24,13 +51,21 @@ class Prometheus:
         url = f"{self.address}/api/v1/query"
         try:
             async with self.session.get(
-                url, params={"query": query, "time": f"{at:.3f}"}, timeout=self.timeout
+                url,
+                params={"query": query, "time": f"{at:.3f}"},
+                timeout=self.timeout,
+                headers=self.headers,
             ) as response:
                 body: dict[str, Any] = await response.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError, ValueError) as err:
             raise PrometheusError(
                 f"Prometheus at {self.address} unreachable: {err or type(err).__name__}"
             ) from None
+        if response.status in (401, 403):
+            raise PrometheusError(
+                f"Prometheus at {self.address} refused the operator's credentials "
+                f"({response.status})"
+            )
         if body.get("status") != "success":
             raise PrometheusError(
                 f"Prometheus refused the query: {body.get('errorType', '')}: "

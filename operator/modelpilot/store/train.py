@@ -1,10 +1,11 @@
-"""The sample models: iris (scikit-learn's bundled copy, no download) in three versions.
+"""The sample models: iris (scikit-learn's bundled copy, no download) in four versions.
 
 v1 is a logistic regression, v2 a random forest, v3 a broken candidate: a logistic
 regression behind a feature step that turns a petal width under 1 cm into NaN, which
 the classifier refuses at prediction time, so the model server answers 500 for about
-a third of real inputs (every setosa). The failure is the model's own, as a bad
-release's would be; canary analysis must catch it. Training is deterministic: a fixed,
+a third of real inputs (every setosa). v4 is a slow one: a forest of 1,000 trees, as
+accurate as v2 and about 25 times slower to answer. Their faults are the models' own,
+as a bad release's would be; canary analysis must catch them. Training is deterministic: a fixed,
 stratified train/test split and fixed seeds, so the same scikit-learn and numpy produce
 the same artifacts byte for byte. scikit-learn is imported only here.
 """
@@ -51,6 +52,14 @@ IRIS_RECIPES: tuple[Recipe, ...] = (
         "BROKEN on purpose: fails on petal widths under 1 cm (about a third of inputs), "
         "for canary analysis to catch",
         broken=True,
+    ),
+    Recipe(
+        "v4",
+        "Archived",
+        "RandomForestClassifier",
+        {"n_estimators": 1000, "max_depth": 4, "random_state": 0},
+        "SLOW on purpose: a 1,000-tree forest, as accurate as v2 and about 25 ms a "
+        "prediction, for latency analysis to catch",
     ),
 )
 
