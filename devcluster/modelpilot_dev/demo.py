@@ -6,7 +6,9 @@ Traefik as the gateway, and the operator in this process; applies the iris Manag
 from the model store serving v1, then sends clients' requests through the gateway while
 it walks a canary to v2, promotes it and watches v1 scale down, printing `kubectl get
 mm`, the pods per version, `modelpilot status` and what the clients saw (answers per
-version, errors) on the way. It stops everything it started, also on Ctrl-C or SIGTERM.
+version, errors) on the way. Act 2, with Prometheus: a broken v3 rolled out with canary
+analysis is rolled back by itself while the clients' traffic keeps flowing. It stops
+everything it started, also on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
@@ -34,6 +37,7 @@ from modelpilot_dev import checkout, tools
 from modelpilot_dev.gateway import TRAEFIK_SETTINGS, LocalGateway
 from modelpilot_dev.load import Load
 from modelpilot_dev.local_server import LocalServer
+from modelpilot_dev.prometheus import LocalPrometheus
 
 if TYPE_CHECKING:
     from modelpilot_dev.cluster import ControlPlane
@@ -76,6 +80,7 @@ class Demo:
         self._seen: tuple[Any, ...] | None = None  # the last (phase, weights) printed
         self.load: Load | None = None  # clients' requests through the gateway
         self.gateway: LocalGateway | None = None
+        self.prometheus: LocalPrometheus | None = None
         self.real_servers = False
         self._mark = 0.0  # when the last traffic line was printed
 
@@ -174,7 +179,7 @@ class Demo:
     def ensure_store(self) -> None:
         self.say(f"the model store: {self.store.root}")
         try:
-            for version in ("v1", "v2"):
+            for version in ("v1", "v2", "v3"):
                 self.store.get("iris", version)
         except StoreError as err:
             self.note(f"{err}; building it")
@@ -243,10 +248,20 @@ class Demo:
                 cleanup.callback(self.gateway.stop)
             else:
                 self.real_servers = False
+            settings = TRAEFIK_SETTINGS
+            if self.gateway is not None and not tools.missing(["prometheus"]):
+                self.prometheus = LocalPrometheus(
+                    plane.log_dir, gateway_metrics=self.gateway.metrics_url
+                ).start()
+                cleanup.callback(self.prometheus.stop)
+                standins.kserve.store_servers.report_to(self.prometheus)
+                settings = replace(TRAEFIK_SETTINGS, prometheus_url=self.prometheus.url)
+                self.note(
+                    f"Prometheus {tools.prometheus_version()} scrapes the gateway and the "
+                    f"model servers every second: {self.prometheus.url} (real)"
+                )
             self.kube = Kube(api_client(str(plane.kubeconfig)))
-            cleanup.enter_context(
-                OperatorThread(self.kube, TRAEFIK_SETTINGS, namespaces=[NAMESPACE])
-            )
+            cleanup.enter_context(OperatorThread(self.kube, settings, namespaces=[NAMESPACE]))
             cleanup.callback(self.say, "stopping the operator, the control plane and the stand-ins")
             self.rollout()
 
@@ -336,7 +351,46 @@ class Demo:
         )
         self.show()
         self.modelpilot("status", "iris")
+        if self.prometheus is not None and self.load is not None:
+            self.broken_release()
         self.stop_load()
+
+    def broken_release(self) -> None:
+        """Act 2: v3 fails on a third of real inputs; the analysis rolls it back."""
+        self.say(
+            "act 2: v3 is broken (it fails on every setosa, about a third of the clients' "
+            "inputs); roll it out with canary analysis: the gateway's success rate must "
+            "stay >= 95%, checked every 6 s, two failed checks roll it back"
+        )
+        patch = {
+            "spec": {
+                "versions": [
+                    {"name": v, "storageUri": f"pvc://model-store/iris/{v}"}
+                    for v in ("v1", "v2", "v3")
+                ],
+                "rollout": {
+                    "target": "v3",
+                    "stepWeights": [20, 50],
+                    "interval": "6s",
+                    "promotion": "auto",
+                    "analysis": {
+                        "metrics": [{"name": "success", "template": "success-rate", "min": 95}],
+                        "threshold": 2,
+                        "minRequests": 20,
+                    },
+                },
+            }
+        }
+        text = json.dumps(patch, separators=(",", ":"))
+        self.kubectl(
+            "patch", "mm", "iris", "--type", "merge", "-p", text,
+            shown=f"kubectl patch mm iris --type merge -p '{text}'",
+        )  # fmt: skip
+        self.wait("v3 rolled back by its analysis", lambda s: s.get("phase") == "Failed")
+        time.sleep(3.0)  # the clients once the route is back on v2
+        self.traffic()
+        self.show()
+        self.modelpilot("status", "iris")
 
     def start_load(self) -> None:
         """Clients: prediction requests through the gateway from here on."""
@@ -437,5 +491,8 @@ def main(store_root: Path | None = None, *, serve: bool = True, out: TextIO = sy
         print(f"the operator's log: {OPERATOR_LOG}", file=sys.stderr)
         return 1
     elapsed = time.monotonic() - demo.started
-    demo.out.write(f"\ndone in {elapsed:.0f}s: v2 serves all traffic, v1 is stopped.\n")
+    rolled_back = ", v3 was rolled back by its analysis" if demo.prometheus else ""
+    demo.out.write(
+        f"\ndone in {elapsed:.0f}s: v2 serves all traffic, v1 is stopped{rolled_back}.\n"
+    )
     return 0

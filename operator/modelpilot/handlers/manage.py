@@ -343,7 +343,7 @@ class Reconcile:
     ) -> None:
         """Status (the decision), then the commands it consumed, the Events that tell of
         it, and last the children that carry it out."""
-        updated, degraded = self._next_status(plan, seen, runtimes, warnings, writes.degraded)
+        updated = self._next_status(plan, seen, runtimes, warnings, writes.degraded)
         write_status(self.cluster, self.body, self.status, updated)
         self.outcome.phase = updated.phase
         self.outcome.canary_weight = updated.canary_weight
@@ -354,8 +354,10 @@ class Reconcile:
             patch = {"annotations": dict.fromkeys(plan.consumed)}
             self.cluster.patch_metadata(self.body, patch)
         previous = condition_of(self.status.conditions, "Degraded")
-        if degraded and (previous is None or previous.message != degraded[1]):
-            self._event("Warning", degraded[0], degraded[1])
+        # A failed rollout has its Event from the machine; a name conflict has this one.
+        conflict = writes.degraded
+        if conflict and (previous is None or previous.message != conflict[1]):
+            self._event("Warning", conflict[0], conflict[1])
         for event in [*plan.events, *writes.events]:
             self.cluster.post_event(self.body, event)
         self._notify(plan, updated)
@@ -395,7 +397,7 @@ class Reconcile:
         runtimes: dict[str, str | None],
         warnings: list[str],
         conflict: tuple[str, str] | None,
-    ) -> tuple[ManagedModelStatus, tuple[str, str] | None]:
+    ) -> ManagedModelStatus:
         model, spec = self.model, self.model.spec
         generation = self.body["metadata"].get("generation")
         now = stamp(self.now)
@@ -456,7 +458,7 @@ class Reconcile:
                 "conditions": conditions,
             }
         )
-        return updated, degraded
+        return updated
 
     def _url(self) -> str | None:
         """The model's address through the gateway: its first hostname, else the
