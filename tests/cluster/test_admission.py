@@ -138,6 +138,22 @@ def violations(namespace: str) -> list[tuple[str, dict[str, Any], str]]:
     doc["spec"]["versions"][1]["name"] = "v" * 20
     doc["spec"]["rollout"]["target"] = "v" * 20
     cases.append(("length", doc, "'<model>-<version>-predictor' must fit in 63 characters"))
+
+    doc = iris(namespace)
+    doc["spec"]["rollout"]["analysis"] = {
+        "metrics": [{"name": "ok", "template": "success-rate", "query": "up", "min": 1}]
+    }
+    cases.append(("analysis-source", doc, "set exactly one of template or query"))
+
+    doc = iris(namespace)
+    doc["spec"]["rollout"]["analysis"] = {"metrics": [{"name": "ok", "template": "success-rate"}]}
+    cases.append(("analysis-bound", doc, "set at least one bound"))
+
+    doc = iris(namespace)
+    doc["spec"]["rollout"]["webhooks"] = [
+        {"name": "hook", "type": "rollout", "url": "ftp://hooks.ops.svc/x"}
+    ]
+    cases.append(("webhook-url", doc, "spec.rollout.webhooks[0].url"))
     return cases
 
 

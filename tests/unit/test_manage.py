@@ -23,10 +23,12 @@ from modelpilot.api.kinds import (
     INFERENCE_SERVICE,
     MANAGED_MODEL,
 )
+from modelpilot.handlers.checks import Checks
 from modelpilot.handlers.manage import Outcome, Settings, manage
 from modelpilot.k8s.observe import route_weights
 from modelpilot.k8s.runtime_index import RuntimeIndex
 from modelpilot.render import manifests
+from modelpilot.rollout import CheckReport, CheckRequest, stamp
 from modelpilot.runtimes import default_cluster_serving_runtimes
 from modelpilot_dev.memory_cluster import Crash, MemoryCluster, Write
 
@@ -122,11 +124,15 @@ class World:
         self.controllers = Controllers(self.cluster)
         self.runtimes = serving_runtimes()
         self.now = T0
+        self.settings = Settings()
+        self.checks: Checks | None = None
         self.cluster.put(copy.deepcopy(document or MODEL))
 
     def reconcile(self, *, after: float = 0.0) -> Outcome:
         self.now += dt.timedelta(seconds=after)
-        return manage(self.cluster, NS, NAME, self.runtimes, Settings(), now=self.now)
+        return manage(
+            self.cluster, NS, NAME, self.runtimes, self.settings, now=self.now, checks=self.checks
+        )
 
     def writes_of(self, step: Callable[[], object]) -> list[Write]:
         before = len(self.cluster.writes)
@@ -455,3 +461,64 @@ def test_a_command_seen_again_after_a_crash_is_consumed_without_a_refusal() -> N
     assert "modelpilot.io/promote" not in world.model()["metadata"].get("annotations", {})
     assert world.status()["lastCommand"]["outcome"] == "applied"
     assert "CommandPromote" not in reasons(writes)
+
+
+# --- analysis -------------------------------------------------------------------------
+
+
+class ChecksTwin:
+    """The check runner's in-memory twin: records what the reconcile asks and tells,
+    answers with the report a test sets."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[CheckRequest, dict[str, Any] | None]] = []
+        self.told: list[tuple[str, dict[str, Any]]] = []
+        self.report: CheckReport | None = None
+
+    def latest(self, key: tuple[str, str]) -> CheckReport | None:
+        return self.report
+
+    def request(
+        self, key: tuple[str, str], model: Any, check: CheckRequest, route: dict[str, Any] | None
+    ) -> None:
+        self.asked.append((check, route))
+
+    def notify(self, model: Any, hook_type: str, payload: dict[str, Any]) -> None:
+        self.told.append((hook_type, payload))
+
+
+def test_failed_checks_reported_by_the_runner_roll_the_canary_back_and_notify() -> None:
+    document = copy.deepcopy(MODEL)
+    document["spec"]["rollout"]["analysis"] = {
+        "metrics": [{"name": "ok", "template": "success-rate", "min": 95}]
+    }
+    document["spec"]["rollout"]["webhooks"] = [
+        {"name": "pager", "type": "rollback", "url": "http://pager.ops.svc/"},
+        {"name": "outside", "type": "event", "url": "http://example.com/hook"},
+    ]
+    world = World(document)
+    twin = world.checks = ChecksTwin()
+    world.converge()
+    assert (
+        "spec.rollout.webhooks[1] (outside): example.com is not allowed"
+        in (world.condition("Degraded")["message"])
+    )
+    world.set_target("v2")
+    world.converge()
+    assert world.route() == {"v1": 75, "v2": 25} and twin.asked == []
+    world.reconcile(after=30)
+    check, route = twin.asked[-1]
+    assert (check.canary, check.stable, check.weight, check.kind) == ("v2", "v1", 25, "analysis")
+    assert route is not None and route["metadata"]["name"] == NAME  # for Envoy's indices
+    for _ in range(2):
+        twin.report = CheckReport(
+            canary="v2", weight=25, at=stamp(world.now), result="Failed",
+            message="ok 60 < min 95",
+        )  # fmt: skip
+        world.reconcile(after=1)
+    assert world.route() == {"v1": 100}
+    assert world.status()["phase"] == "Failed"
+    assert world.condition("Degraded")["reason"] == "AnalysisFailed"
+    assert [kind for kind, _ in twin.told].count("rollback") == 1
+    rollback = next(payload for kind, payload in twin.told if kind == "rollback")
+    assert rollback == {"phase": "Failed", "stable": "v1", "canary": "v2", "weight": 0}

@@ -38,7 +38,7 @@ from modelpilot.k8s.children import with_owner as owned
 from modelpilot.k8s.cluster import Cluster
 from modelpilot.k8s.observe import Snapshot, replicas_of, route_accepted, route_weights, snapshot
 from modelpilot.k8s.runtime_index import RuntimeIndex
-from modelpilot.probes.webhooks import DEFAULT_WEBHOOK_ALLOW
+from modelpilot.probes.webhooks import DEFAULT_WEBHOOK_ALLOW, refusal
 from modelpilot.render import RenderState, UnservableModel, VersionState, plan_serving, render_model
 from modelpilot.rollout import Observations, Plan, VersionObservation, decide, parse_commands, stamp
 from modelpilot.rollout.machine import ROLLING
@@ -220,7 +220,8 @@ class Reconcile:
         writes = self._changes(rendered.objects, seen)
         if self._may_have_leftovers(plan):
             self._prune({(o["kind"], o["metadata"]["name"]) for o in rendered.objects})
-        self._write(plan, seen, rendered.runtimes, rendered.warnings, writes)
+        warnings = [*rendered.warnings, *self._refused_webhooks()]
+        self._write(plan, seen, rendered.runtimes, warnings, writes)
         if plan.check is not None and self.checks is not None:
             self.checks.request(self.key, model, plan.check, seen.route)
         return self.outcome
@@ -371,6 +372,16 @@ class Reconcile:
         ):
             wake.append(RESYNC_WHILE_NOT_READY)
         self.outcome.requeue_after = min(wake) if wake else None
+
+    def _refused_webhooks(self) -> list[str]:
+        """Hooks the operator will not call, said in the Degraded condition's message up
+        front (a refused gating hook also fails its checks)."""
+        found = []
+        for index, hook in enumerate(self.model.spec.rollout.webhooks):
+            why = refusal(hook.url, self.settings.webhook_allow)
+            if why is not None:
+                found.append(f"spec.rollout.webhooks[{index}] ({hook.name}): {why}")
+        return found
 
     def _notify(self, plan: Plan, updated: ManagedModelStatus) -> None:
         """Tell the notification webhooks (best effort, off the reconcile)."""
