@@ -75,6 +75,7 @@ def test_names_columns_and_status() -> None:
         "Weight",
         "Phase",
         "Ready",
+        "Strategy",
         "Age",
     ]
 

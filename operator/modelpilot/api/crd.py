@@ -51,6 +51,7 @@ _PRINTER_COLUMNS = [
     ("Weight", "integer", ".status.canaryWeight", "Percent of traffic on the canary"),
     ("Phase", "string", ".status.phase", "Rollout phase"),
     ("Ready", "string", ".status.readyVersions", "Ready versions out of all"),
+    ("Strategy", "string", ".spec.rollout.strategy", "Canary, ABTest or BlueGreen"),
     ("Age", "date", ".metadata.creationTimestamp", "Time since creation"),
 ]
 

@@ -7,6 +7,7 @@ Each problem names a field path and says how to fix it, one line each, the same 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
@@ -16,9 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from modelpilot.api.analysis import PLACEHOLDERS, Analysis, unknown_placeholders
 from modelpilot.api.kinds import KSERVE_ISVC_LABEL, MANAGED_MODEL
 from modelpilot.api.names import MANAGED_BY
-from modelpilot.api.spec import MAX_MODEL_PLUS_VERSION, ManagedModelSpec
+from modelpilot.api.spec import MAX_MODEL_PLUS_VERSION, ManagedModelSpec, Rollout
 from modelpilot.api.spec_base import SpecModel
 from modelpilot.api.status import ManagedModelStatus
+from modelpilot.api.strategies import HeaderMatch, QueryParamMatch
 
 GROUP = MANAGED_MODEL.group
 VERSION = MANAGED_MODEL.version
@@ -178,6 +180,7 @@ def check_rules(model: ManagedModel) -> list[Problem]:
     problems += _gpu_in_resources("spec.resources", spec.resources)
     if spec.rollout.analysis is not None:
         problems += _analysis_problems(spec.rollout.analysis)
+    problems += _strategy_problems(spec.rollout)
     for key in spec.serving.labels:
         if key in RESERVED_LABEL_KEYS or key.startswith(RESERVED_LABEL_PREFIX):
             problems.append(
@@ -186,6 +189,47 @@ def check_rules(model: ManagedModel) -> list[Problem]:
                     "is set by modelpilot or KServe; choose another label key",
                 )
             )
+    return problems
+
+
+def _strategy_problems(rollout: Rollout) -> list[Problem]:
+    problems = []
+    if rollout.strategy == "ABTest" and not rollout.match:
+        problems.append(
+            Problem(
+                "spec.rollout.match",
+                "strategy ABTest needs match: the requests that go to the candidate",
+            )
+        )
+    if rollout.strategy == "BlueGreen" and rollout.capacity == "Shared":
+        problems.append(
+            Problem(
+                "spec.rollout.capacity",
+                "strategy BlueGreen warms the candidate beside the stable version: it needs "
+                "capacity Surge, not Shared",
+            )
+        )
+    for index, match in enumerate(rollout.match):
+        path = f"spec.rollout.match[{index}]"
+        if not match.headers and not match.query_params:
+            problems.append(Problem(path, "a match needs at least one header or query parameter"))
+        fields: list[tuple[str, Sequence[HeaderMatch | QueryParamMatch]]] = [
+            ("headers", match.headers),
+            ("queryParams", match.query_params),
+        ]
+        for field, items in fields:
+            for position, item in enumerate(items):
+                if item.type != "RegularExpression":
+                    continue
+                try:
+                    re.compile(item.value)
+                except re.error as err:
+                    problems.append(
+                        Problem(
+                            f"{path}.{field}[{position}].value",
+                            f"{item.value!r} is not a valid regular expression: {err}",
+                        )
+                    )
     return problems
 
 

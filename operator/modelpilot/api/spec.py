@@ -14,6 +14,7 @@ from pydantic import ConfigDict, Field, field_validator
 
 from modelpilot.api.analysis import Analysis, Webhook
 from modelpilot.api.spec_base import DNS1123_LABEL, Duration, SpecModel, rules
+from modelpilot.api.strategies import MAX_MATCHES, RequestMatch, Strategy
 
 # Quantities are ints or strings ("500m", "8Gi"); the CRD says x-kubernetes-int-or-string.
 Quantity = int | str
@@ -285,10 +286,40 @@ class Rollout(SpecModel):
                 "!has(self.stepWeights) || (self.stepWeights.isSorted() && "
                 "self.stepWeights.all(w, self.stepWeights.exists_one(x, x == w)))",
                 "stepWeights must be strictly increasing",
-            )
+            ),
+            (
+                "!has(self.strategy) || self.strategy != 'ABTest' || "
+                "(has(self.match) && size(self.match) > 0)",
+                "strategy ABTest needs match: the requests that go to the candidate",
+            ),
+            (
+                "!has(self.strategy) || self.strategy != 'BlueGreen' || "
+                "!has(self.capacity) || self.capacity != 'Shared'",
+                "strategy BlueGreen warms the candidate beside the stable version: it needs "
+                "capacity Surge, not Shared",
+            ),
         )
     )
 
+    strategy: Strategy = Field(
+        default="Canary",
+        description="Canary: weight steps. ABTest: requests matching `match` go to the "
+        "candidate, all others to stable, for `iterations` x `interval`. BlueGreen: the "
+        "candidate is warmed to the stable's replicas (previewed by `match`, if set), then "
+        "takes all traffic in one switch.",
+    )
+    match: list[RequestMatch] = Field(
+        default_factory=list,
+        max_length=MAX_MATCHES,
+        description="ABTest and BlueGreen: requests matching any of these go to the "
+        "candidate. A request carrying the pin header goes to the version it names first.",
+    )
+    iterations: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description="ABTest and BlueGreen: checks of `interval` each before promotion.",
+    )
     target: str | None = Field(
         default=None,
         max_length=63,

@@ -146,3 +146,8 @@ class ManagedModelStatus(StatusModel):
     analysis: AnalysisStatus | None = Field(
         default=None, description="The canary analysis of the current rollout."
     )
+    matched_version: str | None = Field(
+        default=None,
+        description="The version the requests matching spec.rollout.match go to (ABTest, "
+        "BlueGreen preview).",
+    )

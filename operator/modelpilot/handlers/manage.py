@@ -206,13 +206,14 @@ class Reconcile:
                 v: VersionState(
                     weight=plan.weights.get(v, 0),
                     pinned=seen.readiness[v].ready and v not in plan.stopped,
-                    min_replicas=plan.replicas.get(v),
-                    max_replicas=plan.replicas.get(v),
+                    min_replicas=plan.replicas.get(v) or plan.floors.get(v),
+                    max_replicas=plan.replicas.get(v) or self._ceiling(plan.floors.get(v)),
                     stopped=v in plan.stopped,
                 )
                 for v in known
             },
             route=bool(plan.weights),
+            matched=plan.matched,
             legacy_raw_deployment=self.settings.legacy_raw_deployment,
             gateway_flavor=self.settings.gateway_flavor,
         )
@@ -225,6 +226,11 @@ class Reconcile:
         if plan.check is not None and self.checks is not None:
             self.checks.request(self.key, model, plan.check, seen.route)
         return self.outcome
+
+    def _ceiling(self, floor: int | None) -> int | None:
+        """An HPA's max must not fall below a raised min."""
+        spec_max = self.model.spec.autoscaling.max_replicas
+        return floor if floor is not None and floor > spec_max else None
 
     def _degrade(self, reason: str, message: str) -> Outcome:
         return degrade(self.cluster, self.body, self.status, reason, message, self.now)

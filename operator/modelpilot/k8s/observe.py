@@ -70,8 +70,10 @@ def route_weights(route: Mapping[str, Any] | None, model: str) -> dict[str, int]
     prefix, suffix = f"{model}-", "-predictor"
     weights: dict[str, int] = {}
     for rule in (route.get("spec") or {}).get("rules") or []:
-        if rule.get("matches") and any(m.get("headers") for m in rule["matches"]):
-            continue  # a pin rule
+        if rule.get("matches") and any(
+            m.get("headers") or m.get("queryParams") for m in rule["matches"]
+        ):
+            continue  # a pin or A/B rule: not the weighted split
         for backend in rule.get("backendRefs") or []:
             service = str(backend.get("name", ""))
             if service.startswith(prefix) and service.endswith(suffix):

@@ -9,6 +9,7 @@ from typing import Any
 from modelpilot.api import ManagedModel, Problem, names
 from modelpilot.api.gateways import traits_of
 from modelpilot.api.spec import Metric
+from modelpilot.api.strategies import RequestMatch
 from modelpilot.render.engine import RenderError, render_fragment, render_template
 from modelpilot.render.predictor import Predictor, plan_predictor
 from modelpilot.render.state import RenderState
@@ -145,11 +146,18 @@ def render_route(model: ManagedModel, state: RenderState) -> dict[str, Any]:
         for v in order
         if v in weights
     ]
-    pins = [
-        {"version": v, "service": names.predictor_name(model.name, v)}
-        for v in order
-        if state.of(v).pinned and not state.of(v).stopped
-    ]
+    matched = state.matched if state.matched and not state.of(state.matched).stopped else None
+    ab_matches = [_route_match(m) for m in spec.rollout.match] if matched else []
+    pins = []
+    for v in order:
+        if state.of(v).pinned and not state.of(v).stopped:
+            pin = {"type": "Exact", "name": spec.traffic.pin_header, "value": v}
+            # The pin wins over an A/B match: Gateway API ranks a match with more
+            # header conditions first, so each A/B match is repeated with the pin added.
+            matches = [{"headers": [pin]}] + [
+                {**m, "headers": [pin, *m.get("headers", [])]} for m in ab_matches
+            ]
+            pins.append({"matches": matches, "service": names.predictor_name(model.name, v)})
     gateway = spec.traffic.gateway_ref
     return render_template(
         "route.yaml.j2",
@@ -158,8 +166,9 @@ def render_route(model: ManagedModel, state: RenderState) -> dict[str, Any]:
         labels=names.common_labels(model.name),
         gateway=gateway,
         hostnames=spec.traffic.hostnames,
-        pin_header=spec.traffic.pin_header,
         pins=pins,
+        ab_matches=ab_matches,
+        matched_service=names.predictor_name(model.name, matched) if matched else None,
         backends=backends,
         timeout=f"{spec.serving.timeout}s" if spec.serving.timeout else None,
         # A header naming the version on each weighted backend: harmless to the model
@@ -170,6 +179,20 @@ def render_route(model: ManagedModel, state: RenderState) -> dict[str, Any]:
             else None
         ),
     )
+
+
+def _route_match(match: RequestMatch) -> dict[str, Any]:
+    """A spec.rollout.match entry in HTTPRoute's shape."""
+    found: dict[str, Any] = {}
+    if match.headers:
+        found["headers"] = [
+            {"type": h.type, "name": h.name, "value": h.value} for h in match.headers
+        ]
+    if match.query_params:
+        found["queryParams"] = [
+            {"type": q.type, "name": q.name, "value": q.value} for q in match.query_params
+        ]
+    return found
 
 
 def render_model(

@@ -28,6 +28,8 @@ class RenderState:
     route: bool = True  # a brand-new model gets no route until its target is ready
     legacy_raw_deployment: bool = False  # KServe < 0.16 calls Standard "RawDeployment"
     gateway_flavor: GatewayFlavor = "generic"  # decides what the HTTPRoute may carry
+    # ABTest and BlueGreen: the version requests matching spec.rollout.match go to.
+    matched: str | None = None
 
     def of(self, version: str) -> VersionState:
         return self.versions.get(version, VersionState())

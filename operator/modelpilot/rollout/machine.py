@@ -77,6 +77,11 @@ class Working:
     def shared(self) -> bool:
         return self.spec.rollout.capacity == "Shared"
 
+    @property
+    def iterating(self) -> bool:
+        """ABTest and BlueGreen expose the candidate by match rules, not by weight."""
+        return self.spec.rollout.strategy in ("ABTest", "BlueGreen")
+
     def seconds_since(self, text: str | None) -> float:
         moment = parse_stamp(text)
         return (self.now - moment).total_seconds() if moment else 0.0
@@ -160,10 +165,18 @@ def _start(w: Working, candidate: str) -> None:
     w.stopped.discard(candidate)  # started again before it gets weight
     judged = w.spec.rollout.analysis or w.spec.rollout.webhooks
     w.analysis = AnalysisStatus() if judged else None
-    if w.shared:
+    if w.shared or w.spec.rollout.strategy == "BlueGreen":
         stable_obs = w.obs.of(w.stable or "")
         w.base = max(1, stable_obs.replicas or w.spec.autoscaling.min_replicas)
-    w.event("Normal", "RolloutStarted", f"canary {candidate} from stable {w.stable}")
+    if w.iterating:
+        w.step_started = None  # set when the candidate is first exposed
+    w.event(
+        "Normal",
+        "RolloutStarted",
+        f"{w.spec.rollout.strategy} of {candidate} from stable {w.stable}"
+        if w.iterating
+        else f"canary {candidate} from stable {w.stable}",
+    )
 
 
 def _follow_target(w: Working) -> None:
@@ -267,30 +280,41 @@ def _hold_unready_at_zero(w: Working) -> bool:
     return True
 
 
+def _ready_or_waiting(w: Working, deadline: float) -> bool:
+    """The canary is ready; else say why it is waited for, and fail at the deadline."""
+    canary = w.canary or ""
+    if w.obs.ready(canary):
+        return True
+    waited = w.seconds_since(w.step_started or w.rollout_started)
+    why = w.obs.of(canary).message or "not ready"
+    if waited >= deadline:
+        _fail(
+            w,
+            "CanaryNotReady",
+            f"{canary} was not ready within {w.spec.rollout.progress_deadline}: {why}",
+        )
+        return False
+    w.message = f"waiting for canary {canary} to become ready: {why}"
+    if "Insufficient" in why and not w.shared:
+        w.message += (
+            "; under capacity Surge the canary needs spare capacity beside the stable "
+            "version: spec.rollout.capacity: Shared shrinks the stable version instead"
+        )
+    w.wake.append(deadline - waited)
+    return False
+
+
 def _progress(w: Working) -> None:
+    if w.iterating:
+        _iterate(w)
+        return
     rollout = w.spec.rollout
     deadline = parse_duration(rollout.progress_deadline)
     canary = w.canary or ""
     _hold_unready_at_zero(w)
     w.step = min(w.step, len(w.steps) - 1)
     wanted = w.steps[w.step]
-    if not w.obs.ready(canary):
-        waited = w.seconds_since(w.step_started or w.rollout_started)
-        why = w.obs.of(canary).message or "not ready"
-        if waited >= deadline:
-            _fail(
-                w,
-                "CanaryNotReady",
-                f"{canary} was not ready within {rollout.progress_deadline}: {why}",
-            )
-            return
-        w.message = f"waiting for canary {canary} to become ready: {why}"
-        if "Insufficient" in why and not w.shared:
-            w.message += (
-                "; under capacity Surge the canary needs spare capacity beside the stable "
-                "version: spec.rollout.capacity: Shared shrinks the stable version instead"
-            )
-        w.wake.append(deadline - waited)
+    if not _ready_or_waiting(w, deadline):
         return
     if w.shared and w.weight < wanted:
         _, needed = shared_replicas(w.base or 1, wanted)
@@ -333,7 +357,13 @@ def _progress(w: Working) -> None:
     if w.step + 1 < len(w.steps):
         w.step += 1
         _progress(w)
-    elif rollout.promotion == "auto" and not rollout.hooks("confirm-promotion"):
+    else:
+        _last_step_done(w, f"{canary} passed every step at {w.weight}%")
+
+
+def _last_step_done(w: Working, summary: str) -> None:
+    rollout, canary = w.spec.rollout, w.canary or ""
+    if rollout.promotion == "auto" and not rollout.hooks("confirm-promotion"):
         w.phase = "Promoting"
         _promote(w)
     elif rollout.promotion == "auto":
@@ -344,10 +374,62 @@ def _progress(w: Working) -> None:
         w.event(
             "Normal",
             "WaitingPromotion",
-            f"{canary} passed every step at {w.weight}%: annotate modelpilot.io/promote: "
-            f"{canary} to promote it",
+            f"{summary}: annotate modelpilot.io/promote: {canary} to promote it",
         )
-        w.message = f"{canary} at {w.weight}%: waiting for modelpilot.io/promote: {canary}"
+        w.message = f"{summary}: waiting for modelpilot.io/promote: {canary}"
+
+
+def _iterate(w: Working) -> None:
+    """ABTest and BlueGreen: the candidate gets the requests matching spec.rollout.match
+    (none in the weighted split) for `iterations` intervals, each closed by a passed
+    check when analysis is on; promotion then moves all traffic at once. BlueGreen first
+    warms the candidate to the stable's replicas."""
+    rollout = w.spec.rollout
+    deadline = parse_duration(rollout.progress_deadline)
+    canary = w.canary or ""
+    w.step = min(w.step, rollout.iterations - 1)
+    if not _ready_or_waiting(w, deadline):
+        return
+    if rollout.strategy == "BlueGreen":
+        needed, have = w.base or 1, w.obs.of(canary).available_replicas
+        if have < needed:
+            waited = w.seconds_since(w.step_started or w.rollout_started)
+            if waited >= deadline:
+                _fail(
+                    w,
+                    "CanaryNotReady",
+                    f"{canary} did not get {needed} available pods within "
+                    f"{rollout.progress_deadline}",
+                )
+                return
+            w.message = f"warming {canary}: {have}/{needed} pods available (the stable's count)"
+            w.wake.append(min(5.0, deadline - waited))
+            return
+    if w.step_started is None:
+        if not _pre_rollout_passed(w):
+            return
+        w.step_started = stamp(w.now)
+        exposed = "takes the requests matching spec.rollout.match" if rollout.match else "is warm"
+        w.event(
+            "Normal", "CandidateExposed", f"{canary} {exposed} (iteration 1/{rollout.iterations})"
+        )
+    if not _route_settled(w, deadline):
+        return
+    if rollout.judged and not _analysis_passed(w):
+        return
+    interval = parse_duration(rollout.interval)
+    held = w.seconds_since(w.step_started)
+    if held < interval:
+        w.message = f"{rollout.strategy}: {canary} in iteration {w.step + 1}/{rollout.iterations}"
+        w.wake.append(interval - held)
+        return
+    if w.step + 1 < rollout.iterations:
+        w.step += 1
+        w.step_started = stamp(w.now)
+        w.message = f"{rollout.strategy}: {canary} in iteration {w.step + 1}/{rollout.iterations}"
+        w.wake.append(interval)
+        return
+    _last_step_done(w, f"{canary} passed {rollout.iterations} iterations")
 
 
 def _check_interval(w: Working) -> float:
@@ -581,6 +663,11 @@ def _command(w: Working, command: Command) -> None:
         w.phase = "Progressing"
         if w.analysis is not None:
             w.analysis = w.analysis.model_copy(update={"inconclusive_checks": 0})
+        if w.iterating:
+            w.step_started = stamp(w.now) if w.step_started else None
+            w.weight = 0
+            _record(w, command, "applied")
+            return
         higher = [i for i, s in enumerate(w.steps) if s >= w.weight]
         w.step = higher[0] if higher else len(w.steps) - 1
         if w.weight > w.steps[w.step]:
@@ -677,6 +764,13 @@ def _plan(w: Working, status: ManagedModelStatus) -> Plan:
         else:
             basis = w.weight if w.phase == "Paused" else max(w.weight, w.steps[w.step])
             replicas[w.stable], replicas[w.canary] = shared_replicas(w.base, basis)
+    matched = None
+    exposing = w.phase in ("Progressing", "WaitingPromotion", "Paused")
+    if w.iterating and w.spec.rollout.match and exposing and w.step_started:
+        matched = w.canary if w.obs.ready(w.canary) else None
+    floors: dict[str, int] = {}
+    if w.spec.rollout.strategy == "BlueGreen" and w.phase in ROLLING and w.canary and w.base:
+        floors[w.canary] = w.base  # warm: as many pods as stable had
     rolling = w.phase in ROLLING or w.phase in HALTED
     next_status = status.model_copy(
         update={
@@ -695,6 +789,7 @@ def _plan(w: Working, status: ManagedModelStatus) -> Plan:
             "last_command": w.last_command,
             "history": w.history,
             "analysis": w.analysis,
+            "matched_version": matched,
         }
     )
     wake = [s for s in w.wake if s is not None]
@@ -709,6 +804,8 @@ def _plan(w: Working, status: ManagedModelStatus) -> Plan:
         requeue_after=max(0.5, min(wake)) if wake else None,
         check=w.check if w.phase in ("Progressing", "WaitingPromotion") else None,
         reason=_standing_reason(w),
+        matched=matched,
+        floors=floors,
     )
 
 

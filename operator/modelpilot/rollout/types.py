@@ -74,3 +74,5 @@ class Plan:
     requeue_after: float | None  # seconds until a deadline or interval; None: idle
     check: CheckRequest | None = None  # a check to run now
     reason: str | None = None  # why the rollout failed or paused, one CamelCase word
+    matched: str | None = None  # gets the requests matching spec.rollout.match
+    floors: dict[str, int] = field(default_factory=dict)  # least replicas (BlueGreen)
