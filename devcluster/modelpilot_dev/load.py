@@ -96,6 +96,7 @@ class Load:
         max_requests: int = 100_000,
         workers: int = 4,
         rows: list[list[float]] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         parsed = urllib.parse.urlsplit(url)
         if parsed.hostname not in LOOPBACK or parsed.scheme != "http":
@@ -104,6 +105,7 @@ class Load:
             raise ValueError(f"rate {rate}: must be in (0, {MAX_RATE:.0f}] requests per second")
         self.address = (parsed.hostname, parsed.port or 80)
         self.host, self.model = host, model
+        self.headers = dict(headers or {})  # e.g. a client group's A/B header
         self.rate = rate
         self.seconds = min(seconds, MAX_SECONDS)
         self.max_requests = min(max_requests, MAX_REQUESTS)
@@ -173,7 +175,7 @@ class Load:
 
     def _work(self) -> None:
         connection: http.client.HTTPConnection | None = None
-        headers = {"Host": self.host, "Content-Type": "application/json"}
+        headers = {**self.headers, "Host": self.host, "Content-Type": "application/json"}
         path = f"/v2/models/{self.model}/infer"
         while not self._stop.is_set():
             planned = self._slot()
