@@ -249,3 +249,22 @@ def test_prometheus_credentials_come_from_the_mounted_secret(tmp_path: Any) -> N
     assert auth_headers(tmp_path) == {"Authorization": "Bearer abc.def"}  # a token wins
     with pytest.raises(PrometheusError, match="neither a token nor username and password"):
         auth_headers(tmp_path / "missing")
+
+
+def test_an_ab_test_measures_both_variants_side_by_side() -> None:
+    document = copy.deepcopy(BASE)
+    document["spec"]["rollout"] = {
+        "target": "v2",
+        "strategy": "ABTest",
+        "match": [{"headers": [{"name": "x-beta", "value": "yes"}]}],
+        "analysis": {"metrics": [RATE], "minRequests": 10},
+    }
+    mm = parse_managed_model(document)
+    numbers = FakeNumbers({
+        "increase && iris-v2": 120.0, "increase && iris-v1": 880.0,
+        "100 * (1 - && iris-v2": 99.0, "100 * (1 - && iris-v1": 100.0,
+    })  # fmt: skip
+    job = Job(mm, CheckRequest(canary="v2", stable="v1", weight=0), ROUTE)
+    report = asyncio.run(run_check(job, "traefik", numbers, 0.0))
+    assert (report.result, report.requests, report.stable_requests) == ("Passed", 120.0, 880.0)
+    assert [(m.canary, m.stable) for m in report.metrics] == [(99.0, 100.0)]

@@ -91,3 +91,35 @@ def test_render_status_shows_the_last_check_as_a_table() -> None:
         "    p99         Passed              9.1        8.8\n"
         "    webhook/qa  Passed                -          -  webhook qa answered 200\n"
     ) in text
+
+
+def test_render_status_of_an_ab_test_names_its_rules_and_both_variants() -> None:
+    model = {
+        "metadata": {"name": "iris", "namespace": "ml"},
+        "spec": {
+            "rollout": {
+                "target": "v2",
+                "strategy": "ABTest",
+                "match": [
+                    {"headers": [{"name": "x-beta", "value": "yes"}]},
+                    {"headers": [{"name": "Cookie", "value": ".*beta.*",
+                                  "type": "RegularExpression"}]},
+                ],
+            }
+        },
+        "status": {
+            "phase": "Progressing",
+            "canaryVersion": "v2",
+            "matchedVersion": "v2",
+            "analysis": {
+                "lastCheckAt": "2026-11-29T10:00:00Z", "lastResult": "Passed", "weight": 0,
+                "requests": 310, "stableRequests": 602,
+                "metrics": [{"name": "p99", "result": "Passed", "canary": 9.5, "stable": 8.1}],
+            },
+        },
+    }  # fmt: skip
+    text = render_status(model, [])
+    assert "  strategy: ABTest (x-beta=yes | Cookie~.*beta.* -> v2)\n  canary:   v2\n" in text
+    assert "progress:" not in text
+    assert "310 canary requests vs 602 stable;" in text
+    assert "    p99     Passed              9.5        8.1\n" in text

@@ -87,6 +87,9 @@ class AnalysisStatus(StatusModel):
     requests: float | None = Field(
         default=None, description="Requests the canary served in the last check's window."
     )
+    stable_requests: float | None = Field(
+        default=None, description="Requests the stable version served then (A/B tests)."
+    )
     failed_checks: int = Field(default=0, description="Failed checks in this rollout.")
     inconclusive_checks: int = Field(default=0, description="Inconclusive checks in a row.")
     metrics: list[MetricCheck] = Field(default_factory=list, description="Per metric.")

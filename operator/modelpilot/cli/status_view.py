@@ -18,6 +18,20 @@ def progress_bar(steps: list[int], weight: int, phase: str | None) -> str:
     return f"[{''.join(cells)}] {weight}% (step {done}/{len(steps)}, {phase})"
 
 
+def _matches(spec: dict[str, Any], status: dict[str, Any]) -> str:
+    """`(x-beta=yes | variant=b -> v2)`: the match rules in force and where they go."""
+    if not status.get("matchedVersion"):
+        return ""
+    rules = []
+    for match in (spec.get("rollout") or {}).get("match") or []:
+        parts = [
+            f"{c['name']}{'~' if c.get('type') == 'RegularExpression' else '='}{c['value']}"
+            for c in [*(match.get("headers") or []), *(match.get("queryParams") or [])]
+        ]
+        rules.append(" & ".join(parts))
+    return f" ({' | '.join(rules)} -> {status['matchedVersion']})"
+
+
 def _value(value: Any) -> str:
     return "-" if value is None else f"{value:.4g}"
 
@@ -29,7 +43,13 @@ def render_analysis(analysis: dict[str, Any] | None) -> list[str]:
     lines = [
         f"  analysis: last check {analysis.get('lastResult') or '-'} at "
         f"{analysis.get('weight', 0)}% ({analysis.get('lastCheckAt', '')}), "
-        f"{_value(analysis.get('requests'))} canary requests; failed "
+        f"{_value(analysis.get('requests'))} canary requests"
+        + (
+            f" vs {_value(analysis['stableRequests'])} stable"
+            if analysis.get("stableRequests") is not None
+            else ""
+        )
+        + "; failed "
         f"{analysis.get('failedChecks', 0)}, inconclusive in a row "
         f"{analysis.get('inconclusiveChecks', 0)}"
         + ("; promoted by a human before it passed" if analysis.get("overridden") else "")
@@ -58,9 +78,13 @@ def render_status(model: dict[str, Any], events: list[dict[str, Any]]) -> str:
         f"  stable:   {status.get('stableVersion') or '-'}",
         f"  target:   {(spec.get('rollout') or {}).get('target') or '-'}",
     ]
+    strategy = (spec.get("rollout") or {}).get("strategy") or "Canary"
+    if strategy != "Canary":
+        lines.append(f"  strategy: {strategy}" + _matches(spec, status))
     if status.get("canaryVersion"):
-        steps = (spec.get("rollout") or {}).get("stepWeights") or [10, 25, 50]
         lines.append(f"  canary:   {status['canaryVersion']}")
+    if status.get("canaryVersion") and strategy == "Canary":
+        steps = (spec.get("rollout") or {}).get("stepWeights") or [10, 25, 50]
         lines.append(
             "  progress: "
             + progress_bar(steps, int(status.get("canaryWeight") or 0), status.get("phase"))

@@ -158,9 +158,12 @@ async def run_check(
     requests_for: Callable[[str], str] = lambda version: requests_query(  # noqa: E731
         flavor, target_of(model, version, window, job.route)
     )
+    # An A/B test reports both variants side by side; a canary asks stable only for
+    # the bounds relative to it.
+    both = model.spec.rollout.strategy == "ABTest"
     results = await asyncio.gather(
-        measure(requests_for, False),
-        *(measure(query_for(i), m.relative) for i, m in enumerate(analysis.metrics)),
+        measure(requests_for, both),
+        *(measure(query_for(i), m.relative or both) for i, m in enumerate(analysis.metrics)),
     )
     requests, measured = results[0], results[1:]
     verdict = judge(
@@ -172,6 +175,7 @@ async def run_check(
         at=at,
         result="Failed" if refused else verdict.result,
         requests=requests.canary,
+        stable_requests=requests.stable,
         metrics=(*verdict.metrics, *called),
         message="; ".join([*refused, verdict.message] if refused else [verdict.message]).strip(
             "; "

@@ -62,6 +62,7 @@ def fold_report(
             "last_result": report.result,
             "weight": report.weight,
             "requests": report.requests,
+            "stable_requests": report.stable_requests,
             "failed_checks": failed,
             "inconclusive_checks": inconclusive,
             "metrics": list(report.metrics),

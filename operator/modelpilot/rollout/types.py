@@ -39,6 +39,7 @@ class CheckReport:
     at: str  # when the queries ran (RFC 3339): the end of their window
     result: CheckResult
     requests: float | None = None
+    stable_requests: float | None = None  # A/B tests compare both variants
     metrics: tuple[MetricCheck, ...] = ()
     message: str = ""  # the failing bounds, or why inconclusive
     kind: str = "analysis"
