@@ -154,6 +154,21 @@ def violations(namespace: str) -> list[tuple[str, dict[str, Any], str]]:
         {"name": "hook", "type": "rollout", "url": "ftp://hooks.ops.svc/x"}
     ]
     cases.append(("webhook-url", doc, "spec.rollout.webhooks[0].url"))
+
+    doc = iris(namespace)
+    doc["spec"]["rollout"]["strategy"] = "ABTest"
+    cases.append(("ab-match", doc, "strategy ABTest needs match"))
+
+    doc = iris(namespace)
+    doc["spec"]["rollout"].update(strategy="BlueGreen", capacity="Shared")
+    cases.append(("blue-green-shared", doc, "it needs capacity Surge, not Shared"))
+
+    doc = iris(namespace)
+    doc["spec"]["rollout"]["strategy"] = "ABTest"
+    doc["spec"]["rollout"]["match"] = [
+        {"headers": [{"name": "Cookie", "value": "beta=(", "type": "RegularExpression"}]}
+    ]
+    cases.append(("regex", doc, "spec.rollout.match[0].headers[0]"))
     return cases
 
 
