@@ -61,7 +61,9 @@ def test_blue_green_warms_the_candidate_to_stables_replicas_then_switches() -> N
     run = stable_on_v1(spec(strategy="BlueGreen", iterations=1, promotion="auto"))
     plan = run.step(versions=ready("v1", replicas=3) | ready("v2", replicas=1))
     assert plan.floors == {"v2": 3} and plan.weights == {"v1": 100}
-    assert plan.message == "warming v2: 1/3 pods available (the stable's count)"
+    assert plan.message == (
+        "waiting for 3 v2 pods, the stable's count, before it is exposed (1 available)"
+    )
     assert plan.matched is None  # no match rules: no preview
     plan = run.step(5, versions=ready("v1", "v2", replicas=3))
     assert run.reasons() == ["CandidateExposed"] and plan.weights == {"v1": 100}

@@ -304,6 +304,26 @@ def _ready_or_waiting(w: Working, deadline: float) -> bool:
     return False
 
 
+def _has_pods(w: Working, needed: int, deadline: float, what: str) -> bool:
+    """The canary has `needed` available pods; else say so, and fail at the deadline."""
+    canary = w.canary or ""
+    have = w.obs.of(canary).available_replicas
+    if have >= needed:
+        return True
+    waited = w.seconds_since(w.step_started or w.rollout_started)
+    if waited >= deadline:
+        _fail(
+            w,
+            "CanaryNotReady",
+            f"{canary} did not get {needed} available pods within "
+            f"{w.spec.rollout.progress_deadline}",
+        )
+        return False
+    w.message = f"waiting for {needed} {what} ({have} available)"
+    w.wake.append(min(5.0, deadline - waited))
+    return False
+
+
 def _progress(w: Working) -> None:
     if w.iterating:
         _iterate(w)
@@ -318,19 +338,7 @@ def _progress(w: Working) -> None:
         return
     if w.shared and w.weight < wanted:
         _, needed = shared_replicas(w.base or 1, wanted)
-        have = w.obs.of(canary).available_replicas
-        if have < needed:
-            waited = w.seconds_since(w.step_started)
-            if waited >= deadline:
-                _fail(
-                    w,
-                    "CanaryNotReady",
-                    f"{canary} did not get {needed} available pods within "
-                    f"{rollout.progress_deadline}",
-                )
-                return
-            w.message = f"waiting for {needed} canary pods before {wanted}% ({have} available)"
-            w.wake.append(deadline - waited)
+        if not _has_pods(w, needed, deadline, f"canary pods before {wanted}%"):
             return
     if w.weight == 0 and not _pre_rollout_passed(w):
         return
@@ -390,21 +398,10 @@ def _iterate(w: Working) -> None:
     w.step = min(w.step, rollout.iterations - 1)
     if not _ready_or_waiting(w, deadline):
         return
-    if rollout.strategy == "BlueGreen":
-        needed, have = w.base or 1, w.obs.of(canary).available_replicas
-        if have < needed:
-            waited = w.seconds_since(w.step_started or w.rollout_started)
-            if waited >= deadline:
-                _fail(
-                    w,
-                    "CanaryNotReady",
-                    f"{canary} did not get {needed} available pods within "
-                    f"{rollout.progress_deadline}",
-                )
-                return
-            w.message = f"warming {canary}: {have}/{needed} pods available (the stable's count)"
-            w.wake.append(min(5.0, deadline - waited))
-            return
+    if rollout.strategy == "BlueGreen" and not _has_pods(
+        w, w.base or 1, deadline, f"{canary} pods, the stable's count, before it is exposed"
+    ):
+        return
     if w.step_started is None:
         if not _pre_rollout_passed(w):
             return
