@@ -2,8 +2,8 @@
 
 Read the ManagedModel and its children, decide (the pure rollout machine), render (the
 pure renderer), then write: prune what was removed, write status, consume commands,
-post Events, apply what changed. The same input always converges to the same children;
-a reconcile that finds nothing to change writes nothing.
+post Events, apply what changed (the route first). The same input always converges to
+the same children; a reconcile that finds nothing to change writes nothing.
 
 Status goes before the children. It is the rollout's memory: once a decision is in
 status, a crash before the route carries it only delays it, and the next reconcile
@@ -26,6 +26,7 @@ from modelpilot.api.gateways import GatewayFlavor
 from modelpilot.api.kinds import (
     AUTOSCALER,
     GATEWAY,
+    HTTP_ROUTE,
     INFERENCE_SERVICE,
     KINDS_BY_NAME,
     MANAGED_MODEL,
@@ -368,7 +369,10 @@ class Reconcile:
         for event in [*plan.events, *writes.events]:
             self.cluster.post_event(self.body, event)
         self._notify(plan, updated)
-        for desired in writes.applies:
+        # The route first: it takes traffic (a pin rule, a weight) away from a version
+        # before that version's InferenceService is stopped. It never gives traffic to
+        # a version this reconcile creates: weight goes only to versions seen ready.
+        for desired in sorted(writes.applies, key=lambda o: o["kind"] != HTTP_ROUTE.kind):
             self.cluster.apply(desired)
             self.outcome.writes += 1
 
