@@ -524,19 +524,23 @@ def test_failed_checks_reported_by_the_runner_roll_the_canary_back_and_notify() 
     assert rollback == {"phase": "Failed", "stable": "v1", "canary": "v2", "weight": 0}
 
 
-def test_a_version_loses_its_route_before_its_inference_service_is_stopped() -> None:
-    """After a promotion the old version's pin rule goes before its server stops, or a
-    client pinned to it would get 502s in between (seen under load)."""
+def test_a_version_is_stopped_only_once_the_gateway_accepted_a_route_without_it() -> None:
+    """After a promotion the old version's pin rule goes first; its server stops only
+    when the gateway has accepted the route without it, or a client pinned to it would
+    get 502s in between (seen under load, even with the route written first)."""
     world = canary_at(50)
     world.annotate("modelpilot.io/promote", "v2")
     world.converge()
     assert world.status()["stableVersion"] == "v2"
-    writes = world.writes_of(lambda: world.reconcile(after=601))  # the scale-down window
-    order = applied(writes)
-    assert ("HTTPRoute", "iris") in order and ("InferenceService", "iris-v1") in order
-    assert order.index(("HTTPRoute", "iris")) < order.index(("InferenceService", "iris-v1"))
+    first = applied(world.writes_of(lambda: world.reconcile(after=601)))  # window over
+    assert first == [("HTTPRoute", "iris")]
+    assert "iris-v1-predictor" not in str(world.cluster.object(HTTP_ROUTE, "iris", NS))
+    assert not any(v["stopped"] for v in world.status()["versions"] if v["name"] == "v1")
+    assert applied(world.writes_of(world.reconcile)) == []  # not accepted yet: still waits
+    world.controllers.accept_route()
+    second = applied(world.writes_of(world.reconcile))
+    assert ("InferenceService", "iris-v1") in second
     stopped = world.cluster.object(INFERENCE_SERVICE, "iris-v1", NS)
     assert stopped is not None
     assert stopped["metadata"]["annotations"]["serving.kserve.io/stop"] == "true"
-    pins = [r for r in world.cluster.object(HTTP_ROUTE, "iris", NS)["spec"]["rules"][:-1]]
-    assert all("iris-v1-predictor" not in str(rule) for rule in pins)
+    assert any(v["stopped"] for v in world.status()["versions"] if v["name"] == "v1")

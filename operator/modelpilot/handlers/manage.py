@@ -37,7 +37,14 @@ from modelpilot.handlers.conditions import condition_of, set_condition
 from modelpilot.k8s.children import contains, content_hash, foreign_controller, needs_apply, same
 from modelpilot.k8s.children import with_owner as owned
 from modelpilot.k8s.cluster import Cluster
-from modelpilot.k8s.observe import Snapshot, replicas_of, route_accepted, route_weights, snapshot
+from modelpilot.k8s.observe import (
+    Snapshot,
+    replicas_of,
+    route_accepted,
+    route_pinned,
+    route_weights,
+    snapshot,
+)
 from modelpilot.k8s.runtime_index import RuntimeIndex
 from modelpilot.probes.webhooks import DEFAULT_WEBHOOK_ALLOW, refusal
 from modelpilot.render import RenderState, UnservableModel, VersionState, plan_serving, render_model
@@ -169,6 +176,8 @@ class Reconcile:
         self.serving_runtimes, self.settings, self.now = serving_runtimes, settings, moment
         self.checks = checks  # None: no analysis runs (a rollout that needs one waits)
         self.outcome = Outcome()
+        self.stopped: frozenset[str] = frozenset()  # what this reconcile stops
+        self.stop_wait = False  # a stop waits for the gateway
 
     @property
     def key(self) -> tuple[str, str]:
@@ -202,6 +211,7 @@ class Reconcile:
         self._not_ready_while_changing(seen, serving.served)
         revisions = {v: content_hash(m) for v, m in serving.served.items()}
         plan = decide(model.spec, self.status, self._observations(seen, revisions), self.now)
+        self.stopped = plan.stopped - self._stops_waiting_for_the_route(plan, seen)
         state = RenderState(
             versions={
                 v: VersionState(
@@ -209,7 +219,7 @@ class Reconcile:
                     pinned=seen.readiness[v].ready and v not in plan.stopped,
                     min_replicas=plan.replicas.get(v) or plan.floors.get(v),
                     max_replicas=plan.replicas.get(v) or self._ceiling(plan.floors.get(v)),
-                    stopped=v in plan.stopped,
+                    stopped=v in self.stopped,
                 )
                 for v in known
             },
@@ -235,6 +245,23 @@ class Reconcile:
 
     def _degrade(self, reason: str, message: str) -> Outcome:
         return degrade(self.cluster, self.body, self.status, reason, message, self.now)
+
+    def _stops_waiting_for_the_route(self, plan: Plan, seen: Snapshot) -> frozenset[str]:
+        """A version to stop keeps serving until the live route sends it nothing (its
+        pin rule gone) and the gateway accepted that route: the stand-in, like a real
+        pod, stops answering at once, and clients pinned to it would get 502s while
+        the gateway still routes to it. It is unpinned in this reconcile's route."""
+        newly = plan.stopped - {v.name for v in self.status.versions if v.stopped}
+        if not newly:
+            return frozenset()
+        still_routed = route_pinned(seen.route, self.model.name) | set(
+            route_weights(seen.route, self.model.name)
+        )
+        settled = not self.settings.route_gate or bool(route_accepted(seen.route))
+        waiting = frozenset(v for v in newly if v in still_routed or not settled)
+        if waiting:
+            self.stop_wait = True
+        return waiting
 
     def _keep_last_verdict_when_stale(self, seen: Snapshot) -> None:
         before = {v.name: v for v in self.status.versions}
@@ -327,7 +354,7 @@ class Reconcile:
         so an interrupted prune reruns."""
         stopped_before = {v.name for v in self.status.versions if v.stopped}
         generation = self.body["metadata"].get("generation")
-        return self.status.observed_generation != generation or plan.stopped != stopped_before
+        return self.status.observed_generation != generation or self.stopped != stopped_before
 
     def _prune(self, keep: set[tuple[str, str]]) -> None:
         labels = {names.MODEL_LABEL: self.model.name, names.MANAGED_BY: "modelpilot"}
@@ -377,6 +404,8 @@ class Reconcile:
             self.outcome.writes += 1
 
         wake = [plan.requeue_after] if plan.requeue_after is not None else []
+        if self.stop_wait:
+            wake.append(1.0)  # the route's status change wakes it sooner
         if sum(1 for v in updated.versions if v.ready) < sum(
             1 for v in updated.versions if not v.stopped
         ):
@@ -428,7 +457,7 @@ class Reconcile:
                 inference_service=names.inference_service_name(model.name, v.name),
                 runtime=runtimes.get(v.name) or (v.runtime or spec.runtime or ""),
                 ready=seen.readiness[v.name].ready,
-                stopped=v.name in plan.stopped,
+                stopped=v.name in self.stopped,
                 url=seen.readiness[v.name].url,
                 message="" if seen.readiness[v.name].ready else seen.readiness[v.name].message,
             )

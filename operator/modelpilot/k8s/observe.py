@@ -82,6 +82,20 @@ def route_weights(route: Mapping[str, Any] | None, model: str) -> dict[str, int]
     return weights
 
 
+def route_pinned(route: Mapping[str, Any] | None, model: str) -> set[str]:
+    """Versions the live route still sends some requests to by a match (pin or A/B)."""
+    prefix, suffix = f"{model}-", "-predictor"
+    found: set[str] = set()
+    for rule in ((route or {}).get("spec") or {}).get("rules") or []:
+        if not any(m.get("headers") or m.get("queryParams") for m in rule.get("matches") or []):
+            continue
+        for backend in rule.get("backendRefs") or []:
+            service = str(backend.get("name", ""))
+            if service.startswith(prefix) and service.endswith(suffix):
+                found.add(service[len(prefix) : -len(suffix)])
+    return found
+
+
 def route_accepted(route: Mapping[str, Any] | None) -> bool | None:
     """Accepted by its gateway for the route's current generation; None without a route."""
     if not route:
