@@ -106,3 +106,23 @@ def spec_versions(kube: Kube, namespace: str) -> dict[tuple[str, str], tuple[Any
         )
         for key, obj in children(kube, namespace).items()
     }
+
+
+def wait_model(
+    kube: Kube,
+    namespace: str,
+    check: Callable[[dict[str, Any]], Any],
+    what: str,
+    *,
+    timeout: float = 120.0,
+    name: str = "iris",
+) -> dict[str, Any]:
+    """Until check(the model's status) holds; a timeout says where the model stood."""
+
+    def status() -> dict[str, Any] | None:
+        found = ((kube.get(MANAGED_MODEL, name, namespace) or {}).get("status")) or {}
+        return found if check(found) else None
+
+    return eventually(
+        status, timeout=timeout, what=what, explain=lambda: describe_model(kube, namespace, name)
+    )

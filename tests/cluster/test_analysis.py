@@ -21,7 +21,7 @@ from modelpilot_dev.load import Load
 from modelpilot_dev.prometheus import LocalPrometheus
 from modelpilot_dev.standins import StandIns
 from modelpilot_dev.watch import Timeline, route_changes
-from tests.cluster.helpers import condition, describe_model, eventually
+from tests.cluster.helpers import condition, describe_model, eventually, wait_model
 from tests.cluster.test_traffic import iris_on, serve_v1, status_of
 
 pytestmark = pytest.mark.cluster
@@ -72,11 +72,12 @@ def test_a_good_candidate_is_promoted_on_its_metrics(
         with Load(gateway.url, host=host, model="iris", rate=RATE, seconds=240) as load:
             document["spec"]["rollout"]["target"] = "v2"
             kube.apply(document, manager="test-user")
-            eventually(
-                lambda: status_of(kube, namespace).get("stableVersion") == "v2",
+            wait_model(
+                kube,
+                namespace,
+                lambda s: s.get("stableVersion") == "v2",
+                "v2 promoted by its analysis",
                 timeout=150,
-                what="v2 promoted by its analysis",
-                explain=lambda: describe_model(kube, namespace, "iris"),
             )
         checks = dict(operator.state.checks.checks_total)
     status = status_of(kube, namespace)
@@ -117,11 +118,12 @@ def test_a_broken_candidate_is_rolled_back_after_threshold_failed_checks(
             broken = copy.deepcopy(document)
             broken["spec"]["rollout"]["target"] = "v3"
             kube.apply(broken, manager="test-user")
-            eventually(
-                lambda: status_of(kube, namespace).get("phase") == "Failed",
+            wait_model(
+                kube,
+                namespace,
+                lambda s: s.get("phase") == "Failed",
+                "v3 rolled back by its analysis",
                 timeout=120,
-                what="v3 rolled back by its analysis",
-                explain=lambda: describe_model(kube, namespace, "iris"),
             )
             eventually(
                 lambda: route_changes(routes, "iris")[-1][1] == {"v1": 100},
@@ -184,11 +186,12 @@ def test_no_traffic_or_no_prometheus_is_inconclusive_then_paused(
         )
         assert unreachable[0]["result"] == "Inconclusive"
         assert "http://127.0.0.1:9" in unreachable[0]["message"]
-        eventually(
-            lambda: status_of(kube, namespace).get("phase") == "Paused",
+        wait_model(
+            kube,
+            namespace,
+            lambda s: s.get("phase") == "Paused",
+            "paused after two inconclusive checks",
             timeout=60,
-            what="paused after two inconclusive checks",
-            explain=explain,
         )
         assert status_of(kube, namespace)["weights"] == {"v1": 80, "v2": 20}
         # Prometheus back (the local one), still no traffic: resume, then inconclusive
@@ -287,11 +290,12 @@ def test_a_confirm_promotion_webhook_holds_then_promotes_and_a_dead_event_hook_c
                 "v2": 50,
             }
             approver.approved = True
-            eventually(
-                lambda: status_of(kube, namespace).get("stableVersion") == "v2",
+            wait_model(
+                kube,
+                namespace,
+                lambda s: s.get("stableVersion") == "v2",
+                "promoted once approved",
                 timeout=60,
-                what="promoted once approved",
-                explain=explain,
             )
             eventually(
                 lambda: operator.state.checks.notifications.get("failed", 0) > 0,
@@ -334,17 +338,17 @@ def test_a_slow_candidate_fails_latency_but_a_slowdown_of_both_versions_does_not
         {"name": "slow", "storageUri": "pvc://model-store/iris/v4"},
         {"name": "slow-too", "storageUri": "pvc://model-store/iris/v4"},
     ]
-    explain = lambda: describe_model(kube, namespace, "iris")  # noqa: E731
     with OperatorThread(kube, settings(prometheus), namespaces=[namespace]):
         serve_v1(kube, namespace, gateway, document, host)
         with Load(gateway.url, host=host, model="iris", rate=RATE, seconds=300) as load:
             document["spec"]["rollout"]["target"] = "slow"
             kube.apply(document, manager="test-user")
-            eventually(
-                lambda: status_of(kube, namespace).get("phase") == "Failed",
+            wait_model(
+                kube,
+                namespace,
+                lambda s: s.get("phase") == "Failed",
+                "the slow version rolled back",
                 timeout=120,
-                what="the slow version rolled back",
-                explain=explain,
             )
             failed = status_of(kube, namespace)["analysis"]["metrics"]
             # Now both versions are slow: the slow one is made stable by hand (retried
@@ -354,11 +358,12 @@ def test_a_slow_candidate_fails_latency_but_a_slowdown_of_both_versions_does_not
             document["metadata"]["annotations"] = {"modelpilot.io/retry": "slow"}
             kube.apply(document, manager="test-user")
             del document["metadata"]["annotations"]
-            eventually(
-                lambda: status_of(kube, namespace).get("stableVersion") == "slow",
+            wait_model(
+                kube,
+                namespace,
+                lambda s: s.get("stableVersion") == "slow",
+                "slow made stable without analysis",
                 timeout=120,
-                what="slow made stable without analysis",
-                explain=explain,
             )
             document["spec"]["rollout"]["analysis"] = {
                 "metrics": [
@@ -369,11 +374,12 @@ def test_a_slow_candidate_fails_latency_but_a_slowdown_of_both_versions_does_not
             document["spec"]["rollout"]["stepWeights"] = [20, 50]
             document["spec"]["rollout"]["target"] = "slow-too"
             kube.apply(document, manager="test-user")
-            eventually(
-                lambda: status_of(kube, namespace).get("stableVersion") == "slow-too",
+            wait_model(
+                kube,
+                namespace,
+                lambda s: s.get("stableVersion") == "slow-too",
+                "slow-too promoted: as slow as stable",
                 timeout=150,
-                what="slow-too promoted: as slow as stable",
-                explain=explain,
             )
         total = load.tally()
     by_name = {m["name"]: m for m in failed}

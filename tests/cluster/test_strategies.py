@@ -18,7 +18,7 @@ from modelpilot_dev.gateway import TRAEFIK_SETTINGS, LocalGateway
 from modelpilot_dev.load import Load
 from modelpilot_dev.standins import StandIns
 from modelpilot_dev.watch import Timeline, route_changes
-from tests.cluster.helpers import describe_model, eventually
+from tests.cluster.helpers import wait_model
 from tests.cluster.test_traffic import iris_on, serve_v1, status_of
 
 pytestmark = pytest.mark.cluster
@@ -58,7 +58,6 @@ def test_ab_test_sends_the_matching_group_to_the_candidate_and_nobody_else(
         interval="5s",
         promotion="manual",
     )
-    explain = lambda: describe_model(kube, namespace, "iris")  # noqa: E731
     routes = Timeline(api_client, namespace, HTTP_ROUTE).start()
     with OperatorThread(kube, TRAEFIK_SETTINGS, namespaces=[namespace]):
         serve_v1(kube, namespace, gateway, document, host)
@@ -79,11 +78,12 @@ def test_ab_test_sends_the_matching_group_to_the_candidate_and_nobody_else(
             changed = copy.deepcopy(document)
             changed["spec"]["rollout"]["target"] = "v2"
             kube.apply(changed, manager="test-user")
-            eventually(
-                lambda: status_of(kube, namespace).get("phase") == "WaitingPromotion",
+            wait_model(
+                kube,
+                namespace,
+                lambda s: s.get("phase") == "WaitingPromotion",
+                "the A/B test through its iteration",
                 timeout=120,
-                what="the A/B test through its iteration",
-                explain=explain,
             )
             status = status_of(kube, namespace)
             assert status["matchedVersion"] == "v2" and status["weights"] == {"v1": 100}
@@ -103,11 +103,8 @@ def test_ab_test_sends_the_matching_group_to_the_candidate_and_nobody_else(
                 },
                 manager="test-user",
             )
-            eventually(
-                lambda: status_of(kube, namespace).get("stableVersion") == "v2",
-                timeout=60,
-                what="v2 promoted",
-                explain=explain,
+            wait_model(
+                kube, namespace, lambda s: s.get("stableVersion") == "v2", "v2 promoted", timeout=60
             )
             promoted = route_changes(routes, "iris")[-1][0]
             after = loads["everyone"].wait_answers(promoted + SETTLE, PER_GROUP)
@@ -137,7 +134,6 @@ def test_blue_green_warms_the_candidate_fully_then_switches_without_losing_a_req
         gateway, namespace, strategy="BlueGreen", iterations=1, interval="3s", promotion="auto"
     )
     document["spec"]["autoscaling"] = {"minReplicas": 2, "maxReplicas": 2}
-    explain = lambda: describe_model(kube, namespace, "iris")  # noqa: E731
     routes = Timeline(api_client, namespace, HTTP_ROUTE).start()
     deployments = Timeline(api_client, namespace, DEPLOYMENT).start()
     with OperatorThread(kube, TRAEFIK_SETTINGS, namespaces=[namespace]):
@@ -146,11 +142,12 @@ def test_blue_green_warms_the_candidate_fully_then_switches_without_losing_a_req
             load.wait_answers(load.started, 200)
             document["spec"]["rollout"]["target"] = "v2"
             kube.apply(document, manager="test-user")
-            eventually(
-                lambda: status_of(kube, namespace).get("stableVersion") == "v2",
+            wait_model(
+                kube,
+                namespace,
+                lambda s: s.get("stableVersion") == "v2",
+                "the switch to v2",
                 timeout=120,
-                what="the switch to v2",
-                explain=explain,
             )
             switched = route_changes(routes, "iris")[-1][0]
             load.wait_answers(switched + SETTLE, 300)

@@ -459,7 +459,10 @@ class Reconcile:
                 ready=seen.readiness[v.name].ready,
                 stopped=v.name in self.stopped,
                 url=seen.readiness[v.name].url,
-                message="" if seen.readiness[v.name].ready else seen.readiness[v.name].message,
+                # A stopped version has no pods on purpose: no reason to report.
+                message=""
+                if seen.readiness[v.name].ready or v.name in self.stopped
+                else seen.readiness[v.name].message,
             )
             for v in spec.versions
         ]
