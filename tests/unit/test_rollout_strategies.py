@@ -14,7 +14,7 @@ from modelpilot.render import RenderState, VersionState, render_model
 from modelpilot.rollout import VersionObservation
 from modelpilot.runtimes import default_runtimes
 from tests.unit.conftest import BASE
-from tests.unit.test_rollout_machine import ready, spec, stable_on_v1
+from tests.unit.test_rollout_machine import Run, ready, spec, stable_on_v1
 
 BETA = [{"headers": [{"name": "x-beta", "value": "yes"}]}]
 
@@ -124,3 +124,20 @@ def test_the_route_sends_matches_to_the_candidate_and_the_pin_wins() -> None:
     ]
     assert rules[3]["backendRefs"] == [{"name": "iris-v1-predictor", "port": 80, "weight": 100}]
     assert route_weights(route, "iris") == {"v1": 100}  # the A/B rule is not the split
+
+
+def test_an_ab_test_resumes_its_iteration_after_a_restart() -> None:
+    """Status is the only memory: a new operator reading it carries on where the old one
+    was, with the same audience on the candidate."""
+    model = spec(strategy="ABTest", match=BETA, iterations=3)
+    run = stable_on_v1(model)
+    run.step()
+    run.step(61)
+    assert run.status.step_index == 1
+    restarted = Run(model, run.status)
+    restarted.now = run.now
+    plan = restarted.step(30)
+    assert (plan.matched, plan.weights, restarted.status.step_index) == ("v2", {"v1": 100}, 1)
+    assert restarted.reasons() == []  # nothing started again
+    plan = restarted.step(31)
+    assert restarted.status.step_index == 2 and plan.matched == "v2"
