@@ -544,3 +544,17 @@ def test_a_version_is_stopped_only_once_the_gateway_accepted_a_route_without_it(
     assert stopped is not None
     assert stopped["metadata"]["annotations"]["serving.kserve.io/stop"] == "true"
     assert any(v["stopped"] for v in world.status()["versions"] if v["name"] == "v1")
+
+
+def test_a_misspelt_command_is_named_in_the_degraded_message_not_ignored_in_silence() -> None:
+    world = stable_on_v1()
+    world.annotate("modelpilot.io/promte", "v2")
+    world.reconcile()
+    degraded = world.condition("Degraded")
+    assert degraded["status"] == "False"
+    assert degraded["message"] == (
+        "annotation modelpilot.io/promte is not a command and is ignored (did you mean "
+        "modelpilot.io/promote? commands: abort, pause, rollback, retry, resume, set-weight, "
+        "promote); remove it"
+    )
+    assert world.route() == {"v1": 100}  # nothing else changes

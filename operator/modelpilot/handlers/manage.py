@@ -49,6 +49,7 @@ from modelpilot.k8s.runtime_index import RuntimeIndex
 from modelpilot.probes.webhooks import DEFAULT_WEBHOOK_ALLOW, refusal
 from modelpilot.render import RenderState, UnservableModel, VersionState, plan_serving, render_model
 from modelpilot.rollout import Observations, Plan, VersionObservation, decide, parse_commands, stamp
+from modelpilot.rollout.commands import unknown_commands
 from modelpilot.rollout.machine import ROLLING
 
 log = logging.getLogger(__name__)
@@ -232,7 +233,11 @@ class Reconcile:
         writes = self._changes(rendered.objects, seen)
         if self._may_have_leftovers(plan):
             self._prune({(o["kind"], o["metadata"]["name"]) for o in rendered.objects})
-        warnings = [*rendered.warnings, *self._refused_webhooks()]
+        warnings = [
+            *rendered.warnings,
+            *self._refused_webhooks(),
+            *unknown_commands(self.model.metadata.annotations),
+        ]
         self._write(plan, seen, rendered.runtimes, warnings, writes)
         if plan.check is not None and self.checks is not None:
             self.checks.request(self.key, model, plan.check, seen.route)

@@ -6,6 +6,7 @@ candidate. Each is consumed once: the operator removes the annotation after acti
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -45,3 +46,19 @@ def parse_commands(annotations: Mapping[str, str] | None) -> list[Command]:
         else:
             found.append(Command(name, version.strip(), weight=int(weight)))
     return found
+
+
+def unknown_commands(annotations: Mapping[str, str] | None) -> list[str]:
+    """What to say of annotations under modelpilot.io/ that are no command (a typo
+    would otherwise be ignored in silence, and stay)."""
+    said = []
+    for key in sorted(annotations or {}):
+        if not key.startswith(PREFIX) or key[len(PREFIX) :] in NAMES:
+            continue
+        close = difflib.get_close_matches(key[len(PREFIX) :], NAMES, n=1)
+        hint = f"did you mean {PREFIX}{close[0]}? " if close else ""
+        said.append(
+            f"annotation {key} is not a command and is ignored ({hint}commands: "
+            f"{', '.join(NAMES)}); remove it"
+        )
+    return said
