@@ -222,3 +222,29 @@ def test_all_problems_reported_at_once(doc: Doc) -> None:
     assert len(found) == 1  # type errors stop before cross-field rules run
     found = problems(doc(rollout={"target": "v9", "stepWeights": [50, 20]}))
     assert len(found) == 2
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            lambda d: d["spec"]["versions"][0].update(storageUri="   "),
+            "spec.versions[0].storageUri: must not be empty or contain blanks",
+        ),
+        (
+            lambda d: d["spec"].update(servedModelName="my model/x"),
+            "spec.servedModelName: must be letters, digits, '.', '_' or '-', starting and "
+            "ending with a letter or digit: it is a path segment of every request",
+        ),
+        (
+            lambda d: d["spec"]["rollout"].update(interval="soon"),
+            "spec.rollout.interval: must be a duration such as 30s, 10m or 1h30m",
+        ),
+    ],
+)
+def test_a_pattern_mismatch_says_what_the_field_must_be(
+    doc: Doc, change: Any, expected: str
+) -> None:
+    document = doc()
+    change(document)
+    assert problems(document) == [expected]

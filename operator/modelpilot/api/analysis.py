@@ -13,7 +13,14 @@ from typing import Literal
 
 from pydantic import Field
 
-from modelpilot.api.spec_base import DURATION, SpecModel, rules
+from modelpilot.api.spec_base import (
+    DNS1123_LABEL,
+    DURATION,
+    HTTP_URL,
+    HTTP_URL_WITH_HOST,
+    SpecModel,
+    rules,
+)
 
 TEMPLATES = ("success-rate", "latency-p99", "predict-latency-p99")
 Template = Literal["success-rate", "latency-p99", "predict-latency-p99"]
@@ -40,7 +47,7 @@ class AnalysisMetric(SpecModel):
     name: str = Field(
         min_length=1,
         max_length=63,
-        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        pattern=DNS1123_LABEL,
         description="The metric's name, in status and Events.",
     )
     template: Template | None = Field(
@@ -87,7 +94,7 @@ class AnalysisMetric(SpecModel):
 class PrometheusSource(SpecModel):
     address: str | None = Field(
         default=None,
-        pattern=r"^https?://",
+        pattern=HTTP_URL,
         max_length=2048,
         description="Prometheus's base URL, e.g. http://prometheus.monitoring:9090 "
         "(default: the operator's --prometheus-url).",
@@ -134,7 +141,7 @@ class Webhook(SpecModel):
     name: str = Field(
         min_length=1,
         max_length=63,
-        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        pattern=DNS1123_LABEL,
         description="The hook's name, in status and Events.",
     )
     type: WebhookType = Field(
@@ -144,7 +151,7 @@ class Webhook(SpecModel):
         "post-rollout, rollback, event: notifications (best effort)."
     )
     url: str = Field(
-        pattern=r"^https?://[^\s/]+",
+        pattern=HTTP_URL_WITH_HOST,
         max_length=2048,
         description="http(s) URL called with a JSON POST; its host must be allowed by the "
         "operator's --webhook-allow (default: the cluster's Service DNS names).",

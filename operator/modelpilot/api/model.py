@@ -18,9 +18,17 @@ from modelpilot.api.analysis import PLACEHOLDERS, Analysis, unknown_placeholders
 from modelpilot.api.kinds import KSERVE_ISVC_LABEL, MANAGED_MODEL
 from modelpilot.api.names import MANAGED_BY
 from modelpilot.api.spec import MAX_MODEL_PLUS_VERSION, ManagedModelSpec, Rollout
-from modelpilot.api.spec_base import SpecModel
+from modelpilot.api.spec_base import (
+    DNS1123_LABEL,
+    DURATION,
+    HTTP_URL,
+    HTTP_URL_WITH_HOST,
+    NO_BLANKS,
+    SERVED_NAME,
+    SpecModel,
+)
 from modelpilot.api.status import ManagedModelStatus
-from modelpilot.api.strategies import HeaderMatch, QueryParamMatch
+from modelpilot.api.strategies import HEADER_NAME, HeaderMatch, QueryParamMatch
 
 GROUP = MANAGED_MODEL.group
 VERSION = MANAGED_MODEL.version
@@ -291,11 +299,23 @@ def _from_pydantic(error: Any) -> Problem:
     message = str(error["msg"])
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
-    if kind == "string_pattern_mismatch" and path.endswith(".name"):
-        message = "must be a DNS-1123 label: lower-case letters, digits and '-'"
-    elif kind == "string_pattern_mismatch":
-        message = "must be a duration such as 30s, 10m or 1h30m"
+    if kind == "string_pattern_mismatch":
+        pattern = str((error.get("ctx") or {}).get("pattern", ""))
+        message = PATTERN_MESSAGES.get(pattern, f"must match {pattern}")
     return Problem(path, message)
+
+
+# What each pattern of the spec means, for people (pydantic would print the regex).
+PATTERN_MESSAGES = {
+    DNS1123_LABEL: "must be a DNS-1123 label: lower-case letters, digits and '-'",
+    DURATION: "must be a duration such as 30s, 10m or 1h30m",
+    NO_BLANKS: "must not be empty or contain blanks",
+    SERVED_NAME: "must be letters, digits, '.', '_' or '-', starting and ending with a "
+    "letter or digit: it is a path segment of every request",
+    HTTP_URL: "must be an http:// or https:// URL",
+    HTTP_URL_WITH_HOST: "must be an http:// or https:// URL with a host",
+    HEADER_NAME: "must be an HTTP header name (letters, digits and !#$%&'*+-.^_`|~)",
+}
 
 
 def _path(loc: tuple[Any, ...]) -> str:

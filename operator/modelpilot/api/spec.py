@@ -13,7 +13,14 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field, field_validator
 
 from modelpilot.api.analysis import Analysis, Webhook
-from modelpilot.api.spec_base import DNS1123_LABEL, Duration, SpecModel, rules
+from modelpilot.api.spec_base import (
+    DNS1123_LABEL,
+    NO_BLANKS,
+    SERVED_NAME,
+    Duration,
+    SpecModel,
+    rules,
+)
 from modelpilot.api.strategies import MAX_MATCHES, RequestMatch, Strategy
 
 # Quantities are ints or strings ("500m", "8Gi"); the CRD says x-kubernetes-int-or-string.
@@ -91,6 +98,7 @@ class ModelVersion(SpecModel):
     storage_uri: str | None = Field(
         default=None,
         min_length=1,
+        pattern=NO_BLANKS,  # a URI has no blanks; one of blanks was served in silence
         description="Where KServe loads the model from, e.g. gs://bucket/iris/v1, "
         "s3://..., pvc://claim/path, hf://org/model. Exactly one of storageUri or storage.",
     )
@@ -438,6 +446,8 @@ class ManagedModelSpec(SpecModel):
     served_model_name: str | None = Field(
         default=None,
         max_length=253,
+        # It is a path segment of every request (/v2/models/<name>/infer).
+        pattern=SERVED_NAME,
         description="The name clients call (/v1/models/<name>:predict); the same for every "
         "version. Default: the ManagedModel's name.",
     )

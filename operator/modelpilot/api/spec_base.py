@@ -11,6 +11,10 @@ DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # Go-style durations as Kubernetes users write them: "30s", "10m", "1h30m".
 DURATION = r"^([0-9]+(ms|s|m|h))+$"
 Duration = Annotated[str, Field(pattern=DURATION, max_length=32)]
+NO_BLANKS = r"^\S+$"
+SERVED_NAME = r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$"
+HTTP_URL = r"^https?://"
+HTTP_URL_WITH_HOST = r"^https?://[^\s/]+"
 
 
 def rules(*pairs: tuple[str, str]) -> dict[str, Any]:
