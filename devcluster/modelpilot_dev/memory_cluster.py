@@ -24,6 +24,7 @@ from typing import Any
 from modelpilot.api.events import Event
 from modelpilot.api.kinds import KINDS_BY_NAME, Kind
 from modelpilot.k8s.cache import trim
+from modelpilot.k8s.cluster import ChildRejected
 
 Key = tuple[str, str, str]  # namespace, kind, name
 
@@ -69,6 +70,7 @@ class MemoryCluster:
         self.objects: dict[Key, dict[str, Any]] = {}
         self.writes: list[Write] = []
         self.crash_before: int | None = None  # die before the write with this index
+        self.reject: dict[str, str] = {}  # kind -> the apiserver's message refusing it
         self._versions = itertools.count(1)
 
     # --- what tests do as users and controllers ----------------------------------------
@@ -124,6 +126,8 @@ class MemoryCluster:
         ]
 
     def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        if obj["kind"] in self.reject:  # the apiserver's validation, where a test wants it
+            raise ChildRejected(obj["kind"], obj["metadata"]["name"], self.reject[obj["kind"]])
         self._write("apply", obj["kind"], obj["metadata"]["name"], copy.deepcopy(dict(obj)))
         old = self.objects.get(_key(obj))
         applied = copy.deepcopy(dict(obj))

@@ -290,6 +290,31 @@ def test_bad_spec_past_admission_degrades_without_storm(
     assert spec_versions(kube, namespace) == before  # children untouched
 
 
+def test_a_child_the_apiserver_refuses_degrades_once_without_retrying(
+    kube: Kube, namespace: str, operator: OperatorThread
+) -> None:
+    """An HPA behaviour the autoscaling API refuses (passed through from the spec): the
+    apiserver's message in Degraded (ChildRejected), one Event, no retry storm."""
+    document = sample("cpu-single", namespace)
+    document["spec"]["autoscaling"] = {"behavior": {"scaleUp": {"selectPolicy": "Sometimes"}}}
+    apply(kube, document)
+    name = document["metadata"]["name"]
+    cond = wait_degraded(kube, namespace, name, "ChildRejected")
+    assert "HorizontalPodAutoscaler" in cond["message"] and "selectPolicy" in cond["message"]
+    reconciles, errors = operator.state.metrics.reconciles, operator.state.metrics.errors
+    time.sleep(10)
+    assert operator.state.metrics.errors == errors  # no traceback, no backoff loop
+    assert operator.state.metrics.reconciles - reconciles <= 2
+    events = client.CoreV1Api(kube.api).list_namespaced_event(namespace).items
+    assert [e.reason for e in events].count("ChildRejected") == 1
+    # The fix is a spec change; the model then converges.
+    del document["spec"]["autoscaling"]
+    apply(kube, document)
+    eventually(lambda: ready(kube, namespace, name), timeout=60, what="ready once fixed")
+    cond = condition(model(kube, namespace, name), "Degraded")
+    assert cond is not None and cond["status"] == "False"
+
+
 def test_idle_models_write_nothing(kube: Kube, namespace: str, operator: OperatorThread) -> None:
     names = [f"idle-{i}" for i in range(20)]
     for name in names:

@@ -558,3 +558,25 @@ def test_a_misspelt_command_is_named_in_the_degraded_message_not_ignored_in_sile
         "promote); remove it"
     )
     assert world.route() == {"v1": 100}  # nothing else changes
+
+
+def test_a_child_the_apiserver_refuses_is_reported_once_and_not_retried() -> None:
+    world = World()
+    message = 'HorizontalPodAutoscaler "iris-v1" is invalid: spec.behavior: Unsupported value'
+    world.cluster.reject["HorizontalPodAutoscaler"] = message
+    outcome = world.reconcile()  # must not raise: no traceback, no backoff loop
+    degraded = world.condition("Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "ChildRejected")
+    assert message in degraded["message"] and "fix the spec" in degraded["message"]
+    assert outcome.requeue_after is None
+    assert reasons(world.cluster.writes).count("ChildRejected") == 1
+    # The same spec again: nothing written, nothing posted.
+    assert world.writes_of(world.reconcile) == []
+    assert world.writes_of(lambda: world.reconcile(after=3600)) == []
+    # A spec change (the fix) is tried again; accepted now, the condition clears.
+    del world.cluster.reject["HorizontalPodAutoscaler"]
+    world.edit(lambda m: m["spec"].update({"autoscaling": {"maxReplicas": 2}}))
+    world.controllers.serve("v1")
+    world.converge()
+    assert world.condition("Degraded")["status"] == "False"
+    assert world.status()["phase"] == "Stable"

@@ -36,7 +36,7 @@ from modelpilot.handlers.checks import Checks
 from modelpilot.handlers.conditions import condition_of, set_condition
 from modelpilot.k8s.children import contains, content_hash, foreign_controller, needs_apply, same
 from modelpilot.k8s.children import with_owner as owned
-from modelpilot.k8s.cluster import Cluster
+from modelpilot.k8s.cluster import ChildRejected, Cluster
 from modelpilot.k8s.observe import (
     Snapshot,
     replicas_of,
@@ -190,6 +190,13 @@ class Reconcile:
 
     def run(self) -> Outcome:
         model = self.model
+        rejected = condition_of(self.status.conditions, "Degraded")
+        if (
+            rejected is not None
+            and (rejected.status, rejected.reason) == ("True", "ChildRejected")
+            and rejected.observed_generation == self.body["metadata"].get("generation")
+        ):
+            return Outcome(phase=self.status.phase)  # refused as it is: wait for a change
         known = [v.name for v in model.spec.versions]
         seen = snapshot(self.cluster, model, known)
         # Weight on the live route counts too: status may already be ahead of it.
@@ -405,7 +412,17 @@ class Reconcile:
         # before that version's InferenceService is stopped. It never gives traffic to
         # a version this reconcile creates: weight goes only to versions seen ready.
         for desired in sorted(writes.applies, key=lambda o: o["kind"] != HTTP_ROUTE.kind):
-            self.cluster.apply(desired)
+            try:
+                self.cluster.apply(desired)
+            except ChildRejected as refused:
+                # The same spec is refused every time: say why, once, and wait for a
+                # spec change instead of retrying with backoff forever.
+                degrade(
+                    self.cluster, self.body, updated, "ChildRejected",
+                    f"{refused}; fix the spec (nothing is retried until it changes)", self.now,
+                )  # fmt: skip
+                self.outcome.requeue_after = None
+                return
             self.outcome.writes += 1
 
         wake = [plan.requeue_after] if plan.requeue_after is not None else []

@@ -13,8 +13,17 @@ from typing import Any, Protocol
 from modelpilot.api.events import Event
 from modelpilot.api.kinds import Kind
 from modelpilot.k8s.cache import ChildCache
-from modelpilot.k8s.client import Kube
+from modelpilot.k8s.client import ApiError, Kube
 from modelpilot.k8s.events import post_event
+
+
+class ChildRejected(Exception):
+    """The apiserver refused a child as invalid (400, 422): the same spec will always
+    be refused, so retrying is useless; the message goes to the model's condition."""
+
+    def __init__(self, kind: str, name: str, message: str) -> None:
+        super().__init__(f"{kind} {name} was refused by the apiserver: {message}")
+        self.kind, self.name, self.message = kind, name, message
 
 
 class Cluster(Protocol):
@@ -38,7 +47,8 @@ class Cluster(Protocol):
         ...
 
     def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
-        """Server-side apply of a child, forcing the fields modelpilot renders."""
+        """Server-side apply of a child, forcing the fields modelpilot renders; raises
+        ChildRejected when the apiserver refuses it as invalid."""
         ...
 
     def delete(self, kind: Kind, name: str, namespace: str) -> None: ...
@@ -75,7 +85,12 @@ class KubeCluster:
         return self.children.children_of(namespace, labels)
 
     def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
-        written = self.kube.apply(obj)
+        try:
+            written = self.kube.apply(obj)
+        except ApiError as err:
+            if err.status not in (400, 422):
+                raise
+            raise ChildRejected(obj["kind"], obj["metadata"]["name"], err.message) from None
         # Read back until the watch reports on it: a reconcile that runs before the
         # echo arrives still sees what it wrote.
         self.children.wrote(written)
