@@ -151,3 +151,23 @@ def test_lagging_isvc_ready_defers_to_the_deployment() -> None:
     lagging = isvc("False", "Deployment does not have minimum availability.")
     assert version_readiness(lagging, deployment()).ready
     assert not version_readiness(isvc("False", "ServingRuntime not found"), deployment()).ready
+
+
+def test_without_a_deployment_kserves_own_reason_is_shown() -> None:
+    refused = {
+        "status": {
+            "conditions": [
+                {"type": "Ready", "status": "False", "reason": "PredictorNotReady"},
+                {
+                    "type": "PredictorReady",
+                    "status": "False",
+                    "reason": "ServiceAccountNotFound",
+                    "message": 'serviceaccount "reader" not found',
+                },
+            ]
+        }
+    }
+    assert version_readiness(refused, None).message == (
+        "predictor Deployment not created yet; KServe: PredictorReady "
+        'ServiceAccountNotFound: serviceaccount "reader" not found'
+    )

@@ -580,3 +580,17 @@ def test_a_child_the_apiserver_refuses_is_reported_once_and_not_retried() -> Non
     world.converge()
     assert world.condition("Degraded")["status"] == "False"
     assert world.status()["phase"] == "Stable"
+
+
+def test_a_first_version_past_its_deadline_degrades_once_and_recovers() -> None:
+    world = World()
+    world.reconcile()
+    world.reconcile(after=601)  # the default progressDeadline is 10m
+    degraded = world.condition("Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "ProgressDeadlineExceeded")
+    assert "v1 was not ready within 10m" in degraded["message"]
+    world.reconcile(after=30)
+    assert reasons(world.cluster.writes).count("ProgressDeadlineExceeded") == 1
+    world.converge()
+    assert world.status()["phase"] == "Stable"
+    assert world.condition("Degraded")["status"] == "False"

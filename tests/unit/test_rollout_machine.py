@@ -482,3 +482,16 @@ def test_shared_promotion_keeps_previous_warm_at_last_step_size() -> None:
     plan = run.step(31, versions=obs)
     assert plan.stopped == {"v1"} and plan.replicas == {}
     assert run.status.shared_base_replicas is None
+
+
+def test_a_first_version_past_its_progress_deadline_is_reported_late_and_still_awaited() -> None:
+    run = Run(spec(progressDeadline="2m"))
+    stuck = {"v2": VersionObservation(message="InferenceService not Ready: no runtime")}
+    plan = run.step(versions=stuck)
+    assert (run.phase, plan.reason, plan.requeue_after) == ("Pending", None, 30.0)
+    plan = run.step(121, versions=stuck)
+    assert (run.phase, plan.reason) == ("Pending", "ProgressDeadlineExceeded")
+    assert plan.message == "v2 was not ready within 2m: InferenceService not Ready: no runtime"
+    plan = run.step(5)  # it became ready after all
+    assert (run.phase, plan.reason, plan.weights) == ("Stable", None, {"v2": 100})
+    assert run.status.rollout_started_at is None

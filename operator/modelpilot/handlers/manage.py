@@ -401,10 +401,15 @@ class Reconcile:
             patch = {"annotations": dict.fromkeys(plan.consumed)}
             self.cluster.patch_metadata(self.body, patch)
         previous = condition_of(self.status.conditions, "Degraded")
-        # A failed rollout has its Event from the machine; a name conflict has this one.
+        # A failed rollout has its Event from the machine; a name conflict and a first
+        # version past its deadline have this one.
         conflict = writes.degraded
         if conflict and (previous is None or previous.message != conflict[1]):
             self._event("Warning", conflict[0], conflict[1])
+        if plan.reason == "ProgressDeadlineExceeded" and (
+            previous is None or previous.reason != plan.reason
+        ):
+            self._event("Warning", plan.reason, plan.message)
         for event in [*plan.events, *writes.events]:
             self.cluster.post_event(self.body, event)
         self._notify(plan, updated)
@@ -515,6 +520,9 @@ class Reconcile:
         degraded = conflict
         if degraded is None and plan.status.phase == "Failed":
             degraded = (plan.reason or "RolloutFailed", plan.message)
+        late = plan.reason == "ProgressDeadlineExceeded"
+        if degraded is None and late:
+            degraded = ("ProgressDeadlineExceeded", plan.message)
         conditions = set_condition(
             conditions,
             "Degraded",

@@ -52,7 +52,14 @@ def version_readiness(
         return Readiness(False, "InferenceService not created yet")
     url = str((isvc.get("status") or {}).get("url") or "")
     if deployment is None:
-        return Readiness(False, "predictor Deployment not created yet", url)
+        # KServe says in the InferenceService's conditions why it made no Deployment (an
+        # unknown runtime, a missing service account): that is the reason to show.
+        said = _kserve_says(isvc)
+        return Readiness(
+            False,
+            "predictor Deployment not created yet" + (f"; KServe: {said}" if said else ""),
+            url,
+        )
     meta, status = deployment.get("metadata") or {}, deployment.get("status") or {}
     desired = int((deployment.get("spec") or {}).get("replicas", 1) or 0)
     updated = int(status.get("updatedReplicas", 0) or 0)
@@ -85,6 +92,17 @@ def version_readiness(
         return Readiness(True, "", url)
     why = (ready or {}).get("message") or (ready or {}).get("reason") or "not reported"
     return Readiness(False, f"InferenceService not Ready: {why}", url)
+
+
+def _kserve_says(isvc: Mapping[str, Any]) -> str:
+    """The first False condition that explains itself, Ready's last."""
+    conditions = list((isvc.get("status") or {}).get("conditions") or [])
+    conditions.sort(key=lambda c: c.get("type") == "Ready")
+    for cond in conditions:
+        if cond.get("status") == "False" and (cond.get("message") or cond.get("reason")):
+            text = ": ".join(str(x) for x in (cond.get("reason"), cond.get("message")) if x)
+            return f"{cond.get('type')} {text}"
+    return ""
 
 
 def _mirrors_availability(ready: Mapping[str, Any]) -> bool:

@@ -154,7 +154,16 @@ def _bootstrap(w: Working) -> None:
     else:
         w.phase = "Pending"
         why = w.obs.of(target).message or "not ready yet"
-        w.message = f"waiting for {target} to become ready: {why}"
+        # The progress deadline holds for a first version too: it keeps being waited
+        # for (nothing else could serve), but the model says it is late.
+        w.rollout_started = w.rollout_started or stamp(w.now)
+        deadline = parse_duration(w.spec.rollout.progress_deadline)
+        left = deadline - w.seconds_since(w.rollout_started)
+        if left <= 0:
+            w.message = f"{target} was not ready within {w.spec.rollout.progress_deadline}: {why}"
+        else:
+            w.message = f"waiting for {target} to become ready: {why}"
+            w.wake.append(left)
         w.wake.append(PENDING_RESYNC)
 
 
@@ -777,7 +786,7 @@ def _plan(w: Working, status: ManagedModelStatus) -> Plan:
             "canary_weight": w.weight if rolling else None,
             "step_index": w.step if w.phase in ROLLING else None,
             "weights": weights,
-            "rollout_started_at": w.rollout_started if rolling else None,
+            "rollout_started_at": (w.rollout_started if rolling or w.phase == "Pending" else None),
             "step_started_at": w.step_started if w.phase in ROLLING else None,
             "shared_base_replicas": w.base if (rolling or replicas) else None,
             "promoted_at": w.promoted_at,
@@ -809,6 +818,9 @@ def _plan(w: Working, status: ManagedModelStatus) -> Plan:
 def _standing_reason(w: Working) -> str | None:
     """Why a halted or paused rollout stays so, read back from status."""
     analysis, rollout = w.analysis, w.spec.rollout
+    deadline = parse_duration(rollout.progress_deadline)
+    if w.phase == "Pending" and w.seconds_since(w.rollout_started) >= deadline:
+        return "ProgressDeadlineExceeded"
     if analysis is None:
         return None
     limit = rollout.analysis.inconclusive_limit if rollout.analysis else 3
