@@ -82,22 +82,15 @@ def judge(
 ) -> Verdict:
     """The check's verdict. Too few canary requests makes every metric inconclusive:
     a success rate over three requests says nothing."""
-    if requests.error or _number(requests.canary) is None:
-        why = requests.error or "no request count for the canary"
-        checks = tuple(
-            MetricCheck(name=m.name, result="Inconclusive", message=why) for m in analysis.metrics
-        )
-        return Verdict("Inconclusive", checks, why)
-    served = _number(requests.canary) or 0.0
+    served = _number(requests.canary)
+    if requests.error or served is None:
+        return _inconclusive(analysis, requests.error or "no request count for the canary")
     if served < analysis.min_requests:
-        why = (
+        return _inconclusive(
+            analysis,
             f"the canary served {served:.0f} requests in the window, fewer than "
-            f"minRequests {analysis.min_requests}"
+            f"minRequests {analysis.min_requests}",
         )
-        checks = tuple(
-            MetricCheck(name=m.name, result="Inconclusive", message=why) for m in analysis.metrics
-        )
-        return Verdict("Inconclusive", checks, why)
     checks = tuple(judge_metric(m, measured.get(m.name, Measured())) for m in analysis.metrics)
     failed = [c.message for c in checks if c.result == "Failed"]
     if failed:
@@ -106,3 +99,11 @@ def judge(
     if unsure:
         return Verdict("Inconclusive", checks, "; ".join(unsure))
     return Verdict("Passed", checks, "")
+
+
+def _inconclusive(analysis: Analysis, why: str) -> Verdict:
+    """Every metric inconclusive for one reason (no numbers worth judging)."""
+    checks = tuple(
+        MetricCheck(name=m.name, result="Inconclusive", message=why) for m in analysis.metrics
+    )
+    return Verdict("Inconclusive", checks, why)

@@ -178,7 +178,6 @@ class Reconcile:
         self.checks = checks  # None: no analysis runs (a rollout that needs one waits)
         self.outcome = Outcome()
         self.stopped: frozenset[str] = frozenset()  # what this reconcile stops
-        self.stop_wait = False  # a stop waits for the gateway
 
     @property
     def key(self) -> tuple[str, str]:
@@ -270,10 +269,7 @@ class Reconcile:
             route_weights(seen.route, self.model.name)
         )
         settled = not self.settings.route_gate or bool(route_accepted(seen.route))
-        waiting = frozenset(v for v in newly if v in still_routed or not settled)
-        if waiting:
-            self.stop_wait = True
-        return waiting
+        return frozenset(v for v in newly if v in still_routed or not settled)
 
     def _keep_last_verdict_when_stale(self, seen: Snapshot) -> None:
         before = {v.name: v for v in self.status.versions}
@@ -431,7 +427,7 @@ class Reconcile:
             self.outcome.writes += 1
 
         wake = [plan.requeue_after] if plan.requeue_after is not None else []
-        if self.stop_wait:
+        if self.stopped != plan.stopped:  # a stop waits for the gateway
             wake.append(1.0)  # the route's status change wakes it sooner
         if sum(1 for v in updated.versions if v.ready) < sum(
             1 for v in updated.versions if not v.stopped

@@ -219,8 +219,7 @@ async def model_loop(
                     name,
                     state.serving_runtimes,
                     state.settings,
-                    None,
-                    state.checks,
+                    checks=state.checks,
                 )
             except Exception:
                 state.metrics.observe(time.monotonic() - started, 0, error=True)

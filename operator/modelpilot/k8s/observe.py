@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,37 +63,33 @@ def snapshot(cluster: Cluster, model: ManagedModel, versions: list[str]) -> Snap
     return found
 
 
-def route_weights(route: Mapping[str, Any] | None, model: str) -> dict[str, int]:
-    """The weights the live route carries, per version."""
-    if not route:
-        return {}
+def _model_backends(
+    route: Mapping[str, Any] | None, model: str, *, matched: bool
+) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """(version, backendRef) of a model's predictor Services in the route's rules that
+    match requests by header or query (pin, A/B: matched) or not (the weighted split)."""
     prefix, suffix = f"{model}-", "-predictor"
-    weights: dict[str, int] = {}
-    for rule in (route.get("spec") or {}).get("rules") or []:
-        if rule.get("matches") and any(
-            m.get("headers") or m.get("queryParams") for m in rule["matches"]
-        ):
-            continue  # a pin or A/B rule: not the weighted split
-        for backend in rule.get("backendRefs") or []:
-            service = str(backend.get("name", ""))
-            if service.startswith(prefix) and service.endswith(suffix):
-                version = service[len(prefix) : -len(suffix)]
-                weights[version] = int(backend.get("weight", 1))
-    return weights
-
-
-def route_pinned(route: Mapping[str, Any] | None, model: str) -> set[str]:
-    """Versions the live route still sends some requests to by a match (pin or A/B)."""
-    prefix, suffix = f"{model}-", "-predictor"
-    found: set[str] = set()
     for rule in ((route or {}).get("spec") or {}).get("rules") or []:
-        if not any(m.get("headers") or m.get("queryParams") for m in rule.get("matches") or []):
+        by_match = any(m.get("headers") or m.get("queryParams") for m in rule.get("matches") or [])
+        if by_match != matched:
             continue
         for backend in rule.get("backendRefs") or []:
             service = str(backend.get("name", ""))
             if service.startswith(prefix) and service.endswith(suffix):
-                found.add(service[len(prefix) : -len(suffix)])
-    return found
+                yield service[len(prefix) : -len(suffix)], backend
+
+
+def route_weights(route: Mapping[str, Any] | None, model: str) -> dict[str, int]:
+    """The weights the live route carries, per version (the split, not pin or A/B rules)."""
+    return {
+        version: int(backend.get("weight", 1))
+        for version, backend in _model_backends(route, model, matched=False)
+    }
+
+
+def route_pinned(route: Mapping[str, Any] | None, model: str) -> set[str]:
+    """Versions the live route still sends some requests to by a match (pin or A/B)."""
+    return {version for version, _ in _model_backends(route, model, matched=True)}
 
 
 def route_accepted(route: Mapping[str, Any] | None) -> bool | None:

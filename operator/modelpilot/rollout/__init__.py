@@ -3,7 +3,8 @@ status, the route weights, replica pins and stopped versions out."""
 
 from modelpilot.api.events import Event
 from modelpilot.rollout.commands import Command, parse_commands
-from modelpilot.rollout.machine import decide, stamp
+from modelpilot.rollout.durations import stamp
+from modelpilot.rollout.machine import decide
 from modelpilot.rollout.types import (
     CheckReport,
     CheckRequest,

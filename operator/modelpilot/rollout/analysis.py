@@ -7,16 +7,13 @@ from __future__ import annotations
 import datetime as dt
 
 from modelpilot.api.status import AnalysisStatus
+from modelpilot.rollout.durations import parse_stamp
 from modelpilot.rollout.types import CheckReport
-
-
-def _moment(text: str | None) -> dt.datetime | None:
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
 
 
 def _taken_at_step(at: str | None, step_started: str | None) -> bool:
     """A check counts for a step only if it ran after the step's weight was applied."""
-    taken, started = _moment(at), _moment(step_started)
+    taken, started = parse_stamp(at), parse_stamp(step_started)
     return taken is not None and (started is None or taken >= started)
 
 
@@ -34,8 +31,8 @@ def fold_report(
         return None
     if not _taken_at_step(report.at, step_started):
         return None
-    last = _moment(analysis.last_check_at)
-    taken = _moment(report.at)
+    last = parse_stamp(analysis.last_check_at)
+    taken = parse_stamp(report.at)
     if last is not None and taken is not None and taken <= last:
         return None
     if kind == "confirm-promotion":  # waiting for an approval is not failing
@@ -90,7 +87,7 @@ def next_check_in(
     since = step_started
     if _taken_at_step(analysis.last_check_at, step_started):
         since = analysis.last_check_at
-    moment = _moment(since)
+    moment = parse_stamp(since)
     if moment is None:
         return 0.0
     return interval - (now - moment).total_seconds()

@@ -25,21 +25,13 @@ from modelpilot.api.status import (
 from modelpilot.rollout.analysis import fold_report, next_check_in, passed_at_weight
 from modelpilot.rollout.capacity import shared_replicas
 from modelpilot.rollout.commands import Command
-from modelpilot.rollout.durations import parse_duration
+from modelpilot.rollout.durations import parse_duration, parse_stamp, stamp
 from modelpilot.rollout.types import CheckRequest, Observations, Plan
 
 ROLLING: frozenset[str] = frozenset({"Progressing", "WaitingPromotion", "Paused", "Promoting"})
 HALTED: frozenset[str] = frozenset({"Aborted", "Failed"})
 HISTORY_LIMIT = 10
 PENDING_RESYNC = 30.0  # seconds; child events wake a model sooner
-
-
-def stamp(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_stamp(text: str | None) -> dt.datetime | None:
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
 
 
 @dataclass
@@ -469,7 +461,7 @@ def _pre_rollout_passed(w: Working) -> bool:
             _fail(w, "AnalysisFailed", f"pre-rollout: {report.message}")
             return False
         w.event("Warning", "AnalysisCheckFailed", f"pre-rollout: {report.message}")
-    since = w.analysis.last_check_at if w.analysis.last_check_at else None
+    since = w.analysis.last_check_at
     _ask(w, "pre-rollout", _check_interval(w) - w.seconds_since(since) if since else 0.0)
     w.message = f"waiting for the pre-rollout webhooks before {w.canary} gets traffic" + (
         f" (last: {w.analysis.metrics[0].message})" if w.analysis.metrics else ""

@@ -110,12 +110,10 @@ def _evaluate(estimator: Any, x_test: Any, y_test: Any) -> dict[str, float]:
     from sklearn.metrics import accuracy_score, f1_score
 
     predicted, failed = [], 0
-    with np.errstate(invalid="ignore"):  # the broken version's NaN, counted below
-        rows = [row.reshape(1, -1) for row in x_test]
-    for row in rows:
+    for row in x_test:
         try:
-            with np.errstate(invalid="ignore"):
-                predicted.append(int(estimator.predict(row)[0]))
+            with np.errstate(invalid="ignore"):  # the broken version's NaN, counted here
+                predicted.append(int(estimator.predict(row.reshape(1, -1))[0]))
         except ValueError:
             predicted.append(-1)
             failed += 1
