@@ -43,6 +43,11 @@ def gateway_api_crds() -> list[dict[str, Any]]:
     return _crd_documents(sorted(tools.gateway_api_crd_dir().glob("*.yaml")))
 
 
+def traefik_crds() -> list[dict[str, Any]]:
+    """Traefik's own CRDs (its kubernetescrd provider watches them all)."""
+    return _crd_documents([tools.traefik_crd_file()])
+
+
 def kserve_crds() -> list[dict[str, Any]]:
     """Generated from the kserve SDK; cached in the tools dir, keyed by the SDK version
     and the generator's source (importing the SDK alone takes seconds)."""

@@ -6,7 +6,9 @@ reads $KUBECONFIG), with its web entrypoint on loopback. A Gateway's listener po
 equal the entrypoint's port, so each LocalGateway makes its own Gateway object on its
 own port; routes attach to it by `spec.traffic.gatewayRef`. Facts from trying v3.6.12
 here: weights, path, header and query matches work; a RequestMirror filter is accepted
-and then fails every request on its rule with 500.
+and then fails every request on its rule with 500. Traefik mirrors through its own
+TraefikService instead (its kubernetescrd provider, on here, with its CRDs installed),
+which a route may name as a backend.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from kubernetes import client
 
 from modelpilot.api.kinds import GATEWAY, Kind
 from modelpilot.handlers.manage import Settings
-from modelpilot_dev import tools
+from modelpilot_dev import crds, tools
 from modelpilot_dev.procs import ClusterError, Process, free_port, http_ok, wait_for
 
 GATEWAY_CLASS = "traefik"
@@ -74,6 +76,9 @@ class LocalGateway:
             "--providers.providersThrottleDuration=100ms",
             "--providers.kubernetesgateway.throttleDuration=0s",
             "--providers.kubernetesgateway.statusAddress.ip=127.0.0.1",
+            # TraefikService: how a shadow is mirrored (--gateway-flavor traefik).
+            "--providers.kubernetescrd=true",
+            "--providers.kubernetescrd.throttleDuration=0s",
             # Shorter than the model server's keep-alive (uvicorn: 5 s), or a backend
             # that was idle for a while (a canary after an abort, the old version after
             # a promotion) closes a pooled connection just as the gateway reuses it: 502.
@@ -87,9 +92,10 @@ class LocalGateway:
         ]
 
     def start(self, api: client.ApiClient, timeout: float = 60.0) -> LocalGateway:
-        missing = tools.missing(["traefik"])
+        missing = tools.missing(["traefik", "traefik-crds"])
         if missing:
-            raise ClusterError("traefik is not built; run `make tools`")
+            raise ClusterError(f"{', '.join(missing)} not built; run `make tools`")
+        crds.install_crds(api, crds.traefik_crds())
         self.ensure_objects(api)
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
         self.process = Process(f"traefik-{self.name}", self.argv(), self.log_dir, env=env)

@@ -24,7 +24,7 @@ from typing import Any
 from modelpilot.api.events import Event
 from modelpilot.api.kinds import KINDS_BY_NAME, Kind
 from modelpilot.k8s.cache import trim
-from modelpilot.k8s.cluster import ChildRejected
+from modelpilot.k8s.cluster import ChildRejected, KindNotServed
 
 Key = tuple[str, str, str]  # namespace, kind, name
 
@@ -71,6 +71,7 @@ class MemoryCluster:
         self.writes: list[Write] = []
         self.crash_before: int | None = None  # die before the write with this index
         self.reject: dict[str, str] = {}  # kind -> the apiserver's message refusing it
+        self.unserved: set[str] = set()  # kinds whose CRD is missing
         self._versions = itertools.count(1)
 
     # --- what tests do as users and controllers ----------------------------------------
@@ -103,6 +104,7 @@ class MemoryCluster:
     # --- the Cluster interface -------------------------------------------------------
 
     def get(self, kind: Kind, name: str, namespace: str) -> dict[str, Any] | None:
+        self._served(kind.api_version, kind.kind)
         return self.object(kind, name, namespace)
 
     def list_objects(
@@ -126,6 +128,7 @@ class MemoryCluster:
         ]
 
     def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        self._served(obj["apiVersion"], obj["kind"])
         if obj["kind"] in self.reject:  # the apiserver's validation, where a test wants it
             raise ChildRejected(obj["kind"], obj["metadata"]["name"], self.reject[obj["kind"]])
         self._write("apply", obj["kind"], obj["metadata"]["name"], copy.deepcopy(dict(obj)))
@@ -141,8 +144,13 @@ class MemoryCluster:
         return self.put(applied)
 
     def delete(self, kind: Kind, name: str, namespace: str) -> None:
+        self._served(kind.api_version, kind.kind)
         self._write("delete", kind.kind, name, None)
         self.objects.pop((namespace, kind.kind, name), None)
+
+    def _served(self, api_version: str, kind: str) -> None:
+        if kind in self.unserved:
+            raise KindNotServed(api_version, kind)
 
     def patch_status(self, model: Mapping[str, Any], patch: Mapping[str, Any]) -> None:
         self._write("status", model["kind"], model["metadata"]["name"], copy.deepcopy(patch))

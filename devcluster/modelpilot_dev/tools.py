@@ -83,6 +83,8 @@ TOOLS_BY_NAME = {tool.name: tool for tool in TOOLS}
 # Data read from module sources rather than built: copied into the cache so that starting
 # the cluster needs neither Go nor the module cache.
 GATEWAY_API = ("gateway-api", "sigs.k8s.io/gateway-api", "config/crd/standard")
+# Traefik's own CRDs (TraefikService mirrors a shadow), as its module ships them.
+TRAEFIK_CRDS = "docs/content/reference/dynamic-configuration/kubernetes-crd-definition-v1.yml"
 KWOK_STAGES = (
     "kustomize/stage/node/fast",
     "kustomize/stage/node/heartbeat",
@@ -167,6 +169,10 @@ def gateway_api_crd_dir() -> Path:
     return tools_dir() / f"gateway-api-{version}" / "crds"
 
 
+def traefik_crd_file() -> Path:
+    return binary_path("traefik").parent / "crds" / Path(TRAEFIK_CRDS).name
+
+
 def kwok_stage_dir() -> Path:
     return binary_path("kwok").parent / "stages"
 
@@ -199,6 +205,7 @@ def missing(names: Iterable[str] | None = None) -> list[str]:
     present: dict[str, Callable[[], bool]] = {
         "gateway-api": lambda: gateway_api_crd_dir().is_dir(),
         "kwok-stages": lambda: kwok_stage_dir().is_dir(),
+        "traefik-crds": lambda: traefik_crd_file().is_file(),
         "prometheus": lambda: prometheus_binary().is_file(),
     }
     wanted = list(names) if names is not None else [*TOOLS_BY_NAME, *present]
@@ -291,6 +298,18 @@ def fetch_gateway_api() -> Path:
     return target
 
 
+def fetch_traefik_crds() -> Path:
+    tool = TOOLS_BY_NAME["traefik"]
+    source = module_source(tool.module_dir, tool.module) / TRAEFIK_CRDS
+    target = traefik_crd_file()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    shutil.copyfile(source, partial)
+    partial.chmod(0o644)  # module cache files are read-only
+    partial.replace(target)
+    return target
+
+
 def fetch_kwok_stages() -> Path:
     tool = TOOLS_BY_NAME["kwok"]
     source = module_source(tool.module_dir, tool.module)
@@ -346,6 +365,7 @@ def ensure_all(log: Callable[[str], None] = print) -> dict[str, float]:
     steps += [
         ("gateway-api", "fetching", fetch_gateway_api),
         ("kwok-stages", "fetching", fetch_kwok_stages),
+        ("traefik-crds", "fetching", fetch_traefik_crds),
         ("prometheus", "fetching", fetch_prometheus),
     ]
     todo = set(missing())

@@ -57,7 +57,7 @@ def test_traefik_templates_select_the_versions_backend() -> None:
     mm = model(metrics=[{"name": "ok", "template": "success-rate", "min": 95}])
     target = target_of(mm, "v2", "30s", ROUTE)
     query = metric_query(mm.spec.rollout.analysis.metrics[0], "traefik", target)  # type: ignore[union-attr]
-    assert 'service=~"ml-iris-v2-predictor-.+@kubernetesgateway"' in query
+    assert 'service=~"ml-iris-v2-predictor-.+@kubernetes(gateway|crd)"' in query
     assert 'code=~"5.."' in query and "or vector(0)" in query and "[30s]" in query
     assert requests_query("traefik", target).startswith(
         "sum(increase(traefik_service_requests_total"
@@ -94,6 +94,25 @@ def test_gateway_templates_need_a_known_gateway() -> None:
         metric_query(
             mm.spec.rollout.analysis.metrics[0], "generic", target_of(mm, "v2", "1m", ROUTE)
         )  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("flavor", ["envoy-gateway", "istio"])
+def test_a_shadow_is_judged_where_its_copies_are_counted(flavor: str) -> None:
+    """Envoy Gateway's and Istio's metrics were not seen to count mirrored requests:
+    a shadow's volume comes from the model server, and gateway templates say why they
+    cannot judge it; stable, serving as always, is still read at the gateway."""
+    mm = model(metrics=[{"name": "ok", "template": "success-rate", "min": 95}])
+    shadow = target_of(mm, "v2", "1m", ROUTE, shadow=True)
+    assert "request_predict_seconds_count" in requests_query(flavor, shadow)
+    with pytest.raises(QueryError, match="do not count a shadow's copies"):
+        metric_query(mm.spec.rollout.analysis.metrics[0], flavor, shadow)  # type: ignore[union-attr]
+    stable = target_of(mm, "v1", "1m", ROUTE)
+    assert "request_predict_seconds" not in requests_query(flavor, stable)
+    assert "request_predict" not in metric_query(
+        mm.spec.rollout.analysis.metrics[0],
+        flavor,
+        stable,  # type: ignore[union-attr]
+    )
 
 
 def test_predict_latency_reads_the_model_server() -> None:

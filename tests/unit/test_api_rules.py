@@ -154,8 +154,8 @@ def test_unknown_field_names_known_ones(doc: Doc) -> None:
     found = problems(doc(rollout={"target": "v2", "stepWeight": [10]}))
     assert found == [
         "spec.rollout.stepWeight: unknown field; known fields: analysis, capacity, interval, "
-        "iterations, match, progressDeadline, promotion, scaleDownDelay, stepWeights, "
-        "strategy, target, webhooks"
+        "iterations, match, mirrorPercent, progressDeadline, promotion, scaleDownDelay, "
+        "stepWeights, strategy, target, then, webhooks"
     ]
 
 

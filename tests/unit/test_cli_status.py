@@ -123,3 +123,23 @@ def test_render_status_of_an_ab_test_names_its_rules_and_both_variants() -> None
     assert "progress:" not in text
     assert "310 canary requests vs 602 stable;" in text
     assert "    p99     Passed              9.5        8.1\n" in text
+
+
+def test_render_status_of_a_shadow_names_the_copy_then_its_canary_steps() -> None:
+    model = {
+        "metadata": {"name": "iris", "namespace": "ml"},
+        "spec": {"rollout": {"target": "v2", "strategy": "Shadow", "stepWeights": [20, 50]}},
+        "status": {
+            "phase": "Progressing", "stableVersion": "v1", "canaryVersion": "v2",
+            "mirroredVersion": "v2", "mirrorPercent": 40, "canaryWeight": 0,
+        },
+    }  # fmt: skip
+    text = render_status(model, [])
+    assert "  strategy: Shadow (a copy of 40% of v1's requests -> v2, answers discarded)\n" in text
+    assert "progress:" not in text
+    status = model["status"]
+    for key in ("mirroredVersion", "mirrorPercent"):
+        del status[key]  # type: ignore[attr-defined]
+    status.update({"shadowPassedAt": "2026-12-01T10:00:00Z", "canaryWeight": 20})  # type: ignore[attr-defined]
+    text = render_status(model, [])
+    assert "  strategy: Shadow\n" in text and "20% (step 1/2, Progressing)" in text

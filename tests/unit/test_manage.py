@@ -22,6 +22,7 @@ from modelpilot.api.kinds import (
     HTTP_ROUTE,
     INFERENCE_SERVICE,
     MANAGED_MODEL,
+    TRAEFIK_SERVICE,
 )
 from modelpilot.handlers.checks import Checks
 from modelpilot.handlers.manage import Outcome, Settings, manage
@@ -594,3 +595,81 @@ def test_a_first_version_past_its_deadline_degrades_once_and_recovers() -> None:
     world.converge()
     assert world.status()["phase"] == "Stable"
     assert world.condition("Degraded")["status"] == "False"
+
+
+# --- shadows ---------------------------------------------------------------------------
+
+
+def shadow_world(flavor: str) -> World:
+    document = copy.deepcopy(MODEL)
+    document["spec"]["rollout"].update({"strategy": "Shadow", "mirrorPercent": 20})
+    world = World(document)
+    world.settings = Settings(gateway_flavor=flavor)  # type: ignore[arg-type]
+    return world
+
+
+def test_a_shadow_on_traefik_settles_its_traefik_service_before_and_after_routing() -> None:
+    """Traefik loads routes and TraefikServices through two providers, each on its own
+    delay: the route names the TraefikService only once it has stood for
+    mirror_settle, which is deleted only mirror_settle after a route without it."""
+    world = shadow_world("traefik")
+    world.converge()
+    world.set_target("v2")
+    mirror = ("TraefikService", "iris-v1-mirror")
+    writes = applied(world.writes_of(world.reconcile))
+    assert mirror in writes
+    assert "TraefikService" not in str(world.cluster.object(HTTP_ROUTE, "iris", NS))
+    status = world.status()
+    assert (status["mirroredVersion"], status["mirrorPercent"]) == ("v2", 20)
+    assert [e["name"] for e in status["mirrorObjects"]] == ["iris-v1-mirror"]
+    world.converge()  # nothing moves before the settle time
+    assert "TraefikService" not in str(world.cluster.object(HTTP_ROUTE, "iris", NS))
+    outcome = world.reconcile(after=3)
+    assert outcome.requeue_after is not None
+    assert "iris-v1-mirror" in str(world.cluster.object(HTTP_ROUTE, "iris", NS))
+    assert world.route() == {"v1": 100}  # the reads see stable behind it
+    world.converge()
+    assert mirror not in applied(world.writes_of(world.reconcile))  # read fresh, not rewritten
+    live = world.cluster.object(TRAEFIK_SERVICE, "iris-v1-mirror", NS)
+    assert live is not None and live["metadata"]["ownerReferences"][0]["name"] == NAME
+    world.annotate("modelpilot.io/abort", "v2")
+    assert applied(world.writes_of(world.reconcile)) == [("HTTPRoute", "iris")]
+    assert "TraefikService" not in str(world.cluster.object(HTTP_ROUTE, "iris", NS))
+    # Not accepted yet, then accepted but not settled: it stays.
+    assert world.writes_of(world.reconcile) == []
+    world.controllers.accept_route()
+    world.reconcile()
+    assert world.status()["mirrorObjects"][0]["releasedAt"]
+    assert [
+        w for w in world.writes_of(lambda: world.reconcile(after=2)) if w.verb == "delete"
+    ] == []
+    deleted = [w for w in world.writes_of(lambda: world.reconcile(after=1)) if w.verb == "delete"]
+    assert [(w.kind, w.name) for w in deleted] == [mirror]
+    assert world.status()["mirrorObjects"] == [] and "mirroredVersion" not in world.status()
+    assert world.writes_of(world.reconcile) == []
+
+
+def test_a_shadow_on_a_gateway_without_a_mirror_is_refused_and_traffic_unchanged() -> None:
+    world = shadow_world("generic")
+    world.edit(lambda m: m["spec"]["rollout"].update({"strategy": "Canary"}))
+    world.converge()
+    world.edit(lambda m: m["spec"]["rollout"].update({"strategy": "Shadow", "target": "v2"}))
+    writes = world.writes_of(world.reconcile)
+    assert [w.verb for w in writes] == ["status", "event"]
+    degraded = world.condition("Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "MirrorUnsupported")
+    assert "--gateway-flavor generic" in degraded["message"]
+    assert "--gateway-flavor traefik, envoy-gateway or istio" in degraded["message"]
+    assert world.route() == {"v1": 100} and world.status()["phase"] == "Stable"
+
+
+def test_a_shadow_on_traefik_without_its_crds_is_reported_not_crashed() -> None:
+    world = shadow_world("traefik")
+    world.converge()
+    world.cluster.unserved.add("TraefikService")
+    world.set_target("v2")
+    world.reconcile()
+    degraded = world.condition("Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "MirrorUnavailable")
+    assert "TraefikService" in degraded["message"] and "kubernetescrd" in degraded["message"]
+    assert world.route() == {"v1": 100}

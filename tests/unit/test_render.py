@@ -329,7 +329,7 @@ def test_routes_carry_no_filter_where_the_gateway_breaks_on_or_drops_them(
         ("HTTPRoute", "iris")
     ]
     assert _filters(route) == []
-    assert not traits_of(flavor).request_mirror
+    assert traits_of(flavor).mirror != "RequestMirror"
     assert not traits_of(flavor).backend_filters
 
 

@@ -96,6 +96,9 @@ class Run:
     def reasons(self) -> list[str]:
         return [e.reason for e in (self.plan.events if self.plan else [])]
 
+    def events(self) -> list[str]:
+        return [e.message for e in (self.plan.events if self.plan else [])]
+
 
 def stable_on_v1(model: ManagedModelSpec | None = None) -> Run:
     return Run(

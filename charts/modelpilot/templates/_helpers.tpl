@@ -73,6 +73,11 @@ What the operator does in the namespaces it manages: rendered into one ClusterRo
 - apiGroups: [gateway.networking.k8s.io]
   resources: [httproutes]
   verbs: [get, list, watch, create, patch]
+# A shadow's mirroring TraefikService (--gateway-flavor traefik only): read fresh, not
+# watched, server-side applied, deleted once the route no longer names it.
+- apiGroups: [traefik.io]
+  resources: [traefikservices]
+  verbs: [get, create, patch, delete]
 # The namespace's ServingRuntimes, to choose a runtime the way KServe does.
 - apiGroups: [serving.kserve.io]
   resources: [servingruntimes]

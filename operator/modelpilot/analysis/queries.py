@@ -35,9 +35,12 @@ class Target:
     service: str
     window: str
     backend: tuple[int, int] | None = None  # (rule, backendRef) in the live route
+    shadow: bool = False  # the version gets copies of requests only (Shadow)
 
 
-def target_of(model: ManagedModel, version: str, window: str, route: Any) -> Target:
+def target_of(
+    model: ManagedModel, version: str, window: str, route: Any, *, shadow: bool = False
+) -> Target:
     return Target(
         namespace=model.namespace,
         model=model.name,
@@ -46,6 +49,7 @@ def target_of(model: ManagedModel, version: str, window: str, route: Any) -> Tar
         service=names.predictor_name(model.name, version),
         window=window,
         backend=backend_position(route, names.predictor_name(model.name, version)),
+        shadow=shadow,
     )
 
 
@@ -78,8 +82,11 @@ def fill(query: str, target: Target) -> str:
 
 
 def _traefik(target: Target) -> dict[str, str]:
-    # Traefik names a Gateway API backend <ns>-<service>-<port name>-<port>@kubernetesgateway.
-    service = quoted(f"{target.namespace}-{target.service}-.+@kubernetesgateway")
+    # Traefik names a Gateway API backend <ns>-<service>-<port name>-<port>@kubernetesgateway
+    # and a shadow's TraefikService's Services <ns>-<service>-<port>@kubernetescrd: the
+    # stable's requests through it and the candidate's copies, with their answers (seen
+    # here, 500s of a failing shadow included).
+    service = quoted(f"{target.namespace}-{target.service}-.+@kubernetes(gateway|crd)")
     rng = f"[{target.window}]"
     selector = f"service=~{service}"
     return {
@@ -162,12 +169,18 @@ def _model_server(target: Target) -> dict[str, str]:
 
 
 GATEWAY_QUERIES = {"traefik": _traefik, "envoy-gateway": _envoy_gateway, "istio": _istio}
+# Gateways whose metrics were seen here to count a shadow's copies and their answers.
+COUNTS_MIRRORED = frozenset({"traefik"})
+
+
+def _gateway_sees(flavor: str, target: Target) -> bool:
+    return flavor in GATEWAY_QUERIES and (not target.shadow or flavor in COUNTS_MIRRORED)
 
 
 def requests_query(flavor: str, target: Target) -> str:
     """Requests the version served in the window: counted at the gateway when its
-    metrics are known, else by the model server."""
-    if flavor in GATEWAY_QUERIES:
+    metrics are known (and, for a shadow, count the copies), else by the model server."""
+    if _gateway_sees(flavor, target):
         return GATEWAY_QUERIES[flavor](target)["requests"]
     return _model_server(target)["requests"]
 
@@ -182,6 +195,12 @@ def metric_query(metric: AnalysisMetric, flavor: str, target: Target) -> str:
                 f"template {template} reads the gateway's metrics: run the operator with "
                 f"--gateway-flavor traefik, envoy-gateway or istio (it is {flavor}), or "
                 "write a query"
+            )
+        if not _gateway_sees(flavor, target):
+            raise QueryError(
+                f"template {template}: {flavor}'s metrics do not count a shadow's copies; "
+                "judge a shadow there on predict-latency-p99 or a query of the model "
+                "server's metrics"
             )
         return GATEWAY_QUERIES[flavor](target)[template]
     return _model_server(target)[template]

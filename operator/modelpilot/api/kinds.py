@@ -36,6 +36,9 @@ GATEWAY = Kind("gateway.networking.k8s.io", "v1", "Gateway", "gateways")
 DEPLOYMENT = Kind("apps", "v1", "Deployment", "deployments")
 POD = Kind("", "v1", "Pod", "pods")
 SERVICE = Kind("", "v1", "Service", "services")
+# Traefik's own service kind: how the operator mirrors on --gateway-flavor traefik. Not
+# watched (its CRD exists only where Traefik's CRD provider runs): read fresh.
+TRAEFIK_SERVICE = Kind("traefik.io", "v1alpha1", "TraefikService", "traefikservices")
 CUSTOM_RESOURCE_DEFINITION = Kind(
     "apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions"
 )
@@ -57,6 +60,7 @@ KINDS_BY_NAME = {
         DEPLOYMENT,
         POD,
         SERVICE,
+        TRAEFIK_SERVICE,
         CUSTOM_RESOURCE_DEFINITION,
     )
 }

@@ -209,6 +209,13 @@ def _strategy_problems(rollout: Rollout) -> list[Problem]:
                 "strategy ABTest needs match: the requests that go to the candidate",
             )
         )
+    if rollout.then is not None and rollout.strategy != "Shadow":
+        problems.append(
+            Problem(
+                "spec.rollout.then",
+                "then is for strategy Shadow: what follows the shadow phase",
+            )
+        )
     if rollout.strategy == "BlueGreen" and rollout.capacity == "Shared":
         problems.append(
             Problem(

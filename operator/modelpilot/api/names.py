@@ -24,6 +24,11 @@ def autoscaler_name(model: str, version: str) -> str:
     return inference_service_name(model, version)
 
 
+def mirror_name(model: str, version: str) -> str:
+    """Traefik's mirroring TraefikService for a shadow of `version` (the stable one)."""
+    return f"{inference_service_name(model, version)}-mirror"
+
+
 def route_name(model: str) -> str:
     return model
 

@@ -301,6 +301,10 @@ class Rollout(SpecModel):
                 "strategy ABTest needs match: the requests that go to the candidate",
             ),
             (
+                "!has(self.then) || (has(self.strategy) && self.strategy == 'Shadow')",
+                "then is for strategy Shadow: what follows the shadow phase",
+            ),
+            (
                 "!has(self.strategy) || self.strategy != 'BlueGreen' || "
                 "!has(self.capacity) || self.capacity != 'Shared'",
                 "strategy BlueGreen warms the candidate beside the stable version: it needs "
@@ -314,7 +318,21 @@ class Rollout(SpecModel):
         description="Canary: weight steps. ABTest: requests matching `match` go to the "
         "candidate, all others to stable, for `iterations` x `interval`. BlueGreen: the "
         "candidate is warmed to the stable's replicas (previewed by `match`, if set), then "
-        "takes all traffic in one switch.",
+        "takes all traffic in one switch. Shadow: the candidate gets a copy of "
+        "`mirrorPercent` of the stable's requests for `iterations` x `interval`, its answers "
+        "discarded; then a canary (`then: Canary`) or promotion.",
+    )
+    mirror_percent: int = Field(
+        default=100,
+        ge=1,
+        le=100,
+        description="Shadow: percent of the stable's requests copied to the candidate.",
+    )
+    then: Literal["Canary"] | None = Field(
+        default=None,
+        description="Shadow: Canary continues with weight steps once the shadow phase "
+        "passed; absent, the candidate waits for promotion (or is promoted, with "
+        "promotion: auto).",
     )
     match: list[RequestMatch] = Field(
         default_factory=list,
@@ -326,7 +344,8 @@ class Rollout(SpecModel):
         default=3,
         ge=1,
         le=100,
-        description="ABTest and BlueGreen: checks of `interval` each before promotion.",
+        description="ABTest, Shadow and BlueGreen: checks of `interval` each before "
+        "promotion (or, for Shadow with then: Canary, before the canary steps).",
     )
     target: str | None = Field(
         default=None,

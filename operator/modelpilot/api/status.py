@@ -104,6 +104,14 @@ class AnalysisStatus(StatusModel):
     )
 
 
+class MirrorObject(StatusModel):
+    name: str = Field(description="The TraefikService's name.")
+    written_at: str = Field(description="When the operator first wrote it.")
+    released_at: str | None = Field(
+        default=None, description="When the gateway accepted a route that no longer names it."
+    )
+
+
 class ManagedModelStatus(StatusModel):
     observed_generation: int | None = Field(
         default=None, description="The spec generation this status describes."
@@ -153,4 +161,21 @@ class ManagedModelStatus(StatusModel):
         default=None,
         description="The version the requests matching spec.rollout.match go to (ABTest, "
         "BlueGreen preview).",
+    )
+    mirrored_version: str | None = Field(
+        default=None,
+        description="Shadow: the version that gets a copy of the stable's requests.",
+    )
+    mirror_percent: int | None = Field(
+        default=None, description="Shadow: percent of the stable's requests copied to it."
+    )
+    shadow_passed_at: str | None = Field(
+        default=None,
+        description="Shadow with then: Canary: when the shadow phase passed; the canary "
+        "steps follow.",
+    )
+    mirror_objects: list[MirrorObject] = Field(
+        default_factory=list,
+        description="TraefikServices the operator made to mirror requests and has not "
+        "deleted yet (gateway flavor traefik).",
     )

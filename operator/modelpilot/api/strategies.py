@@ -1,5 +1,8 @@
 """spec.rollout.strategy and the request matches A/B tests and blue/green previews use.
 
+A shadow copies a share of the stable version's requests to the candidate and discards
+its answers; how a gateway mirrors is its own business (api/gateways.py).
+
 Matches are Gateway API HTTPRoute matches (headers and query parameters, exact or a
 regular expression), so they work on any conformant gateway. A cookie is a header match
 on `Cookie` with a regular expression.
@@ -13,7 +16,7 @@ from pydantic import Field
 
 from modelpilot.api.spec_base import SpecModel, rules
 
-Strategy = Literal["Canary", "ABTest", "BlueGreen"]
+Strategy = Literal["Canary", "ABTest", "Shadow", "BlueGreen"]
 MAX_MATCHES = 7  # a route rule holds 8 matches; a pin rule adds its own to each
 # RFC 7230 token characters, as Gateway API's HTTPHeaderName.
 HEADER_NAME = r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$"

@@ -48,6 +48,15 @@ def add_commands(commands: Any) -> None:
         "(default: generic, core features only)",
     )
     run.add_argument(
+        "--mirror-settle",
+        type=float,
+        default=3.0,
+        metavar="SECONDS",
+        help="traefik: how long a shadow's TraefikService exists before a route names it, "
+        "and stays after a route without it was accepted; keep it above Traefik's "
+        "providersThrottleDuration (default 3, Traefik's throttle defaults to 2 s)",
+    )
+    run.add_argument(
         "--prometheus-url",
         metavar="URL",
         help="Prometheus for canary analysis, when a model names none "
@@ -91,6 +100,7 @@ def run_operator_command(args: argparse.Namespace) -> int:
         route_gate=not args.no_route_gate,
         legacy_raw_deployment=args.kserve_legacy_raw_deployment,
         gateway_flavor=args.gateway_flavor,
+        mirror_settle=args.mirror_settle,
         prometheus_url=args.prometheus_url,
         webhook_allow=tuple(args.webhook_allow or DEFAULT_WEBHOOK_ALLOW),
         prometheus_auth=Path(args.prometheus_auth_dir) if args.prometheus_auth_dir else None,

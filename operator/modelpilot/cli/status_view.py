@@ -32,6 +32,16 @@ def _matches(spec: dict[str, Any], status: dict[str, Any]) -> str:
     return f" ({' | '.join(rules)} -> {status['matchedVersion']})"
 
 
+def _mirror(status: dict[str, Any]) -> str:
+    """`(a copy of 40% of v1's requests -> v2)`: a shadow in force."""
+    if not status.get("mirroredVersion"):
+        return ""
+    return (
+        f" (a copy of {status.get('mirrorPercent', 100)}% of {status.get('stableVersion')}'s "
+        f"requests -> {status['mirroredVersion']}, answers discarded)"
+    )
+
+
 def _value(value: Any) -> str:
     return "-" if value is None else f"{value:.4g}"
 
@@ -80,10 +90,11 @@ def render_status(model: dict[str, Any], events: list[dict[str, Any]]) -> str:
     ]
     strategy = (spec.get("rollout") or {}).get("strategy") or "Canary"
     if strategy != "Canary":
-        lines.append(f"  strategy: {strategy}" + _matches(spec, status))
+        lines.append(f"  strategy: {strategy}" + _matches(spec, status) + _mirror(status))
     if status.get("canaryVersion"):
         lines.append(f"  canary:   {status['canaryVersion']}")
-    if status.get("canaryVersion") and strategy == "Canary":
+    walking = strategy == "Canary" or (strategy == "Shadow" and status.get("shadowPassedAt"))
+    if status.get("canaryVersion") and walking:
         steps = (spec.get("rollout") or {}).get("stepWeights") or [10, 25, 50]
         lines.append(
             "  progress: "

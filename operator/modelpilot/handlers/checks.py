@@ -21,7 +21,13 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from modelpilot.analysis.queries import QueryError, metric_query, requests_query, target_of
+from modelpilot.analysis.queries import (
+    QueryError,
+    Target,
+    metric_query,
+    requests_query,
+    target_of,
+)
 from modelpilot.analysis.verdict import Measured, judge
 from modelpilot.api import ManagedModel
 from modelpilot.api.analysis import Analysis, Webhook
@@ -147,16 +153,19 @@ async def run_check(
             return Measured(error=str(err))
         return Measured(canary=canary, stable=stable)
 
+    def target(version: str, window: str) -> Target:
+        # In a shadow only the candidate sees copies; stable serves as always.
+        shadow = check.shadow and version == check.canary
+        return target_of(model, version, window, job.route, shadow=shadow)
+
     def query_for(metric_index: int) -> Callable[[str], str]:
         metric = analysis.metrics[metric_index]
         window = window_of(analysis, model.spec.rollout.interval, metric.window)
-        return lambda version: metric_query(
-            metric, flavor, target_of(model, version, window, job.route)
-        )
+        return lambda version: metric_query(metric, flavor, target(version, window))
 
     window = window_of(analysis, model.spec.rollout.interval, None)
     requests_for: Callable[[str], str] = lambda version: requests_query(  # noqa: E731
-        flavor, target_of(model, version, window, job.route)
+        flavor, target(version, window)
     )
     # An A/B test reports both variants side by side; a canary asks stable only for
     # the bounds relative to it.

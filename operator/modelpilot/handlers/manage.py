@@ -22,7 +22,7 @@ from typing import Any
 
 from modelpilot.api import InvalidManagedModel, ManagedModel, names, parse_managed_model
 from modelpilot.api.events import Event, EventType
-from modelpilot.api.gateways import GatewayFlavor
+from modelpilot.api.gateways import GatewayFlavor, traits_of
 from modelpilot.api.kinds import (
     AUTOSCALER,
     GATEWAY,
@@ -30,26 +30,36 @@ from modelpilot.api.kinds import (
     INFERENCE_SERVICE,
     KINDS_BY_NAME,
     MANAGED_MODEL,
+    TRAEFIK_SERVICE,
 )
-from modelpilot.api.status import ManagedModelStatus, VersionStatus
+from modelpilot.api.status import ManagedModelStatus, MirrorObject, VersionStatus
 from modelpilot.handlers.checks import Checks
 from modelpilot.handlers.conditions import condition_of, set_condition
 from modelpilot.k8s.children import contains, content_hash, foreign_controller, needs_apply, same
 from modelpilot.k8s.children import with_owner as owned
-from modelpilot.k8s.cluster import ChildRejected, Cluster
+from modelpilot.k8s.cluster import ChildRejected, Cluster, KindNotServed
 from modelpilot.k8s.observe import (
     Snapshot,
     replicas_of,
     route_accepted,
+    route_mirror,
     route_pinned,
     route_weights,
     snapshot,
 )
 from modelpilot.k8s.runtime_index import RuntimeIndex
 from modelpilot.probes.webhooks import DEFAULT_WEBHOOK_ALLOW, refusal
-from modelpilot.render import RenderState, UnservableModel, VersionState, plan_serving, render_model
+from modelpilot.render import (
+    RenderState,
+    UnservableModel,
+    VersionState,
+    mirror_object_name,
+    plan_serving,
+    render_model,
+)
 from modelpilot.rollout import Observations, Plan, VersionObservation, decide, parse_commands, stamp
 from modelpilot.rollout.commands import unknown_commands
+from modelpilot.rollout.durations import parse_stamp
 from modelpilot.rollout.machine import ROLLING
 
 log = logging.getLogger(__name__)
@@ -65,6 +75,10 @@ class Settings:
     prometheus_url: str | None = None  # for analysis without its own address
     webhook_allow: tuple[str, ...] = DEFAULT_WEBHOOK_ALLOW  # hosts webhooks may call
     prometheus_auth: Path | None = None  # a mounted Secret: token, or username+password
+    # Seconds a shadow's TraefikService exists before the route names it, and stays after
+    # a route without it was accepted: above Traefik's providersThrottleDuration (2 s by
+    # default), which delays each provider's configuration on its own.
+    mirror_settle: float = 3.0
 
 
 @dataclass
@@ -178,6 +192,8 @@ class Reconcile:
         self.checks = checks  # None: no analysis runs (a rollout that needs one waits)
         self.outcome = Outcome()
         self.stopped: frozenset[str] = frozenset()  # what this reconcile stops
+        self.mirror_objects: list[MirrorObject] = list(status.mirror_objects)
+        self.mirror_wake: float | None = None  # a TraefikService waits out its settle time
 
     @property
     def key(self) -> tuple[str, str]:
@@ -208,6 +224,15 @@ class Reconcile:
                 "spec.versions: set spec.rollout.target to another version, let it be "
                 "promoted, then remove it",
             )
+        flavor = self.settings.gateway_flavor
+        if model.spec.rollout.strategy == "Shadow" and traits_of(flavor).mirror is None:
+            return self._degrade(
+                "MirrorUnsupported",
+                f"spec.rollout.strategy Shadow needs a gateway that mirrors requests; the "
+                f"operator runs with --gateway-flavor {flavor}, which promises no mirror (a "
+                "gateway may fail every request of a rule with one): run it with "
+                "--gateway-flavor traefik, envoy-gateway or istio, or choose another strategy",
+            )
         runtimes = self.serving_runtimes.for_namespace(model.namespace)
         try:
             serving = plan_serving(model, runtimes)
@@ -232,10 +257,20 @@ class Reconcile:
             },
             route=bool(plan.weights),
             matched=plan.matched,
+            mirrored=plan.mirrored,
+            mirror_ready=False,
             legacy_raw_deployment=self.settings.legacy_raw_deployment,
             gateway_flavor=self.settings.gateway_flavor,
         )
-        rendered = render_model(model, state, serving=serving)
+        try:
+            ready = self._mirror_objects(mirror_object_name(model, state), seen)
+        except KindNotServed as missing:
+            return self._degrade(
+                "MirrorUnavailable",
+                f"{missing}: mirroring on --gateway-flavor traefik needs Traefik's CRDs "
+                "installed and its kubernetescrd provider on",
+            )
+        rendered = render_model(model, replace(state, mirror_ready=ready), serving=serving)
         writes = self._changes(rendered.objects, seen)
         if self._may_have_leftovers(plan):
             self._prune({(o["kind"], o["metadata"]["name"]) for o in rendered.objects})
@@ -270,6 +305,52 @@ class Reconcile:
         )
         settled = not self.settings.route_gate or bool(route_accepted(seen.route))
         return frozenset(v for v in newly if v in still_routed or not settled)
+
+    def _mirror_objects(self, wanted: str | None, seen: Snapshot) -> bool:
+        """A shadow's TraefikService (not watched: its CRD is Traefik's), read fresh while
+        wanted. Traefik loads routes (Gateway API provider) and TraefikServices (CRD
+        provider) separately, so a route naming one its other provider has not loaded
+        yet, or no longer has, fails requests with 404 (seen: 2 of 1,244). So the route
+        names it only once it has existed for `mirror_settle`, and it is deleted only
+        `mirror_settle` after the gateway accepted a route without it. Status remembers
+        each one, so a later reconcile (or a restarted operator) still finds it. Says
+        whether the route may name the wanted one."""
+        ns, now, settle = self.model.namespace, stamp(self.now), self.settings.mirror_settle
+        if wanted is not None:
+            seen.mirror = self.cluster.get(TRAEFIK_SERVICE, wanted, ns)
+        in_use = route_mirror(seen.route)
+        settled = not self.settings.route_gate or bool(route_accepted(seen.route))
+        kept, ready, waits = [], False, []
+        for entry in self.status.mirror_objects:
+            if entry.name == wanted:
+                continue
+            if entry.name == in_use or not settled:
+                kept.append(entry.model_copy(update={"released_at": None}))
+            elif entry.released_at is None:
+                kept.append(entry.model_copy(update={"released_at": now}))
+                waits.append(settle)
+            elif self._seconds_since(entry.released_at) < settle:
+                kept.append(entry)
+                waits.append(settle - self._seconds_since(entry.released_at))
+            else:
+                self.cluster.delete(TRAEFIK_SERVICE, entry.name, ns)
+                self.outcome.writes += 1
+        if wanted is not None:
+            known = next((e for e in self.status.mirror_objects if e.name == wanted), None)
+            written = known.written_at if known is not None and seen.mirror else now
+            age = self._seconds_since(written)
+            # Already routed through (e.g. before a restart): it stays so.
+            ready = age >= settle or in_use == wanted
+            if not ready:
+                waits.append(settle - age)
+            kept.append(MirrorObject(name=wanted, written_at=written))
+        self.mirror_objects = sorted(kept, key=lambda e: e.name)
+        self.mirror_wake = max(0.5, min(waits)) if waits else None
+        return ready
+
+    def _seconds_since(self, text: str) -> float:
+        moment = parse_stamp(text)
+        return (self.now - moment).total_seconds() if moment else 0.0
 
     def _keep_last_verdict_when_stale(self, seen: Snapshot) -> None:
         before = {v.name: v for v in self.status.versions}
@@ -412,7 +493,9 @@ class Reconcile:
         # The route first: it takes traffic (a pin rule, a weight) away from a version
         # before that version's InferenceService is stopped. It never gives traffic to
         # a version this reconcile creates: weight goes only to versions seen ready.
-        for desired in sorted(writes.applies, key=lambda o: o["kind"] != HTTP_ROUTE.kind):
+        # Only a shadow's TraefikService goes before it: the route names it.
+        order = {TRAEFIK_SERVICE.kind: 0, HTTP_ROUTE.kind: 1}
+        for desired in sorted(writes.applies, key=lambda o: order.get(o["kind"], 2)):
             try:
                 self.cluster.apply(desired)
             except ChildRejected as refused:
@@ -427,8 +510,12 @@ class Reconcile:
             self.outcome.writes += 1
 
         wake = [plan.requeue_after] if plan.requeue_after is not None else []
-        if self.stopped != plan.stopped:  # a stop waits for the gateway
-            wake.append(1.0)  # the route's status change wakes it sooner
+        # A stop, or a TraefikService's removal, waits for the gateway; the route's
+        # status change wakes it sooner.
+        if self.stopped != plan.stopped:
+            wake.append(1.0)
+        if self.mirror_wake is not None:
+            wake.append(self.mirror_wake)
         if sum(1 for v in updated.versions if v.ready) < sum(
             1 for v in updated.versions if not v.stopped
         ):
@@ -535,6 +622,7 @@ class Reconcile:
                 "ready_versions": f"{ready_count}/{len(versions)}",
                 "url": self._url(),
                 "conditions": conditions,
+                "mirror_objects": self.mirror_objects,
             }
         )
         return updated

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from kubernetes import client, config
 from kubernetes.dynamic import DynamicClient
-from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError
+from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError, ResourceNotFoundError
 from kubernetes.dynamic.resource import Resource
 
 from modelpilot.api.kinds import Kind
@@ -70,6 +70,14 @@ def api_client(kubeconfig: str | None = None) -> CountingApiClient:
     return CountingApiClient(configuration)
 
 
+class KindNotServed(Exception):
+    """The apiserver serves no such kind: its CRD is not installed."""
+
+    def __init__(self, api_version: str, kind: str) -> None:
+        super().__init__(f"the cluster serves no {kind} ({api_version}): its CRD is missing")
+        self.api_version, self.kind = api_version, kind
+
+
 class Kube:
     def __init__(self, api: client.ApiClient, *, attempts: int = 5) -> None:
         self.api = api
@@ -80,7 +88,11 @@ class Kube:
     def resource(self, api_version: str, kind: str) -> Resource:
         key = (api_version, kind)
         if key not in self._resources:
-            self._resources[key] = self.dynamic.resources.get(api_version=api_version, kind=kind)
+            try:
+                found = self.dynamic.resources.get(api_version=api_version, kind=kind)
+            except ResourceNotFoundError:
+                raise KindNotServed(api_version, kind) from None
+            self._resources[key] = found
         return self._resources[key]
 
     def get(self, kind: Kind, name: str, namespace: str | None) -> dict[str, Any] | None:

@@ -13,7 +13,9 @@ from typing import Any, Protocol
 from modelpilot.api.events import Event
 from modelpilot.api.kinds import Kind
 from modelpilot.k8s.cache import ChildCache
-from modelpilot.k8s.client import ApiError, Kube
+from modelpilot.k8s.client import ApiError, KindNotServed, Kube
+
+__all__ = ["ChildRejected", "Cluster", "KindNotServed", "KubeCluster"]
 from modelpilot.k8s.events import post_event
 
 
@@ -29,7 +31,8 @@ class ChildRejected(Exception):
 class Cluster(Protocol):
     def get(self, kind: Kind, name: str, namespace: str) -> dict[str, Any] | None:
         """A fresh read from the API: the ManagedModel (its status is the rollout's
-        memory), a Gateway."""
+        memory), a Gateway, a shadow's TraefikService. Every call raises KindNotServed
+        for a kind whose CRD is missing."""
         ...
 
     def list_objects(

@@ -14,6 +14,7 @@ from modelpilot.api.kinds import (
     INFERENCE_SERVICE,
     KSERVE_ISVC_LABEL,
     POD,
+    TRAEFIK_SERVICE,
 )
 from modelpilot.k8s.cluster import Cluster
 from modelpilot.k8s.readiness import Readiness, condition, version_readiness
@@ -28,12 +29,16 @@ class Snapshot:
     deployments: dict[str, dict[str, Any]] = field(default_factory=dict)
     route: dict[str, Any] | None = None
     readiness: dict[str, Readiness] = field(default_factory=dict)
+    mirror: dict[str, Any] | None = None  # a shadow's TraefikService, read fresh
 
     def live(self, obj: Mapping[str, Any]) -> dict[str, Any] | None:
         """The live counterpart of a desired child."""
         version = (obj["metadata"].get("labels") or {}).get(names.VERSION_LABEL)
         if obj["kind"] == HTTP_ROUTE.kind:
             return self.route
+        if obj["kind"] == TRAEFIK_SERVICE.kind:
+            same_name = self.mirror and self.mirror["metadata"]["name"] == obj["metadata"]["name"]
+            return self.mirror if same_name else None
         table = self.isvcs if obj["kind"] == INFERENCE_SERVICE.kind else self.hpas
         return table.get(version or "")
 
@@ -68,15 +73,26 @@ def _model_backends(
 ) -> Iterator[tuple[str, Mapping[str, Any]]]:
     """(version, backendRef) of a model's predictor Services in the route's rules that
     match requests by header or query (pin, A/B: matched) or not (the weighted split)."""
-    prefix, suffix = f"{model}-", "-predictor"
+    prefix = f"{model}-"
     for rule in ((route or {}).get("spec") or {}).get("rules") or []:
         by_match = any(m.get("headers") or m.get("queryParams") for m in rule.get("matches") or [])
         if by_match != matched:
             continue
         for backend in rule.get("backendRefs") or []:
-            service = str(backend.get("name", ""))
-            if service.startswith(prefix) and service.endswith(suffix):
-                yield service[len(prefix) : -len(suffix)], backend
+            name = str(backend.get("name", ""))
+            # A shadow's TraefikService stands for the stable version it sends all to.
+            suffix = "-mirror" if backend.get("kind") == TRAEFIK_SERVICE.kind else "-predictor"
+            if name.startswith(prefix) and name.endswith(suffix):
+                yield name[len(prefix) : -len(suffix)], backend
+
+
+def route_mirror(route: Mapping[str, Any] | None) -> str | None:
+    """The TraefikService the live route sends requests through, if any."""
+    for rule in ((route or {}).get("spec") or {}).get("rules") or []:
+        for backend in rule.get("backendRefs") or []:
+            if backend.get("kind") == TRAEFIK_SERVICE.kind:
+                return str(backend.get("name"))
+    return None
 
 
 def route_weights(route: Mapping[str, Any] | None, model: str) -> dict[str, int]:

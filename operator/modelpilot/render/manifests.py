@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelpilot.api import ManagedModel, Problem, names
-from modelpilot.api.gateways import traits_of
+from modelpilot.api.gateways import Mirror, traits_of
 from modelpilot.api.spec import Metric
 from modelpilot.api.strategies import RequestMatch
 from modelpilot.render.engine import RenderError, render_fragment, render_template
@@ -158,6 +158,11 @@ def render_route(model: ManagedModel, state: RenderState) -> dict[str, Any]:
                 {**m, "headers": [pin, *m.get("headers", [])]} for m in ab_matches
             ]
             pins.append({"matches": matches, "service": names.predictor_name(model.name, v)})
+    mirror = _mirror(model, state)
+    if mirror == "TraefikService" and not state.mirror_ready:
+        mirror = None
+    if mirror == "TraefikService":
+        backends = []  # the TraefikService sends them all to stable, a copy to the shadow
     gateway = spec.traffic.gateway_ref
     return render_template(
         "route.yaml.j2",
@@ -178,6 +183,58 @@ def render_route(model: ManagedModel, state: RenderState) -> dict[str, Any]:
             if traits_of(state.gateway_flavor).split_backends_for_metrics
             else None
         ),
+        mirror_filter=_mirror_filter(model, state) if mirror == "RequestMirror" else None,
+        traefik_mirror=(
+            names.mirror_name(model.name, _stable_of(state)) if mirror == "TraefikService" else None
+        ),
+    )
+
+
+def _mirror(model: ManagedModel, state: RenderState) -> Mirror | None:
+    """How this render copies requests to a shadow: only while one is running, onto a
+    split that is all stable's, and only where the gateway can."""
+    shadow = state.mirrored
+    if shadow is None or state.of(shadow).stopped or len(state.weights) != 1:
+        return None
+    if _stable_of(state) == shadow:
+        return None
+    return traits_of(state.gateway_flavor).mirror
+
+
+def _stable_of(state: RenderState) -> str:
+    return next(iter(state.weights))
+
+
+def _mirror_filter(model: ManagedModel, state: RenderState) -> dict[str, Any]:
+    backend = {"name": names.predictor_name(model.name, state.mirrored or ""), "port": 80}
+    percent = model.spec.rollout.mirror_percent
+    # All of them is the filter's default: left out, a gateway without the (extended)
+    # percent field mirrors the same.
+    return {"backendRef": backend, "percent": percent if percent < 100 else None}
+
+
+def mirror_object_name(model: ManagedModel, state: RenderState) -> str | None:
+    """The TraefikService a shadow needs on --gateway-flavor traefik; None otherwise."""
+    if _mirror(model, state) != "TraefikService":
+        return None
+    return names.mirror_name(model.name, _stable_of(state))
+
+
+def render_mirror(model: ManagedModel, state: RenderState) -> dict[str, Any] | None:
+    """Traefik's mirroring TraefikService, while a shadow runs on --gateway-flavor
+    traefik (whether or not the route names it yet); None otherwise."""
+    name = mirror_object_name(model, state)
+    if name is None:
+        return None
+    stable = _stable_of(state)
+    return render_template(
+        "mirror.yaml.j2",
+        name=name,
+        namespace=model.namespace,
+        labels=names.common_labels(model.name),
+        service=names.predictor_name(model.name, stable),
+        shadow_service=names.predictor_name(model.name, state.mirrored or ""),
+        percent=model.spec.rollout.mirror_percent,
     )
 
 
@@ -203,8 +260,8 @@ def render_model(
     serving: ServingPlan | None = None,
 ) -> Rendered:
     """Every child of the model, in a stable order: per version its InferenceService and
-    HPA (none while stopped), then the HTTPRoute. serving: planned already (then
-    runtimes are not consulted again)."""
+    HPA (none while stopped), then a shadow's TraefikService, then the HTTPRoute.
+    serving: planned already (then runtimes are not consulted again)."""
     serving = serving or plan_serving(model, runtimes)
     predictors = serving.predictors
     objects: list[dict[str, Any]] = []
@@ -217,6 +274,9 @@ def render_model(
         if not state.of(version.name).stopped:
             objects.append(render_autoscaler(model, version.name, state))
     if state.route and state.weights:
+        mirror = render_mirror(model, state)
+        if mirror is not None:
+            objects.append(mirror)  # before the route that names it
         objects.append(render_route(model, state))
     return Rendered(
         objects=objects,

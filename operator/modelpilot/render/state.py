@@ -30,6 +30,11 @@ class RenderState:
     gateway_flavor: GatewayFlavor = "generic"  # decides what the HTTPRoute may carry
     # ABTest and BlueGreen: the version requests matching spec.rollout.match go to.
     matched: str | None = None
+    # Shadow: the version that gets a copy of the weighted split's requests.
+    mirrored: str | None = None
+    # Traefik: the mirroring TraefikService has existed long enough for the route to
+    # name it (see Settings.mirror_settle); until then it is written, not routed to.
+    mirror_ready: bool = True
 
     def of(self, version: str) -> VersionState:
         return self.versions.get(version, VersionState())

@@ -56,6 +56,7 @@ class Working:
     history: list[HistoryEntry]
     stopped: set[str]
     analysis: AnalysisStatus | None = None
+    shadow_passed: str | None = None  # Shadow then Canary: the canary steps have begun
     events: list[Event] = field(default_factory=list)
     message: str = ""
     wake: list[float] = field(default_factory=list)
@@ -71,8 +72,24 @@ class Working:
 
     @property
     def iterating(self) -> bool:
-        """ABTest and BlueGreen expose the candidate by match rules, not by weight."""
-        return self.spec.rollout.strategy in ("ABTest", "BlueGreen")
+        """ABTest and BlueGreen expose the candidate by match rules, Shadow by a copy of
+        the requests: iterations of an interval, not weight steps."""
+        strategy = self.spec.rollout.strategy
+        return strategy in ("ABTest", "BlueGreen") or (
+            strategy == "Shadow" and self.shadow_passed is None
+        )
+
+    @property
+    def shadowing(self) -> bool:
+        """The candidate gets a copy of the stable's requests (and no weight)."""
+        exposing = self.phase in ("Progressing", "WaitingPromotion", "Paused")
+        return (
+            self.spec.rollout.strategy == "Shadow"
+            and self.shadow_passed is None
+            and exposing
+            and self.step_started is not None
+            and self.obs.ready(self.canary)
+        )
 
     def seconds_since(self, text: str | None) -> float:
         moment = parse_stamp(text)
@@ -120,6 +137,7 @@ def decide(
         history=list(status.history),
         stopped={v.name for v in status.versions if v.stopped},
         analysis=status.analysis,
+        shadow_passed=status.shadow_passed_at,
     )
     if w.stable is None:
         _bootstrap(w)
@@ -164,6 +182,7 @@ def _start(w: Working, candidate: str) -> None:
     w.rollout_started = w.step_started = stamp(w.now)
     w.revision = w.obs.revisions.get(candidate)
     w.stopped.discard(candidate)  # started again before it gets weight
+    w.shadow_passed = None
     judged = w.spec.rollout.analysis or w.spec.rollout.webhooks
     w.analysis = AnalysisStatus() if judged else None
     if w.shared or w.spec.rollout.strategy == "BlueGreen":
@@ -224,7 +243,7 @@ def _follow_target(w: Working) -> None:
 
 def _settle(w: Working) -> None:
     w.phase, w.canary, w.weight, w.step = "Stable", None, 0, 0
-    w.rollout_started = w.step_started = None
+    w.rollout_started = w.step_started = w.shadow_passed = None
     w.base = w.revision = None
 
 
@@ -392,7 +411,8 @@ def _iterate(w: Working) -> None:
     """ABTest and BlueGreen: the candidate gets the requests matching spec.rollout.match
     (none in the weighted split) for `iterations` intervals, each closed by a passed
     check when analysis is on; promotion then moves all traffic at once. BlueGreen first
-    warms the candidate to the stable's replicas."""
+    warms the candidate to the stable's replicas. Shadow: the candidate gets a copy of
+    the stable's requests instead, and may go on as a canary."""
     rollout = w.spec.rollout
     deadline = parse_duration(rollout.progress_deadline)
     canary = w.canary or ""
@@ -407,7 +427,15 @@ def _iterate(w: Working) -> None:
         if not _pre_rollout_passed(w):
             return
         w.step_started = stamp(w.now)
-        exposed = "takes the requests matching spec.rollout.match" if rollout.match else "is warm"
+        if rollout.strategy == "Shadow":
+            exposed = (
+                f"gets a copy of {rollout.mirror_percent}% of {w.stable}'s requests "
+                "(its answers are discarded)"
+            )
+        elif rollout.match:
+            exposed = "takes the requests matching spec.rollout.match"
+        else:
+            exposed = "is warm"
         w.event(
             "Normal", "CandidateExposed", f"{canary} {exposed} (iteration 1/{rollout.iterations})"
         )
@@ -427,6 +455,16 @@ def _iterate(w: Working) -> None:
         w.message = f"{rollout.strategy}: {canary} in iteration {w.step + 1}/{rollout.iterations}"
         w.wake.append(interval)
         return
+    if rollout.strategy == "Shadow" and rollout.then == "Canary":
+        w.shadow_passed = w.step_started = stamp(w.now)
+        w.step, w.weight = 0, 0
+        w.event(
+            "Normal",
+            "ShadowPassed",
+            f"{canary} passed {rollout.iterations} shadow iterations: the canary steps follow",
+        )
+        _progress(w)
+        return
     _last_step_done(w, f"{canary} passed {rollout.iterations} iterations")
 
 
@@ -439,7 +477,11 @@ def _ask(w: Working, kind: str, due_in: float) -> None:
     """Ask for a check when it is due; the runner wakes the model when it is done."""
     if due_in <= 0:
         w.check = CheckRequest(
-            canary=w.canary or "", stable=w.stable or "", weight=w.weight, kind=kind
+            canary=w.canary or "",
+            stable=w.stable or "",
+            weight=w.weight,
+            kind=kind,
+            shadow=w.shadowing,
         )
         w.wake.append(_check_interval(w))  # a fallback, should the runner never answer
     else:
@@ -760,12 +802,15 @@ def _plan(w: Working, status: ManagedModelStatus) -> Plan:
         if w.phase == "Promoting":
             replicas[w.stable] = shared_replicas(w.base, w.steps[-1])[0]
         else:
-            basis = w.weight if w.phase == "Paused" else max(w.weight, w.steps[w.step])
+            # An A/B test's or a shadow's iterations may outnumber the steps.
+            step = w.steps[min(w.step, len(w.steps) - 1)]
+            basis = w.weight if w.phase == "Paused" else max(w.weight, step)
             replicas[w.stable], replicas[w.canary] = shared_replicas(w.base, basis)
     matched = None
     exposing = w.phase in ("Progressing", "WaitingPromotion", "Paused")
     if w.iterating and w.spec.rollout.match and exposing and w.step_started:
         matched = w.canary if w.obs.ready(w.canary) else None
+    mirrored = w.canary if w.shadowing else None
     floors: dict[str, int] = {}
     if w.spec.rollout.strategy == "BlueGreen" and w.phase in ROLLING and w.canary and w.base:
         floors[w.canary] = w.base  # warm: as many pods as stable had
@@ -788,6 +833,9 @@ def _plan(w: Working, status: ManagedModelStatus) -> Plan:
             "history": w.history,
             "analysis": w.analysis,
             "matched_version": matched,
+            "mirrored_version": mirrored,
+            "mirror_percent": w.spec.rollout.mirror_percent if mirrored else None,
+            "shadow_passed_at": w.shadow_passed if w.phase in ROLLING else None,
         }
     )
     wake = [s for s in w.wake if s is not None]
@@ -803,6 +851,7 @@ def _plan(w: Working, status: ManagedModelStatus) -> Plan:
         check=w.check if w.phase in ("Progressing", "WaitingPromotion") else None,
         reason=_standing_reason(w),
         matched=matched,
+        mirrored=mirrored,
         floors=floors,
     )
 

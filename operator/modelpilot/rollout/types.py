@@ -28,6 +28,7 @@ class CheckRequest:
     # analysis: metrics and rollout webhooks; pre-rollout or confirm-promotion: those
     # webhooks only.
     kind: str = "analysis"
+    shadow: bool = False  # the canary sees copies of requests only (Shadow)
 
 
 @dataclass(frozen=True)
@@ -76,4 +77,5 @@ class Plan:
     check: CheckRequest | None = None  # a check to run now
     reason: str | None = None  # why the rollout failed or paused, one CamelCase word
     matched: str | None = None  # gets the requests matching spec.rollout.match
+    mirrored: str | None = None  # gets a copy of the stable's requests (Shadow)
     floors: dict[str, int] = field(default_factory=dict)  # least replicas (BlueGreen)
