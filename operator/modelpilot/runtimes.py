@@ -120,6 +120,20 @@ def _naming_from_containers(containers: Iterable[Mapping[str, Any]]) -> Naming:
     return Naming("artifact")
 
 
+# KServe's admission webhook (InferenceService defaulting, 0.21) sets these before its
+# controller chooses a runtime, so the choice is made on them. Only this rule of the
+# webhook bears on the choice: the defaults it sets once a runtime is chosen (MLServer
+# and Triton v2, TorchServe v1; MLSERVER_MODEL_NAME only where none is set) change
+# neither the runtime nor the name modelpilot sets. Never written into the
+# InferenceService: KServe does that itself.
+PROTOCOL_BY_FORMAT = {"triton": "v2"}
+
+
+def protocol_kserve_uses(model_format: str, protocol: str | None) -> str | None:
+    """The protocol KServe chooses the runtime on: the spec's, else its default."""
+    return protocol or PROTOCOL_BY_FORMAT.get(model_format)
+
+
 def resolve_runtime(
     runtimes: Iterable[ServingRuntimeInfo],
     *,
@@ -129,6 +143,7 @@ def resolve_runtime(
     runtime_name: str | None,
 ) -> Resolution:
     """Pick the runtime KServe would pick for one predictor."""
+    protocol = protocol_kserve_uses(model_format, protocol)
     candidates = [r for r in runtimes if not r.disabled]
     wanted = f"{model_format}:{model_format_version}" if model_format_version else model_format
     if runtime_name:

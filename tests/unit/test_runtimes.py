@@ -10,6 +10,7 @@ import pytest
 from modelpilot.runtimes import (
     default_runtimes,
     parse_serving_runtime,
+    protocol_kserve_uses,
     resolve_runtime,
 )
 
@@ -185,3 +186,33 @@ def test_higher_priority_wins_within_scope() -> None:
 def test_naming_read_from_runtime_template(name: str, kind: str, key: str) -> None:
     runtime = next(r for r in default_runtimes() if r.name == name)
     assert (runtime.naming.kind, runtime.naming.key) == (kind, key)
+
+
+def test_kserve_defaults_triton_to_v2_before_it_chooses() -> None:
+    """KServe's webhook sets protocolVersion v2 on a triton model that has none, then
+    chooses the runtime on it: so does modelpilot (a v1 choice finds no runtime)."""
+    assert protocol_kserve_uses("triton", None) == "v2"
+    assert protocol_kserve_uses("triton", "grpc-v2") == "grpc-v2"  # an explicit one stays
+    assert protocol_kserve_uses("onnx", None) is None  # only the legacy predictor.onnx gets v2
+    assert pick("triton", "2") == "kserve-tritonserver"
+
+
+def test_kserve_defaulting_is_not_written_into_the_inference_service() -> None:
+    from modelpilot.api import parse_managed_model
+    from modelpilot.render import default_render_state, render_model
+
+    document = {
+        "apiVersion": "modelpilot.io/v1alpha1",
+        "kind": "ManagedModel",
+        "metadata": {"name": "resnet", "namespace": "ml"},
+        "spec": {
+            "modelFormat": {"name": "triton", "version": "2"},
+            "versions": [{"name": "v1", "storageUri": "s3://b/resnet/v1"}],
+            "traffic": {"gatewayRef": {"name": "gw"}},
+        },
+    }
+    model = parse_managed_model(document)
+    rendered = render_model(model, default_render_state(model), default_runtimes())
+    isvc = rendered.objects[0]
+    assert rendered.runtimes == {"v1": "kserve-tritonserver"}
+    assert "protocolVersion" not in isvc["spec"]["predictor"]["model"]
