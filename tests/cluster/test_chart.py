@@ -274,7 +274,12 @@ def test_values_reach_the_operator_and_rbac(cli: Cli) -> None:
     args = defaults[("Deployment", "ops", "modelpilot")]["spec"]["template"]["spec"]["containers"][
         0
     ]["args"]
-    assert args == ["--gateway-flavor=generic", "--liveness-port=8080", "--metrics-port=8081"]
+    assert args == [
+        "--gateway-flavor=generic",
+        "--mirror-settle=3",
+        "--liveness-port=8080",
+        "--metrics-port=8081",
+    ]
     assert ("ClusterRoleBinding", None, "modelpilot") in defaults
     assert not any(kind in ("Role", "RoleBinding") for kind, _, _ in defaults)
 
