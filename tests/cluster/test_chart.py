@@ -300,6 +300,7 @@ def test_values_reach_the_operator_and_rbac(cli: Cli) -> None:
         "--namespace=team-b",
         "--no-route-gate",
         "--gateway-flavor=traefik",
+        "--mirror-settle=3",
         "--kserve-legacy-raw-deployment",
         "--liveness-port=8080",
         "--metrics-port=8081",

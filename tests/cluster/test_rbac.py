@@ -27,7 +27,6 @@ from modelpilot.api.kinds import (
     HTTP_ROUTE,
     INFERENCE_SERVICE,
     MANAGED_MODEL,
-    TRAEFIK_SERVICE,
 )
 from modelpilot.handlers.runner import OperatorThread
 from modelpilot.k8s.client import ApiError, Kube
@@ -232,9 +231,6 @@ def test_the_service_account_is_denied_what_it_does_not_use(
     # The control: the same question gets a yes where the chart grants it.
     assert cli.can_i(install.subject, "patch", INFERENCE_SERVICE.resource, "-n", ns)
     assert cli.can_i(install.subject, "patch", MANAGED_MODEL.resource, "-n", ns)
-    # A shadow's TraefikService is read by name and deleted, never listed.
-    assert cli.can_i(install.subject, "delete", TRAEFIK_SERVICE.resource, "-n", ns)
-    assert not cli.can_i(install.subject, "list", TRAEFIK_SERVICE.resource, "-n", ns)
     everywhere = ("watch", MANAGED_MODEL.resource, "--all-namespaces")
     assert cli.can_i(install.subject, *everywhere) is not install.watch_namespaces
     for verb, resource in SECRETS_AND_PODS:

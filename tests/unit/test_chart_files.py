@@ -103,6 +103,10 @@ def test_every_rbac_rule_says_why_and_grants_no_wildcard_or_secret() -> None:
         assert "secrets" not in rule["resources"]
         if rule["resources"] == ["pods"]:
             assert rule["verbs"] == ["list"]
+        if rule["resources"] == ["traefikservices"]:
+            # A shadow's TraefikService is read by name and deleted, never listed.
+            assert rule["verbs"] == ["get", "create", "patch", "delete"]
+    assert any(rule["resources"] == ["traefikservices"] for _, rule in rules)
 
 
 def test_the_kustomization_and_install_yaml_hold_the_same_documents() -> None:

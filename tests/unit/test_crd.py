@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -50,7 +51,10 @@ def test_schema_is_structural() -> None:
 
 def test_quantities_and_open_objects() -> None:
     nodes = dict(walk(schema()))
-    assert nodes[".spec.resources.limits{}"] == {"x-kubernetes-int-or-string": True}
+    quantity = nodes[".spec.resources.limits{}"]
+    assert quantity["x-kubernetes-int-or-string"] is True and quantity["minimum"] == 0
+    assert re.match(quantity["pattern"], "8Gi") and not re.match(quantity["pattern"], "-1Gi")
+    assert not re.match(quantity["pattern"], "lots")
     assert nodes[".spec.autoscaling.behavior"]["x-kubernetes-preserve-unknown-fields"] is True
     assert nodes[".spec.protocolVersion"]["enum"] == ["v1", "v2"]
     assert "default" not in nodes[".spec.protocolVersion"]

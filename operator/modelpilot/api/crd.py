@@ -28,7 +28,7 @@ CRD_FILE_NAME = f"{GROUP}_{PLURAL}.yaml"
 
 _KEPT_KEYWORDS = (
     "type", "description", "enum", "minimum", "maximum", "minLength", "maxLength",
-    "pattern", "minItems", "maxItems", "x-kubernetes-validations",
+    "pattern", "minItems", "maxItems", "maxProperties", "x-kubernetes-validations",
 )  # fmt: skip
 
 _ROOT_RULES = [
@@ -72,7 +72,10 @@ def _convert(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         outer = {k: v for k, v in node.items() if k != "anyOf"}
         types = sorted(b.get("type", "") for b in branches)
         if types == ["integer", "string"]:
-            return _keep({**outer, "x-kubernetes-int-or-string": True}, defs)
+            # Each branch's bounds (an integer's minimum, a string's pattern) apply to
+            # values of its type only, as in Kubernetes' own quantity schemas.
+            bounds = {k: v for b in branches for k, v in b.items() if k != "type"}
+            return _keep({**bounds, **outer, "x-kubernetes-int-or-string": True}, defs)
         if len(branches) != 1:
             raise ValueError(f"cannot express union {branches} in a structural schema")
         return _convert({**branches[0], **outer}, defs)

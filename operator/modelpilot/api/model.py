@@ -20,10 +20,15 @@ from modelpilot.api.names import MANAGED_BY
 from modelpilot.api.spec import MAX_MODEL_PLUS_VERSION, ManagedModelSpec, Rollout
 from modelpilot.api.spec_base import (
     DNS1123_LABEL,
+    DNS1123_SUBDOMAIN,
     DURATION,
+    ENV_NAME,
+    HOSTNAME,
     HTTP_URL,
     HTTP_URL_WITH_HOST,
+    LABEL_KEY,
     NO_BLANKS,
+    QUANTITY,
     SERVED_NAME,
     SpecModel,
 )
@@ -189,6 +194,7 @@ def check_rules(model: ManagedModel) -> list[Problem]:
     if spec.rollout.analysis is not None:
         problems += _analysis_problems(spec.rollout.analysis)
     problems += _strategy_problems(spec.rollout)
+    problems += _serving_problems(spec)
     for key in spec.serving.labels:
         if key in RESERVED_LABEL_KEYS or key.startswith(RESERVED_LABEL_PREFIX):
             problems.append(
@@ -197,6 +203,33 @@ def check_rules(model: ManagedModel) -> list[Problem]:
                     "is set by modelpilot or KServe; choose another label key",
                 )
             )
+    return problems
+
+
+def _serving_problems(spec: ManagedModelSpec) -> list[Problem]:
+    """What the apiserver would refuse in a child only after the fact (the CRD cannot
+    check a map's keys within CEL's cost budget), or KServe would never get ready on."""
+    problems = []
+    keyed = [("labels", spec.serving.labels), ("nodeSelector", spec.serving.node_selector)]
+    for field, mapping in keyed:
+        for key in mapping:
+            if len(key.rsplit("/", 1)[-1]) > 63 or not re.match(LABEL_KEY, key):
+                problems.append(
+                    Problem(
+                        f"spec.serving.{field}.{key}",
+                        "is not a valid label key: an optional DNS prefix and '/', then up "
+                        "to 63 letters, digits, '-', '_' or '.', starting and ending with a "
+                        "letter or digit",
+                    )
+                )
+    strategy = (spec.serving.deployment_strategy or {}).get("type")
+    if strategy is not None and strategy not in ("RollingUpdate", "Recreate"):
+        problems.append(
+            Problem(
+                "spec.serving.deploymentStrategy.type",
+                f"{strategy!r} is not a Deployment strategy: use RollingUpdate or Recreate",
+            )
+        )
     return problems
 
 
@@ -322,6 +355,11 @@ PATTERN_MESSAGES = {
     HTTP_URL: "must be an http:// or https:// URL",
     HTTP_URL_WITH_HOST: "must be an http:// or https:// URL with a host",
     HEADER_NAME: "must be an HTTP header name (letters, digits and !#$%&'*+-.^_`|~)",
+    DNS1123_SUBDOMAIN: "must be a DNS-1123 subdomain: lower-case letters, digits, '-' and '.'",
+    HOSTNAME: "must be a lower-case DNS name (a leading '*.' allowed), as Gateway API "
+    "hostnames are; write unicode names in their xn-- (punycode) form",
+    QUANTITY: "must be a non-negative Kubernetes quantity such as 500m, 2 or 8Gi",
+    ENV_NAME: "must be printable ASCII without '='",
 }
 
 

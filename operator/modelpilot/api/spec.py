@@ -15,16 +15,22 @@ from pydantic import ConfigDict, Field, field_validator
 from modelpilot.api.analysis import Analysis, Webhook
 from modelpilot.api.spec_base import (
     DNS1123_LABEL,
+    DNS1123_SUBDOMAIN,
+    ENV_NAME,
+    HOSTNAME,
+    INT32_MAX,
     NO_BLANKS,
+    QUANTITY,
     SERVED_NAME,
     Duration,
     SpecModel,
     rules,
 )
-from modelpilot.api.strategies import MAX_MATCHES, RequestMatch, Strategy
+from modelpilot.api.strategies import HEADER_NAME, MAX_MATCHES, RequestMatch, Strategy
 
 # Quantities are ints or strings ("500m", "8Gi"); the CRD says x-kubernetes-int-or-string.
-Quantity = int | str
+# Never negative: a pod asking for -1Gi is refused by the apiserver, after the fact.
+Quantity = Annotated[int, Field(ge=0)] | Annotated[str, Field(pattern=QUANTITY)]
 
 # The longest DNS-1035 label is 63 characters and "-predictor" plus the "-" joining model
 # and version take 11 of them: `<model>-<version>-predictor` names a Service.
@@ -49,7 +55,12 @@ class ModelFormat(SpecModel):
 
 
 class EnvVar(SpecModel):
-    name: str = Field(min_length=1, max_length=256, description="Environment variable name.")
+    name: str = Field(
+        min_length=1,
+        max_length=256,
+        pattern=ENV_NAME,
+        description="Environment variable name (printable ASCII, no '=').",
+    )
     value: str | None = Field(default=None, description="Literal value.")
     value_from: dict[str, Any] | None = Field(
         default=None,
@@ -201,9 +212,10 @@ class Autoscaling(SpecModel):
     min_replicas: int = Field(
         default=1,
         ge=1,
+        le=INT32_MAX,
         description="Fewest pods per version, at least 1 (an HPA cannot scale to zero).",
     )
-    max_replicas: int = Field(default=1, ge=1, description="Most pods per version.")
+    max_replicas: int = Field(default=1, ge=1, le=INT32_MAX, description="Most pods per version.")
     metrics: list[Metric] = Field(
         default_factory=lambda: [Metric(type="cpu", average_utilization=80)],
         max_length=8,
@@ -267,13 +279,16 @@ class GatewayRef(SpecModel):
         default=None, description="Gateway namespace (default: the model's)."
     )
     section_name: str | None = Field(
-        default=None, description="Listener of the Gateway to attach to."
+        default=None,
+        max_length=253,
+        pattern=DNS1123_SUBDOMAIN,
+        description="Listener of the Gateway to attach to.",
     )
 
 
 class Traffic(SpecModel):
     gateway_ref: GatewayRef = Field(description="The Gateway the model's HTTPRoute attaches to.")
-    hostnames: list[str] = Field(
+    hostnames: list[Annotated[str, Field(max_length=253, pattern=HOSTNAME)]] = Field(
         default_factory=list,
         max_length=MAX_HOSTNAMES,
         description="Hostnames the route serves (at most 16, a Gateway API limit).",
@@ -282,6 +297,7 @@ class Traffic(SpecModel):
         default="x-model-version",
         min_length=1,
         max_length=256,
+        pattern=HEADER_NAME,
         description="A request carrying this header, with a version name as its value, "
         "goes to that version.",
     )
