@@ -24,6 +24,10 @@ from tests.cluster.test_traffic import iris_on, serve_v1, status_of
 pytestmark = pytest.mark.cluster
 
 SETTLE = 1.0  # seconds after a route write before its effect is measured
+# After a route write that moves every client: the test's watch may see the write well
+# before Traefik's does on a loaded CI machine (once 3 of 501 requests 1.05 s after it
+# still reached the old version); the propagation bench measures the real delay.
+SETTLE_ALL = 3.0
 PER_GROUP = 500
 
 
@@ -107,7 +111,7 @@ def test_ab_test_sends_the_matching_group_to_the_candidate_and_nobody_else(
                 kube, namespace, lambda s: s.get("stableVersion") == "v2", "v2 promoted", timeout=60
             )
             promoted = route_changes(routes, "iris")[-1][0]
-            after = loads["everyone"].wait_answers(promoted + SETTLE, PER_GROUP)
+            after = loads["everyone"].wait_answers(promoted + SETTLE_ALL, PER_GROUP)
         finally:
             totals = {name: load.stop() for name, load in loads.items()}
     routes.stop()
@@ -150,7 +154,7 @@ def test_blue_green_warms_the_candidate_fully_then_switches_without_losing_a_req
                 timeout=120,
             )
             switched = route_changes(routes, "iris")[-1][0]
-            load.wait_answers(switched + SETTLE, 300)
+            load.wait_answers(switched + SETTLE_ALL, 300)
         total = load.tally()
     routes.stop()
     deployments.stop()
@@ -171,4 +175,4 @@ def test_blue_green_warms_the_candidate_fully_then_switches_without_losing_a_req
     assert warm < switch
     print(f"\nclients: {total.line()} (p99 {total.p99_ms} ms)")
     assert total.failed == 0 and total.errors == 0
-    assert load.tally(switched + SETTLE).by_version.get("v1", 0) == 0
+    assert load.tally(switched + SETTLE_ALL).by_version.get("v1", 0) == 0
