@@ -108,6 +108,12 @@ def spec_versions(kube: Kube, namespace: str) -> dict[tuple[str, str], tuple[Any
     }
 
 
+def annotate(kube: Kube, document: dict[str, Any], key: str, value: str) -> None:
+    """A user's command: the document applied again with one annotation."""
+    meta = {**document["metadata"], "annotations": {key: value}}
+    kube.apply({**document, "metadata": meta}, manager="test-user")
+
+
 def wait_model(
     kube: Kube,
     namespace: str,

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from modelpilot.api.kinds import MANAGED_MODEL
 from modelpilot.handlers.manage import Settings
 from modelpilot.handlers.runner import OperatorThread
 from modelpilot.k8s.client import ApiError, Kube
-from tests.cluster.helpers import condition, spec_versions, wait_model
+from tests.cluster.helpers import annotate, condition, spec_versions, wait_model
+from tests.unit.conftest import BASE
 
 pytestmark = pytest.mark.cluster
 
@@ -27,20 +27,11 @@ Doc = dict[str, Any]
 
 
 def base(name: str, namespace: str) -> Doc:
-    return {
-        "apiVersion": MANAGED_MODEL.api_version,
-        "kind": MANAGED_MODEL.kind,
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "modelFormat": {"name": "sklearn"},
-            "versions": [
-                {"name": "v1", "storageUri": "gs://bucket/iris/v1"},
-                {"name": "v2", "storageUri": "gs://bucket/iris/v2"},
-            ],
-            "traffic": {"gatewayRef": {"name": "gw", "namespace": "gateways"}},
-            "rollout": {"target": "v1"},
-        },
-    }
+    """The unit tests' valid two-version model, stable on v1 once ready."""
+    doc = copy.deepcopy(BASE)
+    doc["metadata"] = {"name": name, "namespace": namespace}
+    doc["spec"]["rollout"] = {"target": "v1"}
+    return doc
 
 
 @dataclass(frozen=True)
@@ -263,9 +254,7 @@ def test_the_bad_input_corpus(
             if case.command is not None:
                 wait_model(kube, namespace, lambda s: s.get("phase") == "Stable", name, name=name)
                 verb, value = case.command
-                doc = base(name, namespace)
-                doc["metadata"]["annotations"] = {f"modelpilot.io/{verb}": value}
-                kube.apply(doc, manager="test-user")
+                annotate(kube, base(name, namespace), f"modelpilot.io/{verb}", value)
             try:
                 status = wait_model(
                     kube,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import time
 import urllib.request
-from typing import Any
 
 import pytest
 from kubernetes import client
@@ -27,7 +26,7 @@ from modelpilot_dev.load import Load
 from modelpilot_dev.prometheus import LocalPrometheus
 from modelpilot_dev.standins import StandIns
 from modelpilot_dev.watch import Timeline
-from tests.cluster.helpers import eventually, wait_model
+from tests.cluster.helpers import annotate, eventually, wait_model
 from tests.cluster.test_strategies import SETTLE, seen_at
 from tests.cluster.test_traffic import iris_on, serve_v1
 
@@ -58,11 +57,6 @@ def explain_failures(load: Load, routes: Timeline, gateway: LocalGateway) -> str
             since = f"{answer.at - last[0]:.2f}s after the {last[1]} route" if last else "first"
             lines.append(f"{answer.status} {since}: {answer.detail!r}")
     return "\n".join([*lines, gateway.log_tail(20)])
-
-
-def annotate(kube: Kube, document: dict[str, Any], key: str, value: str) -> None:
-    meta = {**document["metadata"], "annotations": {key: value}}
-    kube.apply({**document, "metadata": meta}, manager="test-user")
 
 
 def test_a_shadow_gets_its_share_of_copies_and_clients_see_only_stable(

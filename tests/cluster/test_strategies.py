@@ -18,7 +18,7 @@ from modelpilot_dev.gateway import TRAEFIK_SETTINGS, LocalGateway
 from modelpilot_dev.load import Load
 from modelpilot_dev.standins import StandIns
 from modelpilot_dev.watch import Timeline, route_changes
-from tests.cluster.helpers import wait_model
+from tests.cluster.helpers import annotate, wait_model
 from tests.cluster.test_traffic import iris_on, serve_v1, status_of
 
 pytestmark = pytest.mark.cluster
@@ -97,16 +97,7 @@ def test_ab_test_sends_the_matching_group_to_the_candidate_and_nobody_else(
                                         else PER_GROUP)
                 for name, load in loads.items()
             }  # fmt: skip
-            kube.apply(
-                {
-                    **changed,
-                    "metadata": {
-                        **changed["metadata"],
-                        "annotations": {"modelpilot.io/promote": "v2"},
-                    },
-                },
-                manager="test-user",
-            )
+            annotate(kube, changed, "modelpilot.io/promote", "v2")
             wait_model(
                 kube, namespace, lambda s: s.get("stableVersion") == "v2", "v2 promoted", timeout=60
             )

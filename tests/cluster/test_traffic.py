@@ -28,7 +28,7 @@ from modelpilot_dev.load import Load
 from modelpilot_dev.prometheus import LocalPrometheus
 from modelpilot_dev.standins import StandIns
 from modelpilot_dev.watch import Timeline, route_changes
-from tests.cluster.helpers import describe_model, eventually, sample
+from tests.cluster.helpers import annotate, describe_model, eventually, sample
 
 pytestmark = pytest.mark.cluster
 
@@ -170,16 +170,7 @@ def test_a_canary_splits_real_traffic_by_its_weights_and_fails_no_request(
             )
             last_step = route_changes(routes, "iris")[-1][0]
             load.wait_answers(last_step + SETTLE, PER_STEP)
-            kube.apply(
-                {
-                    **changed,
-                    "metadata": {
-                        **changed["metadata"],
-                        "annotations": {"modelpilot.io/promote": "v2"},
-                    },
-                },
-                manager="test-user",
-            )
+            annotate(kube, changed, "modelpilot.io/promote", "v2")
             eventually(
                 lambda: any(
                     v["name"] == "v1" and v.get("stopped")

@@ -59,7 +59,7 @@ from modelpilot.render import (
 )
 from modelpilot.rollout import Observations, Plan, VersionObservation, decide, parse_commands, stamp
 from modelpilot.rollout.commands import unknown_commands
-from modelpilot.rollout.durations import parse_stamp
+from modelpilot.rollout.durations import seconds_since
 from modelpilot.rollout.machine import ROLLING
 
 log = logging.getLogger(__name__)
@@ -329,16 +329,16 @@ class Reconcile:
             elif entry.released_at is None:
                 kept.append(entry.model_copy(update={"released_at": now}))
                 waits.append(settle)
-            elif self._seconds_since(entry.released_at) < settle:
+            elif seconds_since(entry.released_at, self.now) < settle:
                 kept.append(entry)
-                waits.append(settle - self._seconds_since(entry.released_at))
+                waits.append(settle - seconds_since(entry.released_at, self.now))
             else:
                 self.cluster.delete(TRAEFIK_SERVICE, entry.name, ns)
                 self.outcome.writes += 1
         if wanted is not None:
             known = next((e for e in self.status.mirror_objects if e.name == wanted), None)
             written = known.written_at if known is not None and seen.mirror else now
-            age = self._seconds_since(written)
+            age = seconds_since(written, self.now)
             # Already routed through (e.g. before a restart): it stays so.
             ready = age >= settle or in_use == wanted
             if not ready:
@@ -347,10 +347,6 @@ class Reconcile:
         self.mirror_objects = sorted(kept, key=lambda e: e.name)
         self.mirror_wake = max(0.5, min(waits)) if waits else None
         return ready
-
-    def _seconds_since(self, text: str) -> float:
-        moment = parse_stamp(text)
-        return (self.now - moment).total_seconds() if moment else 0.0
 
     def _keep_last_verdict_when_stale(self, seen: Snapshot) -> None:
         before = {v.name: v for v in self.status.versions}

@@ -24,3 +24,9 @@ def stamp(moment: dt.datetime) -> str:
 
 def parse_stamp(text: str | None) -> dt.datetime | None:
     return dt.datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+
+
+def seconds_since(text: str | None, now: dt.datetime) -> float:
+    """Seconds from a stamp to now; 0 without a stamp."""
+    moment = parse_stamp(text)
+    return (now - moment).total_seconds() if moment else 0.0

@@ -25,11 +25,13 @@ from modelpilot.api.status import (
 from modelpilot.rollout.analysis import fold_report, next_check_in, passed_at_weight
 from modelpilot.rollout.capacity import shared_replicas
 from modelpilot.rollout.commands import Command
-from modelpilot.rollout.durations import parse_duration, parse_stamp, stamp
+from modelpilot.rollout.durations import parse_duration, seconds_since, stamp
 from modelpilot.rollout.types import CheckRequest, Observations, Plan
 
 ROLLING: frozenset[str] = frozenset({"Progressing", "WaitingPromotion", "Paused", "Promoting"})
 HALTED: frozenset[str] = frozenset({"Aborted", "Failed"})
+# The candidate is shown to its audience (match rules, a mirror) in these phases.
+EXPOSING: frozenset[str] = frozenset({"Progressing", "WaitingPromotion", "Paused"})
 HISTORY_LIMIT = 10
 PENDING_RESYNC = 30.0  # seconds; child events wake a model sooner
 
@@ -82,18 +84,16 @@ class Working:
     @property
     def shadowing(self) -> bool:
         """The candidate gets a copy of the stable's requests (and no weight)."""
-        exposing = self.phase in ("Progressing", "WaitingPromotion", "Paused")
         return (
             self.spec.rollout.strategy == "Shadow"
             and self.shadow_passed is None
-            and exposing
+            and self.phase in EXPOSING
             and self.step_started is not None
             and self.obs.ready(self.canary)
         )
 
     def seconds_since(self, text: str | None) -> float:
-        moment = parse_stamp(text)
-        return (self.now - moment).total_seconds() if moment else 0.0
+        return seconds_since(text, self.now)
 
     def event(self, kind: EventType, reason: str, message: str) -> None:
         self.events.append(Event(kind, reason, message))
@@ -807,8 +807,7 @@ def _plan(w: Working, status: ManagedModelStatus) -> Plan:
             basis = w.weight if w.phase == "Paused" else max(w.weight, step)
             replicas[w.stable], replicas[w.canary] = shared_replicas(w.base, basis)
     matched = None
-    exposing = w.phase in ("Progressing", "WaitingPromotion", "Paused")
-    if w.iterating and w.spec.rollout.match and exposing and w.step_started:
+    if w.iterating and w.spec.rollout.match and w.phase in EXPOSING and w.step_started:
         matched = w.canary if w.obs.ready(w.canary) else None
     mirrored = w.canary if w.shadowing else None
     floors: dict[str, int] = {}
