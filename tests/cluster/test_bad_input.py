@@ -18,7 +18,7 @@ from kubernetes import client
 from modelpilot.handlers.manage import Settings
 from modelpilot.handlers.runner import OperatorThread
 from modelpilot.k8s.client import ApiError, Kube
-from tests.cluster.helpers import annotate, condition, spec_versions, wait_model
+from tests.cluster.helpers import annotate, condition, eventually, spec_versions, wait_model
 from tests.unit.conftest import BASE
 
 pytestmark = pytest.mark.cluster
@@ -269,7 +269,17 @@ def test_the_bad_input_corpus(
                 where[case.id] = "NOT CAUGHT"
                 continue
             where[case.id] = describe(kind, status)
-            if kind != "warning" and not events_of(api_client, namespace, name):
+            if kind == "warning":
+                continue
+            try:
+                # The Event follows the status write that told of it: its arrival counts,
+                # not how soon.
+                eventually(
+                    lambda name=name: events_of(api_client, namespace, name),
+                    timeout=30,
+                    what=f"a Warning Event on {name}",
+                )
+            except AssertionError:
                 failures.append(f"{case.id}: no Warning Event")
         conflict = wait_model(
             kube,
