@@ -181,3 +181,47 @@ class MemoryCluster:
         if verb != "event" and kind not in KINDS_BY_NAME:
             raise ValueError(f"{verb} of an unknown kind {kind}")
         self.writes.append(Write(verb, kind, name, body))
+
+
+class MemoryLeaseStore:
+    """An in-memory twin of `modelpilot.k8s.leader.KubeLeaseStore`: one Lease, with the
+    apiserver's optimistic concurrency (a write naming a stale resourceVersion, or a
+    create of an existing Lease, is a conflict). `down` makes every call fail, as an
+    unreachable apiserver would."""
+
+    def __init__(self, name: str = "modelpilot", namespace: str = "ops") -> None:
+        self.name, self.namespace = name, namespace
+        self.lease: dict[str, Any] | None = None
+        self.down = False
+        self._versions = itertools.count(1)
+
+    def _reachable(self) -> None:
+        if self.down:
+            raise ConnectionError("apiserver unreachable")
+
+    def read(self) -> dict[str, Any] | None:
+        self._reachable()
+        return copy.deepcopy(self.lease)
+
+    def create(self, lease: dict[str, Any]) -> dict[str, Any]:
+        from modelpilot.k8s.leader import LeaseConflict
+
+        self._reachable()
+        if self.lease is not None:
+            raise LeaseConflict("already exists")
+        return self._store(lease)
+
+    def replace(self, lease: dict[str, Any]) -> dict[str, Any]:
+        from modelpilot.k8s.leader import LeaseConflict
+
+        self._reachable()
+        stored = (self.lease or {}).get("metadata", {}).get("resourceVersion")
+        if self.lease is None or lease["metadata"].get("resourceVersion") != stored:
+            raise LeaseConflict("the object has been modified")
+        return self._store(lease)
+
+    def _store(self, lease: dict[str, Any]) -> dict[str, Any]:
+        stored = copy.deepcopy(lease)
+        stored["metadata"]["resourceVersion"] = str(next(self._versions))
+        self.lease = stored
+        return copy.deepcopy(stored)

@@ -191,7 +191,7 @@ CASES: list[Case] = [
     ),
     # accepted by the apiserver, reported by the operator
     Case("format-unknown", spec("modelFormat", {"name": "caffe"}), ("degraded", "NoRuntime")),
-    Case("runtime-unknown", spec("runtime", "no-such-runtime"), ("warning", "no-such-runtime")),
+    Case("runtime-unknown", spec("runtime", "no-such-runtime"), ("degraded", "NoRuntime")),
     Case(
         "shadow-on-generic", spec("rollout.strategy", "Shadow"), ("degraded", "MirrorUnsupported")
     ),

@@ -145,35 +145,40 @@ def fullname(release: str) -> str:
     return release if "modelpilot" in release else f"{release}-modelpilot"
 
 
-def operator_pod(api_client: client.ApiClient, namespace: str, name: str) -> client.V1Pod | None:
-    """The Deployment's one pod once the Deployment is Available on its current spec,
-    its old pod gone (Recreate) and the new one on a kwok node; else None."""
+def operator_pods(
+    api_client: client.ApiClient, namespace: str, name: str
+) -> list[client.V1Pod] | None:
+    """The Deployment's pods once it is rolled out on its current spec: every replica
+    updated and available, no old pod left (terminating ones included), each Running on
+    a kwok node; else None."""
     apps, core = client.AppsV1Api(api_client), client.CoreV1Api(api_client)
     deployment = apps.read_namespaced_deployment(name, namespace)
-    status = deployment.status
+    status, want = deployment.status, deployment.spec.replicas
     available = any(c.type == "Available" and c.status == "True" for c in status.conditions or [])
     if not available or status.observed_generation != deployment.metadata.generation:
         return None
-    if (status.replicas, status.updated_replicas, status.available_replicas) != (1, 1, 1):
+    if (status.replicas, status.updated_replicas, status.available_replicas) != (want,) * 3:
         return None
     selector = ",".join(f"{k}={v}" for k, v in deployment.spec.selector.match_labels.items())
     pods = core.list_namespaced_pod(namespace, label_selector=selector).items
-    if len(pods) != 1 or pods[0].metadata.deletion_timestamp is not None:
+    if len(pods) != want or any(pod.metadata.deletion_timestamp is not None for pod in pods):
         return None
-    pod = pods[0]
-    node = core.read_node(pod.spec.node_name) if pod.spec.node_name else None
-    if node is None or (node.metadata.labels or {}).get("type") != "kwok":
-        return None
-    return pod if pod.status.phase == "Running" else None
+    for pod in pods:
+        node = core.read_node(pod.spec.node_name) if pod.spec.node_name else None
+        if node is None or (node.metadata.labels or {}).get("type") != "kwok":
+            return None
+        if pod.status.phase != "Running":
+            return None
+    return pods
 
 
-def wait_available(api_client: client.ApiClient, namespace: str, name: str) -> client.V1Pod:
+def wait_available(api_client: client.ApiClient, namespace: str, name: str) -> list[client.V1Pod]:
     try:
         return eventually(
-            lambda: operator_pod(api_client, namespace, name),
+            lambda: operator_pods(api_client, namespace, name),
             timeout=AVAILABLE_TIMEOUT,
             interval=0.5,
-            what=f"Deployment {namespace}/{name} Available with its pod on a kwok node",
+            what=f"Deployment {namespace}/{name} rolled out, its pods on kwok nodes",
         )
     except AssertionError as timeout:
         raise AssertionError(
@@ -244,7 +249,8 @@ def test_helm_lint_strict(cli: Cli, values: list[str]) -> None:
         ("watchNamespaces=team-a", "at '/watchNamespaces': got string, want array"),
         ("watchNamespaces={Team_A}", "'Team_A' does not match pattern"),
         ("image.pullPolicy=Sometimes", "at '/image/pullPolicy': value must be one of"),
-        ("replicas=2", "additional properties 'replicas' not allowed"),
+        ("replicas=-1", "at '/replicas': minimum: got -1, want 0"),
+        ("leaderElection.leaseDuration=0", "at '/leaderElection/leaseDuration': minimum: got 0"),
         ("resources.requests.nvidia\\.com/gpu=1", "additional properties 'nvidia.com/gpu'"),
         ("gatewayFlavor=nginx", "at '/gatewayFlavor': value must be one of"),
         ("prometheusUrl=prometheus:9090", "at '/prometheusUrl': 'prometheus:9090' does not match"),
@@ -259,6 +265,27 @@ def test_values_that_break_the_schema_are_refused(cli: Cli, value: str, complain
         said = result.stdout + result.stderr  # lint reports on stdout
         assert "don't meet the specifications of the schema" in said
         assert complaint in said
+
+
+@pytest.mark.parametrize(
+    ("value", "complaint"),
+    [
+        ("leaderElection.enabled=false", "replicas is 2 but leaderElection.enabled is false"),
+        (
+            "leaderElection.renewDeadline=20",
+            "leaderElection.renewDeadline (20) must be less than leaderElection.leaseDuration (15)",
+        ),
+    ],
+)
+def test_values_the_templates_refuse(cli: Cli, value: str, complaint: str) -> None:
+    """What the schema cannot say, the templates refuse (`fail`): template and install
+    stop on it. (`helm lint` only reports a template's `fail` as INFO.)"""
+    for result in (
+        cli.template("--set", value, check=False),
+        cli.helm("install", "mp", str(CHART), "--dry-run=client", "--set", value, check=False),
+    ):
+        assert result.returncode != 0, f"{result.args} accepted {value}"
+        assert complaint in result.stderr
 
 
 def test_kube_version_gate(cli: Cli) -> None:
@@ -277,11 +304,21 @@ def test_values_reach_the_operator_and_rbac(cli: Cli) -> None:
     assert args == [
         "--gateway-flavor=generic",
         "--mirror-settle=3",
+        "--leader-elect",
+        "--lease-name=modelpilot",
+        "--lease-namespace=ops",
+        "--lease-duration=15",
+        "--renew-deadline=10",
+        "--retry-period=2",
         "--liveness-port=8080",
         "--metrics-port=8081",
     ]
     assert ("ClusterRoleBinding", None, "modelpilot") in defaults
-    assert not any(kind in ("Role", "RoleBinding") for kind, _, _ in defaults)
+    # The only Role: leader election's, in the release namespace.
+    assert [key for key in defaults if key[0] in ("Role", "RoleBinding")] == [
+        ("Role", "ops", "modelpilot-leader-election"),
+        ("RoleBinding", "ops", "modelpilot-leader-election"),
+    ]
 
     scoped = objects(
         cli.template(
@@ -302,12 +339,24 @@ def test_values_reach_the_operator_and_rbac(cli: Cli) -> None:
         "--gateway-flavor=traefik",
         "--mirror-settle=3",
         "--kserve-legacy-raw-deployment",
+        "--leader-elect",
+        "--lease-name=modelpilot",
+        "--lease-namespace=ops",
+        "--lease-duration=15",
+        "--renew-deadline=10",
+        "--retry-period=2",
         "--liveness-port=8080",
         "--metrics-port=8081",
     ]
     for ns in ("team-a", "team-b"):
         assert ("Role", ns, "modelpilot") in scoped
         assert ("RoleBinding", ns, "modelpilot") in scoped
+    # The Lease's Role stays in the release namespace, not in the watched ones.
+    assert sorted(key for key in scoped if key[0] == "Role") == [
+        ("Role", "ops", "modelpilot-leader-election"),
+        ("Role", "team-a", "modelpilot"),
+        ("Role", "team-b", "modelpilot"),
+    ]
     # Only the small read-only ClusterRole stays cluster-wide.
     assert [key for key in scoped if key[0] == "ClusterRole"] == [
         ("ClusterRole", None, "modelpilot-cluster-reader")
@@ -383,6 +432,10 @@ def test_notes_say_how_to_apply_a_sample_and_watch_it(cli: Cli) -> None:
     assert "namespace: team-a/' manifests/samples/sklearn-iris.yaml | kubectl apply -f -" in scoped
     assert "kubectl get mm -n team-a -w" in scoped
     assert "--no-route-gate" in scoped
+    assert "of the 2 replicas, the one holding Lease mp-modelpilot acts" in everywhere
+    assert "kubectl -n ops get lease mp-modelpilot -o jsonpath=" in everywhere
+    alone = notes("--set", "replicas=1", "--set", "leaderElection.enabled=false")
+    assert "Lease" not in alone
 
 
 def test_raw_manifests_are_generated_from_the_chart(cli: Cli) -> None:
@@ -423,23 +476,40 @@ def test_helm_install_upgrade_uninstall(
 ) -> None:
     ns = restricted_namespace
     core, rbac = client.CoreV1Api(api_client), client.RbacAuthorizationV1Api(api_client)
+    policy = client.PolicyV1Api(api_client)
     with helm_release(cli, ns) as release:
         name = fullname(release)
-        pod = wait_available(api_client, ns, name)
-        assert pod.spec.security_context.run_as_non_root is True
-        assert pod.spec.containers[0].security_context.read_only_root_filesystem is True
+        pods = wait_available(api_client, ns, name)
+        assert len(pods) == 2
+        for pod in pods:
+            assert pod.spec.security_context.run_as_non_root is True
+            assert pod.spec.containers[0].security_context.read_only_root_filesystem is True
+            env = {e.name: e.value_from.field_ref.field_path for e in pod.spec.containers[0].env}
+            assert env == {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"}
         assert "--no-route-gate" not in container_args(api_client, ns, name)
+        assert f"--lease-namespace={ns}" in container_args(api_client, ns, name)
         deployment = client.AppsV1Api(api_client).read_namespaced_deployment(name, ns)
-        assert (deployment.spec.replicas, deployment.spec.strategy.type) == (1, "Recreate")
+        strategy = deployment.spec.strategy
+        assert (deployment.spec.replicas, strategy.type) == (2, "RollingUpdate")
+        rolling = strategy.rolling_update
+        assert (rolling.max_unavailable, rolling.max_surge) == (0, 1)
+        budget = policy.read_namespaced_pod_disruption_budget(name, ns)
+        assert budget.spec.max_unavailable == 1
+        assert budget.spec.selector.match_labels == deployment.spec.selector.match_labels
         assert core.read_namespaced_service(f"{name}-metrics", ns).spec.ports[0].port == 8081
         assert rbac.read_cluster_role(f"{name}-cluster-reader").rules
+        lease_role = rbac.read_namespaced_role(f"{name}-leader-election", ns)
+        assert lease_role.rules[1].resource_names == [name]
+        assert rbac.read_namespaced_role_binding(f"{name}-leader-election", ns).subjects
 
         cli.helm(
             "upgrade", release, str(CHART), "-n", ns, "--reuse-values", "--set", "routeGate=false"
         )
         assert "--no-route-gate" in container_args(api_client, ns, name)
         upgraded = wait_available(api_client, ns, name)
-        assert upgraded.metadata.uid != pod.metadata.uid  # Recreate: a new pod, alone
+        # RollingUpdate: two new pods, every old one gone.
+        assert len(upgraded) == 2
+        assert {p.metadata.uid for p in upgraded}.isdisjoint(p.metadata.uid for p in pods)
         assert "routeGate: false" in cli.helm("get", "values", release, "-n", ns).stdout
 
         cli.helm("uninstall", release, "-n", ns, "--wait")
@@ -447,6 +517,8 @@ def test_helm_install_upgrade_uninstall(
     apps = client.AppsV1Api(api_client)
     eventually(lambda: gone(apps.read_namespaced_deployment, name, ns), what="Deployment gone")
     assert gone(core.read_namespaced_service_account, name, ns)
+    assert gone(policy.read_namespaced_pod_disruption_budget, name, ns)
+    assert gone(rbac.read_namespaced_role, f"{name}-leader-election", ns)
     assert gone(rbac.read_cluster_role, name)
     assert gone(rbac.read_cluster_role, f"{name}-cluster-reader")
     # Helm never deletes the CRDs of crds/: every ManagedModel outlives the release.
@@ -500,13 +572,17 @@ def test_kubectl_apply_k_install_upgrade_uninstall(
     try:
         cli.kubectl("apply", "-k", str(MANIFESTS))
         assert core.read_namespace(ns).metadata.labels.items() >= RESTRICTED.items()
-        pod = wait_available(api_client, ns, name)
+        pods = wait_available(api_client, ns, name)
+        assert len(pods) == 2
         assert "--no-route-gate" not in container_args(api_client, ns, name)
+        policy = client.PolicyV1Api(api_client)
+        assert policy.read_namespaced_pod_disruption_budget(name, ns).spec.max_unavailable == 1
+        assert rbac.read_namespaced_role(f"{name}-leader-election", ns).rules
 
         cli.kubectl("apply", "-k", str(kustomize_overlay(tmp_path)))
         assert "--no-route-gate" in container_args(api_client, ns, name)
         upgraded = wait_available(api_client, ns, name)
-        assert upgraded.metadata.uid != pod.metadata.uid
+        assert {p.metadata.uid for p in upgraded}.isdisjoint(p.metadata.uid for p in pods)
 
         # Uninstall without the CRD (as `helm uninstall` does): deleting the CRD would
         # delete every ManagedModel in the cluster.

@@ -54,6 +54,7 @@ class Install:
     elsewhere: str  # one it does not manage (with watchNamespaces set)
     service_account: str
     watch_namespaces: bool  # False: the chart's defaults, every namespace
+    lease: str  # leader election's Lease, in release_namespace
 
     @property
     def subject(self) -> str:
@@ -78,7 +79,9 @@ def installed(
     release_namespace, elsewhere = namespaces
     values = ["--set", f"watchNamespaces={{{models}}}"] if watch else []
     with helm_release(cli, release_namespace, *values) as release:
-        yield Install(release_namespace, models, elsewhere, fullname(release), watch)
+        # The Lease and the ServiceAccount are both named after the release.
+        name = fullname(release)
+        yield Install(release_namespace, models, elsewhere, name, watch, lease=name)
 
 
 @pytest.fixture(params=["all-namespaces", "watch-namespaces"])
@@ -193,12 +196,15 @@ def test_a_full_rollout_as_the_charts_service_account(
         assert final is not None
         assert final["status"]["weights"] == {"v2": 100}
         assert [h["result"] for h in final["status"]["history"]] == ["Promoted"]
-        assert "kopf.modelpilot.io/finalizer" in final["metadata"]["finalizers"]
+        # No kopf daemons, so no finalizer of kopf's: the operator need not be running
+        # for a model to be deleted.
+        assert "kopf.modelpilot.io/finalizer" not in (final["metadata"].get("finalizers") or [])
         events = client.CoreV1Api(api_client).list_namespaced_event(
             ns, field_selector="involvedObject.name=iris,source=modelpilot"
         )
         assert {e.reason for e in events.items} >= {"Promoted"}
-        # kopf, as the ServiceAccount, removes its finalizer: the model can go.
+        # Deleting the model needs nothing of the operator: it goes at once, and the
+        # garbage collector takes its children by their owner references.
         kube.delete(MANAGED_MODEL, "iris", ns)
         eventually(lambda: kube.get(MANAGED_MODEL, "iris", ns) is None, what="the model deleted")
         eventually(
@@ -281,5 +287,50 @@ def test_with_watch_namespaces_it_cannot_act_in_another_namespace(
             lambda: operator_kube.list(INFERENCE_SERVICE),  # all namespaces
         ):
             with pytest.raises(ApiError) as refused:
+                attempt()
+            assert refused.value.status == 403
+
+
+LEASES = "leases.coordination.k8s.io"
+
+
+def test_the_service_account_holds_its_lease_in_the_release_namespace_only(
+    cli: Cli, control_plane: ControlPlane, api_client: client.ApiClient, install: Install
+) -> None:
+    """Leader election: create leases, get and update its own Lease, in the release
+    namespace only (a Role there, whether or not watchNamespaces is set); never list or
+    watch them, never touch another controller's Lease."""
+    subject, home, lease = install.subject, install.release_namespace, install.lease
+    assert cli.can_i(subject, "create", LEASES, "-n", home)
+    for verb in ("get", "update"):
+        assert cli.can_i(subject, verb, f"{LEASES}/{lease}", "-n", home), verb
+        assert not cli.can_i(subject, verb, f"{LEASES}/kube-scheduler", "-n", home), verb
+    for verb in ("list", "watch", "delete", "patch", "deletecollection"):
+        assert not cli.can_i(subject, verb, LEASES, "-n", home), verb
+    assert not cli.can_i(subject, "patch", f"{LEASES}/{lease}", "-n", home)
+    for other in (install.models, install.elsewhere, "kube-system"):
+        assert not cli.can_i(subject, "create", LEASES, "-n", other), other
+        for verb in ("get", "update"):
+            assert not cli.can_i(subject, verb, f"{LEASES}/{lease}", "-n", other), (verb, other)
+    assert not cli.can_i(subject, "create", LEASES, "--all-namespaces")
+
+    # And with the ServiceAccount's own token: what leader election does, for real.
+    body = {
+        "metadata": {"name": lease},
+        "spec": {"holderIdentity": "replica-a", "leaseDurationSeconds": 15},
+    }
+    with service_account_client(control_plane, api_client, install) as sa:
+        coordination = client.CoordinationV1Api(sa)
+        coordination.create_namespaced_lease(home, body)
+        held = coordination.read_namespaced_lease(lease, home)
+        held.spec.holder_identity = "replica-b"
+        taken = coordination.replace_namespaced_lease(lease, home, held)
+        assert taken.spec.holder_identity == "replica-b"
+        for attempt in (
+            lambda: coordination.list_namespaced_lease(home),
+            lambda: coordination.create_namespaced_lease(install.elsewhere, body),
+            lambda: coordination.read_namespaced_lease(lease, install.models),
+        ):
+            with pytest.raises(ApiException) as refused:
                 attempt()
             assert refused.value.status == 403

@@ -248,3 +248,20 @@ def test_a_pattern_mismatch_says_what_the_field_must_be(
     document = doc()
     change(document)
     assert problems(document) == [expected]
+
+
+def test_replicas_of_two_operator_versions_read_each_others_status() -> None:
+    """During a rolling update an older and a newer operator meet: a status without the
+    newer fields, or with fields this version does not know, still parses, and what it
+    knows survives."""
+    from modelpilot.api.status import ManagedModelStatus
+
+    older = {"phase": "Progressing", "stableVersion": "v1", "canaryVersion": "v2"}
+    parsed = ManagedModelStatus.model_validate(older)
+    assert (parsed.phase, parsed.stable_version, parsed.mirror_objects) == (
+        "Progressing",
+        "v1",
+        [],
+    )
+    newer = {**older, "fieldOfALaterVersion": {"x": 1}}
+    assert ManagedModelStatus.model_validate(newer).canary_version == "v2"

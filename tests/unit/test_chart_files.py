@@ -24,6 +24,8 @@ MANIFESTS = ROOT / "manifests"
 KEY = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z][\w.-]*):")
 # Keys inside a Kubernetes ResourceRequirements: their parent's comment covers them.
 UNCOMMENTED_UNDER = ("resources.requests.", "resources.limits.")
+# `modelpilot run`'s leader election flags.
+ELECTION_FLAGS = ("--leader-elect", "--no-leader-elect", "--lease-", "--renew-", "--retry-")
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -70,6 +72,29 @@ def test_schema_covers_exactly_the_values() -> None:
     assert values["watchNamespaces"] == []
     assert values["kserveLegacyRawDeployment"] is False
     assert values["image"]["tag"] == ""  # the chart's appVersion
+    # Two replicas, one leading on a Lease; a PDB and a spread across nodes by default.
+    assert values["replicas"] == 2
+    assert values["leaderElection"] == {
+        "enabled": True,
+        "leaseName": "",  # the release's full name
+        "leaseDuration": 15,
+        "renewDeadline": 10,
+        "retryPeriod": 2,
+    }
+    assert values["podDisruptionBudget"] == {"enabled": True, "maxUnavailable": 1}
+    assert values["affinity"] == {}  # the chart's default anti-affinity
+    election = schema["properties"]["leaderElection"]
+    assert election["additionalProperties"] is False
+    assert set(election["properties"]) == set(values["leaderElection"])
+    for key in ("leaseDuration", "renewDeadline", "retryPeriod"):
+        assert election["properties"][key] == {**election["properties"][key], "type": "integer"}
+        assert election["properties"][key]["minimum"] == 1
+    assert schema["properties"]["replicas"] == {
+        **schema["properties"]["replicas"], "type": "integer", "minimum": 0
+    }  # fmt: skip
+    budget = schema["properties"]["podDisruptionBudget"]
+    assert budget["additionalProperties"] is False
+    assert set(budget["properties"]) == set(values["podDisruptionBudget"])
 
 
 def test_chart_crd_is_the_generated_one() -> None:
@@ -109,6 +134,43 @@ def test_every_rbac_rule_says_why_and_grants_no_wildcard_or_secret() -> None:
     assert any(rule["resources"] == ["traefikservices"] for _, rule in rules)
 
 
+def test_the_lease_is_the_operators_in_the_release_namespace_only() -> None:
+    """Leader election's RBAC: a Role (never a ClusterRole) in the namespace the raw
+    manifests install into, to create leases and get and update the one Lease by name;
+    no list, no watch, no other role touches leases."""
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for doc in documents(MANIFESTS / "rbac" / "roles.yaml"):
+        by_kind.setdefault(doc["kind"], []).append(doc)
+    leases = [
+        (doc, rule)
+        for docs in by_kind.values()
+        for doc in docs
+        for rule in doc.get("rules") or []
+        if "leases" in rule["resources"]
+    ]
+    assert {(doc["kind"], doc["metadata"]["namespace"]) for doc, _ in leases} == {
+        ("Role", "modelpilot-system")
+    }
+    assert [rule for _, rule in leases] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": ["modelpilot"],
+            "verbs": ["get", "update"],
+        },
+    ]
+    (binding,) = [
+        doc
+        for doc in by_kind["RoleBinding"]
+        if doc["roleRef"]["name"] == leases[0][0]["metadata"]["name"]
+    ]
+    assert binding["metadata"]["namespace"] == "modelpilot-system"
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "modelpilot", "namespace": "modelpilot-system"}
+    ]
+
+
 def test_the_kustomization_and_install_yaml_hold_the_same_documents() -> None:
     kustomization = load(MANIFESTS / "kustomization.yaml")
     listed = [MANIFESTS / name for name in kustomization["resources"]]
@@ -122,15 +184,50 @@ def test_the_kustomization_and_install_yaml_hold_the_same_documents() -> None:
     assert [doc["kind"] for doc in in_order[:2]] == ["CustomResourceDefinition", "Namespace"]
 
 
-def test_operator_deployment_is_one_restricted_pod() -> None:
+def test_operator_deployment_is_two_restricted_pods_electing_a_leader() -> None:
     deployment = next(
         doc for doc in documents(MANIFESTS / "operator" / "deployment.yaml")
         if doc["kind"] == "Deployment"
     )  # fmt: skip
     spec = deployment["spec"]
-    assert spec["replicas"] == 1
-    assert spec["strategy"] == {"type": "Recreate"}
+    assert spec["replicas"] == 2
+    # The new pod starts (a standby) before an old one stops and releases the Lease.
+    assert spec["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+    }
     pod = spec["template"]["spec"]
+    args = pod["containers"][0]["args"]
+    assert [arg for arg in args if arg.startswith(ELECTION_FLAGS)] == [
+        "--leader-elect",
+        "--lease-name=modelpilot",
+        "--lease-namespace=modelpilot-system",
+        "--lease-duration=15",
+        "--renew-deadline=10",
+        "--retry-period=2",
+    ]
+    assert pod["containers"][0]["env"] == [
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+    ]
+    selector = spec["selector"]["matchLabels"]
+    assert pod["affinity"] == {
+        "podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 100,
+                    "podAffinityTerm": {
+                        "topologyKey": "kubernetes.io/hostname",
+                        "labelSelector": {"matchLabels": selector},
+                    },
+                }
+            ]
+        }
+    }
+    (budget,) = documents(MANIFESTS / "operator" / "poddisruptionbudget.yaml")
+    assert budget["kind"] == "PodDisruptionBudget"
+    assert budget["metadata"]["namespace"] == deployment["metadata"]["namespace"]
+    assert budget["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": selector}}
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     (container,) = pod["containers"]

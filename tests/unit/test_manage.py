@@ -325,6 +325,28 @@ def test_an_invalid_spec_touches_no_child() -> None:
     assert world.route() == {"v1": 100}
 
 
+def test_a_runtime_that_does_not_exist_degrades_with_traffic_unchanged() -> None:
+    world = stable_on_v1()
+    world.edit(lambda m: m["spec"].update({"runtime": "no-such-runtime"}))
+    writes = world.writes_of(world.reconcile)
+    assert [w.verb for w in writes] == ["status", "event"]
+    degraded = world.condition("Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "NoRuntime")
+    assert "spec.runtime" in degraded["message"] and "no-such-runtime" in degraded["message"]
+    assert world.route() == {"v1": 100}
+
+
+def test_a_runtime_the_operator_could_not_list_is_only_a_warning() -> None:
+    """Without every runtime in view (RBAC, KServe's CRDs missing at start), a name the
+    index lacks may well exist: rendered, with a warning, as before."""
+    world = World()
+    world.runtimes.replace_all(default_cluster_serving_runtimes(), complete=False)
+    world.edit(lambda m: m["spec"].update({"runtime": "kserve-sklearnserver-custom"}))
+    world.converge()
+    assert world.route() == {"v1": 100}
+    assert world.condition("Degraded")["status"] == "False"
+
+
 # --- commands -------------------------------------------------------------------------
 
 

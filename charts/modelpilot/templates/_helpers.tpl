@@ -12,6 +12,47 @@
 {{- printf "%s-cluster-reader" (include "modelpilot.fullname" .) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
+{{/* The Lease the replicas elect their leader with. */}}
+{{- define "modelpilot.leaseName" -}}
+{{- default (include "modelpilot.fullname" .) .Values.leaderElection.leaseName -}}
+{{- end -}}
+
+{{/* The name of the leader election's Role and RoleBinding (release namespace). */}}
+{{- define "modelpilot.leaderElectionName" -}}
+{{- printf "%s-leader-election" (include "modelpilot.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+What values.schema.json cannot say: refused with `fail`, naming the values. Numbers
+are compared as float64: values.yaml gives floats, --set integers.
+*/}}
+{{- define "modelpilot.validate" -}}
+{{- $election := .Values.leaderElection -}}
+{{- if and (gt (int .Values.replicas) 1) (not $election.enabled) -}}
+{{- fail (printf "replicas is %d but leaderElection.enabled is false: more than one operator without leader election would fight over every model's route; set leaderElection.enabled=true or replicas=1" (int .Values.replicas)) -}}
+{{- end -}}
+{{- if $election.enabled -}}
+{{- if not (lt (float64 $election.renewDeadline) (float64 $election.leaseDuration)) -}}
+{{- fail (printf "leaderElection.renewDeadline (%d) must be less than leaderElection.leaseDuration (%d): the leader must stop acting before a standby may take the Lease" (int $election.renewDeadline) (int $election.leaseDuration)) -}}
+{{- end -}}
+{{- if not (lt (float64 $election.retryPeriod) (float64 $election.renewDeadline)) -}}
+{{- fail (printf "leaderElection.retryPeriod (%d) must be less than leaderElection.renewDeadline (%d): the leader must get to retry a renewal before its deadline" (int $election.retryPeriod) (int $election.renewDeadline)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The default affinity: replicas on different nodes when the scheduler can. */}}
+{{- define "modelpilot.defaultAffinity" -}}
+podAntiAffinity:
+  preferredDuringSchedulingIgnoredDuringExecution:
+    - weight: 100
+      podAffinityTerm:
+        topologyKey: kubernetes.io/hostname
+        labelSelector:
+          matchLabels:
+            {{- include "modelpilot.selectorLabels" . | nindent 12 }}
+{{- end -}}
+
 {{- define "modelpilot.serviceAccountName" -}}
 {{- default (include "modelpilot.fullname" .) .Values.serviceAccount.name -}}
 {{- end -}}
@@ -44,8 +85,8 @@ What the operator does in the namespaces it manages: rendered into one ClusterRo
 (every namespace) or into a Role per entry of watchNamespaces.
 */}}
 {{- define "modelpilot.namespacedRules" -}}
-# ManagedModels: read and watched (kopf); patched for kopf's finalizer and state
-# annotations and to remove a command annotation once it is consumed.
+# ManagedModels: read and watched (kopf); patched to remove a command annotation once
+# it is consumed, and the finalizer operators before leader election put on models.
 - apiGroups: [modelpilot.io]
   resources: [managedmodels]
   verbs: [get, list, watch, patch]

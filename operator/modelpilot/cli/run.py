@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,8 @@ def add_commands(commands: Any) -> None:
         "run",
         help="run the operator",
         description="Run the modelpilot operator against the current cluster (in-cluster "
-        "credentials, else the kubeconfig). Run one replica: two would fight over routes.",
+        "credentials, else the kubeconfig). Replicas elect a leader on a Lease: one writes, "
+        "the others watch and take over when it stops renewing.",
     )
     run.add_argument(
         "-n",
@@ -76,6 +79,46 @@ def add_commands(commands: Any) -> None:
         help="hosts webhooks may call, as shell patterns (repeatable); default: the "
         f"cluster's Service names ({', '.join(DEFAULT_WEBHOOK_ALLOW)})",
     )
+    election = run.add_argument_group("leader election")
+    election.add_argument(
+        "--leader-elect",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="elect one active replica on a coordination.k8s.io Lease (default: on); off "
+        "only when exactly one replica runs",
+    )
+    election.add_argument("--lease-name", default="modelpilot", help="default: modelpilot")
+    election.add_argument(
+        "--lease-namespace",
+        help="default: $POD_NAMESPACE, else the pod's service account namespace, else default",
+    )
+    election.add_argument(
+        "--identity",
+        help="this replica's name in the Lease, its Events and its User-Agent "
+        "(default: $POD_NAME, else <hostname>-<pid>)",
+    )
+    election.add_argument(
+        "--lease-duration",
+        type=float,
+        default=15.0,
+        metavar="SECONDS",
+        help="a standby takes a Lease not renewed for this long (default 15)",
+    )
+    election.add_argument(
+        "--renew-deadline",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="the leader stops writing this long after its last renewal; below "
+        "--lease-duration (default 10)",
+    )
+    election.add_argument(
+        "--retry-period",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="how often the leader renews and a standby tries (default 2)",
+    )
     run.add_argument("--liveness-port", type=int, default=8080, help="serves /healthz")
     run.add_argument("--metrics-port", type=int, default=8081, help="serves /metrics")
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -95,7 +138,24 @@ def run_operator_command(args: argparse.Namespace) -> int:
     if not args.verbose:
         # kopf logs every handler call at INFO: one line per child event.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    kube = Kube(api_client(args.kubeconfig))
+    from modelpilot import __version__
+    from modelpilot.k8s.leader import Election, LeaseTiming
+
+    identity = (
+        args.identity or os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+    )
+    election = None
+    if args.leader_elect:
+        try:
+            timing = LeaseTiming(args.lease_duration, args.renew_deadline, args.retry_period)
+        except ValueError as err:
+            raise SystemExit(
+                f"modelpilot run: {err} (--retry-period, --renew-deadline, --lease-duration)"
+            ) from None
+        election = Election(
+            identity, args.lease_name, _lease_namespace(args.lease_namespace), timing
+        )
+    kube = Kube(api_client(args.kubeconfig, user_agent=f"modelpilot/{__version__} ({identity})"))
     settings = Settings(
         route_gate=not args.no_route_gate,
         legacy_raw_deployment=args.kserve_legacy_raw_deployment,
@@ -112,6 +172,20 @@ def run_operator_command(args: argparse.Namespace) -> int:
             namespaces=args.namespace,
             liveness=f"http://0.0.0.0:{args.liveness_port}/healthz",
             metrics_port=args.metrics_port,
+            election=election,
         )
     )
     return 0
+
+
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def _lease_namespace(flag: str | None) -> str:
+    if flag:
+        return flag
+    if os.environ.get("POD_NAMESPACE"):
+        return os.environ["POD_NAMESPACE"]
+    if SERVICE_ACCOUNT_NAMESPACE.is_file():
+        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
+    return "default"

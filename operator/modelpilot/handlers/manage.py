@@ -235,7 +235,7 @@ class Reconcile:
             )
         runtimes = self.serving_runtimes.for_namespace(model.namespace)
         try:
-            serving = plan_serving(model, runtimes)
+            serving = plan_serving(model, runtimes, all_runtimes=self.serving_runtimes.complete)
         except UnservableModel as unservable:
             return self._degrade("NoRuntime", "; ".join(str(p) for p in unservable.problems))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from aiohttp import web
 
@@ -26,6 +26,8 @@ class Metrics:
         self.checks_total: Mapping[str, int] = {}  # analysis checks per result
         # The API client's live request counts per HTTP method, when it keeps them.
         self.api_requests: Mapping[str, int] = {}
+        self.leader_identity: str | None = None
+        self.leading: Callable[[], bool] = lambda: True  # no leader election: always
 
     def observe(self, seconds: float, writes: int, error: bool) -> None:
         with self._lock:
@@ -127,6 +129,11 @@ class Metrics:
         ]
         for method, count in sorted(dict(self.api_requests).items()):
             lines.append(f'modelpilot_api_requests_total{{method="{method}"}} {count}')
+        lines += [
+            "# HELP modelpilot_leader Whether this replica holds the Lease and may write (1).",
+            "# TYPE modelpilot_leader gauge",
+            f'modelpilot_leader{{identity="{self.leader_identity or ""}"}} {int(self.leading())}',
+        ]
         return "\n".join(lines) + "\n"
 
 

@@ -12,6 +12,7 @@ import kopf
 from modelpilot.handlers import wiring
 from modelpilot.handlers.manage import Settings
 from modelpilot.k8s.client import Kube
+from modelpilot.k8s.leader import Election
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +27,11 @@ async def run_operator(
     stop_flag: threading.Event | asyncio.Event | None = None,
     ready_flag: threading.Event | asyncio.Event | None = None,
     state: wiring.OperatorState | None = None,
+    election: Election | None = None,
 ) -> wiring.OperatorState:
-    state = state or wiring.OperatorState(
-        kube=kube, settings=settings, metrics_port=metrics_port, namespaces=tuple(namespaces)
-    )
-    # One replica, no peering: two operators acting on one model would fight over its
-    # route; Kubernetes' Deployment (strategy Recreate) keeps it to one.
+    state = state or operator_state(kube, settings, namespaces, election, metrics_port)
+    # No kopf peering: it pauses every replica while another is alive, which fences
+    # nothing (a paused replica's writes in flight still land). The Lease does.
     await kopf.operator(
         registry=kopf.get_default_registry(),
         clusterwide=not namespaces,
@@ -45,18 +45,38 @@ async def run_operator(
     return state
 
 
+def operator_state(
+    kube: Kube,
+    settings: Settings,
+    namespaces: Sequence[str] = (),
+    election: Election | None = None,
+    metrics_port: int | None = None,
+) -> wiring.OperatorState:
+    return wiring.OperatorState(
+        kube=kube,
+        settings=settings,
+        metrics_port=metrics_port,
+        namespaces=tuple(namespaces),
+        elector=election.elector(kube.api) if election is not None else None,
+        identity=election.identity if election is not None else None,
+    )
+
+
 class OperatorThread:
-    """The operator in a background thread of this process (tests, the demo)."""
+    """The operator in a background thread of this process (tests, the demo); without
+    an election it writes whenever it likes, as the only replica."""
 
     def __init__(
-        self, kube: Kube, settings: Settings | None = None, namespaces: Sequence[str] = ()
+        self,
+        kube: Kube,
+        settings: Settings | None = None,
+        namespaces: Sequence[str] = (),
+        election: Election | None = None,
     ) -> None:
         self.kube = kube
         self.settings = settings or Settings()
         self.namespaces = namespaces
-        self.state = wiring.OperatorState(
-            kube=kube, settings=self.settings, namespaces=tuple(namespaces)
-        )
+        self.state = operator_state(kube, self.settings, namespaces, election)
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._main, name="modelpilot-operator", daemon=True)

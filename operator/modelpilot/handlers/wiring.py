@@ -1,11 +1,17 @@
 """Thin kopf wiring: every event about a model or its children wakes that model's loop,
 and the loop runs the one reconcile (`manage`).
 
-Each ManagedModel gets one kopf daemon: a loop that reconciles, then sleeps until it is
-poked (a change to the model, or to one of its children) or until the rollout has a
+Each ManagedModel gets one loop (an asyncio task) that reconciles, then sleeps until it
+is poked (a change to the model, or to one of its children) or until the rollout has a
 deadline or interval to keep. An idle model sleeps without a timeout, so it costs no
 reads or writes. One loop per model also means a model is never reconciled twice at
-once.
+once. The loops are the operator's own, not kopf daemons: kopf puts a finalizer on
+every object a daemon runs for, a write every replica would make, leader or not.
+
+With leader election, every replica watches (its cache stays warm) and every model
+has a loop, but a loop reconciles only while its replica holds the Lease, and the
+client's fence refuses any write that would leave a replica which may not be sure of
+it (`modelpilot.k8s.leader`).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from modelpilot.handlers.metrics import Metrics, serve_metrics
 from modelpilot.k8s.cache import ChildCache
 from modelpilot.k8s.client import Kube
 from modelpilot.k8s.cluster import KubeCluster
+from modelpilot.k8s.leader import LeaderElector, NotLeading
 from modelpilot.k8s.runtime_index import RuntimeIndex
 
 log = logging.getLogger(__name__)
@@ -42,6 +49,7 @@ log = logging.getLogger(__name__)
 # prefix when it compares old and new objects, so the user's modelpilot.io/* commands
 # would never count as a change.
 KOPF_PREFIX = "kopf.modelpilot.io"
+LEGACY_FINALIZER = f"{KOPF_PREFIX}/finalizer"
 MAX_BACKOFF = 60.0
 CHILD_RESYNC_SECONDS = 600.0
 
@@ -71,9 +79,18 @@ class OperatorState:
     seen: dict[tuple[str, str], str] = field(default_factory=dict)
     # Every child as last watched or written: reconciles read children from here.
     children: ChildCache = field(default_factory=ChildCache)
+    # None: this process writes whenever it likes (one replica, or a test).
+    elector: LeaderElector | None = None
+    identity: str | None = None  # the replica's name, in its Events and the Lease
+    loops: dict[tuple[str, str], ModelLoop] = field(default_factory=dict)
+    legacy_finalizers: set[tuple[str, str]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
-        self.cluster = KubeCluster(self.kube, self.children)
+        self.kube.fence = self.elector
+        self.cluster = KubeCluster(self.kube, self.children, self.identity)
+        self.metrics.leader_identity = self.identity
+        if self.elector is not None:
+            self.metrics.leading = self.elector.may_write
         self.metrics.api_requests = getattr(self.kube.api, "requests", {})
         self.checks = CheckRunner(
             self.settings.gateway_flavor,
@@ -95,7 +112,9 @@ def _state(memo: Any) -> OperatorState:
 
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
-    settings.persistence.finalizer = f"{KOPF_PREFIX}/finalizer"
+    # kopf writes nothing of its own: no daemons or change handlers, so no finalizer,
+    # progress or diff-base; these only keep its names out of the user's annotations.
+    settings.persistence.finalizer = LEGACY_FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=KOPF_PREFIX, key="last-handled-configuration"
@@ -106,9 +125,10 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     # Only the predictor Deployments of models, not every Deployment in scope.
     settings.watching.label_selectors[DEPLOYMENT.group, DEPLOYMENT.plural] = MODEL_LABEL
     state = _state(memo)
-    state.serving_runtimes.replace_all(
-        await asyncio.to_thread(_list_runtimes, state.kube, state.namespaces)
-    )
+    if state.elector is not None:
+        memo.election = asyncio.create_task(state.elector.run(), name="modelpilot-election")
+    listed, complete = await asyncio.to_thread(_list_runtimes, state.kube, state.namespaces)
+    state.serving_runtimes.replace_all(listed, complete=complete)
     await state.checks.start(wake=lambda key: state.poke(*key))
     if state.metrics_port is not None:
         memo.metrics_server = await serve_metrics(state.metrics, state.metrics_port)
@@ -117,6 +137,18 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
 
 @kopf.on.cleanup()
 async def shut_down(memo: Any, **_: Any) -> None:
+    state = _state(memo)
+    for running in state.loops.values():
+        running.stopped.set()
+    if state.loops:
+        await asyncio.wait([running.task for running in state.loops.values()], timeout=5)
+    if state.elector is not None:
+        # After the loops: a reconcile in flight finishes its writes (or is fenced),
+        # then the Lease goes free and a standby takes it within a retry period.
+        await state.elector.release()
+    election = getattr(memo, "election", None)
+    if election is not None:
+        election.cancel()
     resync = getattr(memo, "resync", None)
     if resync is not None:
         resync.cancel()
@@ -162,19 +194,22 @@ def _list_in_scope(
     return [obj for ns in namespaces for obj in kube.list(kind, ns, labels)]
 
 
-def _list_runtimes(kube: Kube, namespaces: Sequence[str] = ()) -> list[dict[str, Any]]:
+def _list_runtimes(kube: Kube, namespaces: Sequence[str] = ()) -> tuple[list[dict[str, Any]], bool]:
+    """Every runtime in scope, and whether every listing succeeded."""
     # Listed once at start so the first reconciles see every runtime; watch events
     # keep the index current afterwards. ServingRuntimes only where the operator
     # watches: with --namespace its RBAC allows no cluster-wide list.
     scopes: list[tuple[Kind, str | None]] = [(CLUSTER_SERVING_RUNTIME, None)]
     scopes += [(SERVING_RUNTIME, ns) for ns in namespaces] or [(SERVING_RUNTIME, None)]
     found: list[dict[str, Any]] = []
+    complete = True
     for kind, namespace in scopes:
         try:
             found += [{**item, "kind": kind.kind} for item in kube.list(kind, namespace)]
         except Exception as err:  # KServe's CRDs may be missing: nothing resolves then
             log.warning("cannot list %ss: %s", kind.kind, err)
-    return found
+            complete = False
+    return found, complete
 
 
 @kopf.on.login()
@@ -196,22 +231,56 @@ def login(memo: Any, **_: Any) -> kopf.ConnectionInfo:
     )
 
 
-# kopf passes kwargs by name, but its DaemonFn protocol types `namespace` as str | None
-# (for cluster-scoped kinds too): a ManagedModel is namespaced, so it is always a str.
-@kopf.daemon(  # type: ignore[arg-type]
-    MANAGED_MODEL.group, MANAGED_MODEL.version, MANAGED_MODEL.plural, cancellation_timeout=2.0
-)
+@dataclass
+class ModelLoop:
+    task: asyncio.Task[None]
+    stopped: asyncio.Event
+
+
+def ensure_loop(state: OperatorState, namespace: str, name: str) -> None:
+    """One loop per model, started by its first event (the initial listing after a
+    start, or its creation). A loop still winding down for a deleted model of the same
+    name finishes first: a model is never reconciled twice at once."""
+    key = (namespace, name)
+    running = state.loops.get(key)
+    if running is not None and not running.stopped.is_set():
+        return
+    stopped = asyncio.Event()
+    after = running.task if running is not None else None
+    task = asyncio.create_task(
+        model_loop(state, namespace, name, stopped, after), name=f"model {namespace}/{name}"
+    )
+    state.loops[key] = ModelLoop(task, stopped)
+
+
+def stop_loop(state: OperatorState, namespace: str, name: str) -> None:
+    running = state.loops.get((namespace, name))
+    if running is not None:
+        running.stopped.set()
+
+
 async def model_loop(
-    namespace: str, name: str, stopped: kopf.DaemonStopped, memo: Any, **_: Any
+    state: OperatorState,
+    namespace: str,
+    name: str,
+    stopped: asyncio.Event,
+    after: asyncio.Task[None] | None = None,
 ) -> None:
-    state = _state(memo)
-    poke = state.pokes.setdefault((namespace, name), asyncio.Event())
+    if after is not None:
+        await asyncio.wait([after])
+    key = (namespace, name)
+    poke = state.pokes.setdefault(key, asyncio.Event())
     backoff = 1.0
     try:
-        while not stopped:
+        while not stopped.is_set():
+            if not await _until_leading(state, stopped):
+                break
             poke.clear()
             started = time.monotonic()
             try:
+                if key in state.legacy_finalizers:
+                    await asyncio.to_thread(drop_legacy_finalizer, state.kube, namespace, name)
+                    state.legacy_finalizers.discard(key)
                 outcome = await asyncio.to_thread(
                     manage,
                     state.cluster,
@@ -221,6 +290,9 @@ async def model_loop(
                     state.settings,
                     checks=state.checks,
                 )
+            except NotLeading:
+                log.info("%s/%s: this replica stopped leading mid-reconcile", namespace, name)
+                continue
             except Exception:
                 state.metrics.observe(time.monotonic() - started, 0, error=True)
                 log.exception(
@@ -235,23 +307,62 @@ async def model_loop(
                     namespace, name, outcome.analysis_result, outcome.failed_checks
                 )
                 timeout, backoff = outcome.requeue_after, 1.0
-            await _sleep(poke, stopped, timeout)
+            await _sleep([poke, stopped], timeout)
     finally:
-        state.pokes.pop((namespace, name), None)
-        state.seen.pop((namespace, name), None)
-        state.metrics.set_phase(namespace, name, None)
-        state.metrics.set_analysis(namespace, name, None)
-        state.checks.forget((namespace, name))
+        if state.loops.get(key) is not None and state.loops[key].stopped is stopped:
+            del state.loops[key]
+            state.pokes.pop(key, None)
+            state.seen.pop(key, None)
+            state.metrics.set_phase(namespace, name, None)
+            state.metrics.set_analysis(namespace, name, None)
+            state.checks.forget(key)
 
 
-async def _sleep(poke: asyncio.Event, stopped: kopf.DaemonStopped, timeout: float | None) -> None:
-    """Until poked, stopped, or the timeout (None: no timeout) passes."""
-    waiters = [asyncio.ensure_future(poke.wait()), asyncio.ensure_future(stopped.wait())]
+async def _until_leading(state: OperatorState, stopped: asyncio.Event) -> bool:
+    """Waits until this replica may write (at once without leader election); False if
+    the loop was stopped meanwhile. A standby's loops wait here, its cache kept warm."""
+    elector = state.elector
+    while elector is not None and not stopped.is_set() and not elector.may_write():
+        # Polled as well as woken: the fence can close by time alone.
+        leading = asyncio.ensure_future(elector.wait_leading())
+        try:
+            await _sleep([stopped], elector.timing.retry_period, also=[leading])
+        finally:
+            leading.cancel()
+    return not stopped.is_set()
+
+
+async def _sleep(
+    events: Sequence[asyncio.Event],
+    timeout: float | None,
+    also: Sequence[asyncio.Future[Any]] = (),
+) -> None:
+    """Until one of events is set, one of also completes, or the timeout (None: no
+    timeout) passes."""
+    waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(e.wait()) for e in events]
     try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([*waiters, *also], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for waiter in waiters:
             waiter.cancel()
+
+
+def drop_legacy_finalizer(kube: Kube, namespace: str, name: str) -> None:
+    """Operators before leader election ran the loop as a kopf daemon, and kopf put a
+    finalizer on every model for it; nothing removes it now but this (or the model
+    could never be deleted). Conditional on the resourceVersion read."""
+    model = kube.get(MANAGED_MODEL, name, namespace)
+    if model is None:
+        return
+    meta = model["metadata"]
+    finalizers = meta.get("finalizers") or []
+    if LEGACY_FINALIZER in finalizers:
+        kept = [f for f in finalizers if f != LEGACY_FINALIZER]
+        kube.patch(
+            model,
+            {"metadata": {"finalizers": kept, "resourceVersion": meta["resourceVersion"]}},
+        )
+        log.info("%s/%s: removed the finalizer older operators put", namespace, name)
 
 
 # kopf's WatchingFn protocol types `namespace` as str | None (always a str here: the kind
@@ -260,10 +371,17 @@ async def _sleep(poke: asyncio.Event, stopped: kopf.DaemonStopped, timeout: floa
 async def model_changed(
     event: dict[str, Any], namespace: str, name: str, memo: Any, **_: Any
 ) -> None:
-    # Only what the user changes (spec, annotations) wakes the loop, not the status
-    # the loop itself just wrote.
     state = _state(memo)
     meta = (event.get("object") or {}).get("metadata") or {}
+    if LEGACY_FINALIZER in (meta.get("finalizers") or []):
+        state.legacy_finalizers.add((namespace, name))
+    if event.get("type") == "DELETED":
+        stop_loop(state, namespace, name)
+        state.legacy_finalizers.discard((namespace, name))
+        return
+    ensure_loop(state, namespace, name)
+    # Only what the user changes (spec, annotations) wakes the loop, not the status
+    # the loop itself just wrote.
     annotations = {
         k: v for k, v in (meta.get("annotations") or {}).items() if not k.startswith(KOPF_PREFIX)
     }

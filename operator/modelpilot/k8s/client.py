@@ -10,7 +10,8 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from contextlib import AbstractContextManager
+from typing import Any, Protocol, TypeVar
 
 from kubernetes import client, config
 from kubernetes.dynamic import DynamicClient
@@ -54,8 +55,10 @@ class CountingApiClient(client.ApiClient):
         self.rest_client.request = counted  # type: ignore[method-assign]
 
 
-def api_client(kubeconfig: str | None = None) -> CountingApiClient:
-    """In-cluster credentials when running in a pod, else the kubeconfig."""
+def api_client(kubeconfig: str | None = None, user_agent: str | None = None) -> CountingApiClient:
+    """In-cluster credentials when running in a pod, else the kubeconfig. user_agent
+    names the replica in the apiserver's audit log (every replica shares one field
+    manager: server-side apply needs one owner)."""
     configuration = client.Configuration()
     # Reconciles run in a thread pool and share the client: room for each of them.
     configuration.connection_pool_maxsize = 16
@@ -63,11 +66,24 @@ def api_client(kubeconfig: str | None = None) -> CountingApiClient:
         try:
             # kubernetes' config loaders carry no annotations.
             config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-            return CountingApiClient(configuration)
+            return _named(CountingApiClient(configuration), user_agent)
         except config.ConfigException:
             pass
     config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)  # type: ignore[no-untyped-call]
-    return CountingApiClient(configuration)
+    return _named(CountingApiClient(configuration), user_agent)
+
+
+def _named(api: CountingApiClient, user_agent: str | None) -> CountingApiClient:
+    if user_agent:
+        api.user_agent = user_agent
+    return api
+
+
+class WriteFence(Protocol):
+    """What every write passes: leader election's guarantee that only the replica
+    holding the Lease writes (raises when it may not)."""
+
+    def writing(self) -> AbstractContextManager[None]: ...
 
 
 class KindNotServed(Exception):
@@ -83,6 +99,7 @@ class Kube:
         self.api = api
         self.dynamic = DynamicClient(api)  # type: ignore[no-untyped-call]  # kubernetes leaves it unannotated
         self.attempts = attempts
+        self.fence: WriteFence | None = None  # None: this process always writes
         self._resources: dict[tuple[str, str], Resource] = {}
 
     def resource(self, api_version: str, kind: str) -> Resource:
@@ -125,19 +142,18 @@ class Kube:
     ) -> dict[str, Any]:
         """Server-side apply with force: the operator owns the fields it renders."""
         resource = self.resource(obj["apiVersion"], obj["kind"])
-        return self._retry(
-            lambda: resource.server_side_apply(
-                body=dict(obj),
-                field_manager=manager,
-                force_conflicts=True,
-                dry_run="All" if dry_run else None,
-            ).to_dict()
-        )
+        call = lambda: resource.server_side_apply(  # noqa: E731
+            body=dict(obj),
+            field_manager=manager,
+            force_conflicts=True,
+            dry_run="All" if dry_run else None,
+        ).to_dict()
+        return self._retry(call) if dry_run else self._write(call)
 
     def delete(self, kind: Kind, name: str, namespace: str | None) -> None:
         resource = self.resource(kind.api_version, kind.kind)
         with contextlib.suppress(NotFoundError):
-            self._retry(
+            self._write(
                 lambda: resource.delete(
                     name=name, namespace=namespace, propagation_policy="Background"
                 )
@@ -147,7 +163,7 @@ class Kube:
         """Merge-patch the status subresource (status is the operator's alone)."""
         resource = self.resource(obj["apiVersion"], obj["kind"])
         meta = obj["metadata"]
-        return self._retry(
+        return self._write(
             lambda: resource.status.patch(
                 name=meta["name"],
                 namespace=meta.get("namespace"),
@@ -159,7 +175,7 @@ class Kube:
     def patch(self, obj: Mapping[str, Any], body: Mapping[str, Any]) -> dict[str, Any]:
         resource = self.resource(obj["apiVersion"], obj["kind"])
         meta = obj["metadata"]
-        return self._retry(
+        return self._write(
             lambda: resource.patch(
                 name=meta["name"],
                 namespace=meta.get("namespace"),
@@ -167,6 +183,18 @@ class Kube:
                 content_type="application/merge-patch+json",
             ).to_dict()
         )
+
+    def fenced(self) -> AbstractContextManager[None]:
+        """Around one write request (raises NotLeading where the fence refuses)."""
+        return self.fence.writing() if self.fence is not None else contextlib.nullcontext()
+
+    def _write(self, call: Callable[[], T]) -> T:
+        # Fenced per attempt: a retry after backoff may come after the lease is lost.
+        def attempt() -> T:
+            with self.fenced():
+                return call()
+
+        return self._retry(attempt)
 
     def _retry(self, call: Callable[[], T]) -> T:
         delay = 0.2

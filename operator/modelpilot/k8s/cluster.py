@@ -70,8 +70,8 @@ class Cluster(Protocol):
 
 
 class KubeCluster:
-    def __init__(self, kube: Kube, children: ChildCache) -> None:
-        self.kube, self.children = kube, children
+    def __init__(self, kube: Kube, children: ChildCache, identity: str | None = None) -> None:
+        self.kube, self.children, self.identity = kube, children, identity
 
     def get(self, kind: Kind, name: str, namespace: str) -> dict[str, Any] | None:
         return self.kube.get(kind, name, namespace)
@@ -109,4 +109,5 @@ class KubeCluster:
         self.kube.patch(model, {"metadata": dict(patch)})
 
     def post_event(self, model: Mapping[str, Any], event: Event) -> None:
-        post_event(self.kube.api, model, event)
+        with self.kube.fenced():
+            post_event(self.kube.api, model, event, self.identity)

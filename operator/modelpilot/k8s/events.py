@@ -15,8 +15,11 @@ log = logging.getLogger(__name__)
 COMPONENT = "modelpilot"
 
 
-def post_event(api: client.ApiClient, owner: Mapping[str, Any], event: Event) -> None:
-    """Post one Event; a failure to post is logged, never raised (it is only a story)."""
+def post_event(
+    api: client.ApiClient, owner: Mapping[str, Any], event: Event, instance: str | None = None
+) -> None:
+    """Post one Event; a failure to post is logged, never raised (it is only a story).
+    instance: the replica that posts it (its pod name), in the Event's source."""
     meta = owner["metadata"]
     now = dt.datetime.now(dt.UTC)
     body = client.CoreV1Event(
@@ -35,9 +38,9 @@ def post_event(api: client.ApiClient, owner: Mapping[str, Any], event: Event) ->
         first_timestamp=now,
         last_timestamp=now,
         count=1,
-        source=client.V1EventSource(component=COMPONENT),
+        source=client.V1EventSource(component=COMPONENT, host=instance),
         reporting_component=COMPONENT,
-        reporting_instance=COMPONENT,
+        reporting_instance=instance or COMPONENT,
     )
     try:
         client.CoreV1Api(api).create_namespaced_event(meta["namespace"], body)

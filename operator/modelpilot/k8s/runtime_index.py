@@ -14,11 +14,15 @@ class RuntimeIndex:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._runtimes: dict[tuple[str | None, str], ServingRuntimeInfo] = {}
+        # Whether every runtime in scope was listed: only then is a runtime a model
+        # names and the index lacks surely missing (RBAC or a missing CRD can hide some).
+        self.complete = False
 
-    def replace_all(self, objects: Iterable[Mapping[str, Any]]) -> None:
+    def replace_all(self, objects: Iterable[Mapping[str, Any]], *, complete: bool = True) -> None:
         fresh = {self._key(obj): parse_serving_runtime(obj) for obj in objects}
         with self._lock:
             self._runtimes = fresh
+            self.complete = complete
 
     def upsert(self, obj: Mapping[str, Any]) -> None:
         with self._lock:

@@ -45,8 +45,12 @@ class ServingPlan:
     served: dict[str, dict[str, Any]]  # version -> its spec.predictor.model
 
 
-def plan_serving(model: ManagedModel, runtimes: Sequence[ServingRuntimeInfo]) -> ServingPlan:
-    predictors = plan_predictors(model, runtimes)
+def plan_serving(
+    model: ManagedModel, runtimes: Sequence[ServingRuntimeInfo], *, all_runtimes: bool = False
+) -> ServingPlan:
+    """all_runtimes: runtimes are every one in the model's scope, so a runtime a version
+    names and they lack does not exist (KServe would never serve it)."""
+    predictors = plan_predictors(model, runtimes, all_runtimes=all_runtimes)
     return ServingPlan(
         predictors=predictors,
         served={v: render_served_model(p) for v, p in predictors.items()},
@@ -59,12 +63,12 @@ def render_served_model(predictor: Predictor) -> dict[str, Any]:
 
 
 def plan_predictors(
-    model: ManagedModel, runtimes: Sequence[ServingRuntimeInfo]
+    model: ManagedModel, runtimes: Sequence[ServingRuntimeInfo], *, all_runtimes: bool = False
 ) -> dict[str, Predictor]:
     planned: dict[str, Predictor] = {}
     problems: list[Problem] = []
     for version in model.spec.versions:
-        result = plan_predictor(model, version, runtimes)
+        result = plan_predictor(model, version, runtimes, all_runtimes=all_runtimes)
         if isinstance(result, Problem):
             problems.append(result)
         else:

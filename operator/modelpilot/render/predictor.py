@@ -31,7 +31,11 @@ class Predictor:
 
 
 def plan_predictor(
-    model: ManagedModel, version: ModelVersion, runtimes: Sequence[ServingRuntimeInfo]
+    model: ManagedModel,
+    version: ModelVersion,
+    runtimes: Sequence[ServingRuntimeInfo],
+    *,
+    all_runtimes: bool = False,
 ) -> Predictor | Problem:
     spec = model.spec
     index = spec.versions.index(version)
@@ -51,7 +55,16 @@ def plan_predictor(
     )
     runtime = resolution.runtime
     where = f"spec.versions[{index}] ({version.name})"
-    if runtime is None and runtime_name and not any(r.name == runtime_name for r in runtimes):
+    unknown = runtime_name and not any(r.name == runtime_name for r in runtimes)
+    if runtime is None and unknown and all_runtimes:
+        path = f"spec.versions[{index}].runtime" if version.runtime else "spec.runtime"
+        return Problem(
+            path,
+            f"runtime {runtime_name!r} exists neither in namespace {model.namespace} nor in "
+            "the cluster: create that ServingRuntime or name one that exists",
+        )
+    if runtime is None and unknown:
+        # Offline (`modelpilot render`) only the default runtimes are known.
         warnings.append(
             f"{where}: runtime {runtime_name!r} is not known here, so modelpilot cannot "
             f"tell how it names the model; make sure it serves {served!r}"
