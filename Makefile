@@ -2,7 +2,7 @@
 PYTHON ?= python3
 PYTEST_ARGS ?=
 
-.PHONY: help install tools test test-unit test-cluster test-cluster-busy lint format manifests cluster clean bench bench-full model-store demo kind-e2e helm-lint image
+.PHONY: help install tools test test-unit test-cluster test-cluster-busy fault lint format manifests cluster clean bench bench-full model-store demo kind-e2e helm-lint image
 KIND_VERSION ?= v0.31.0
 
 help: ## list targets
@@ -25,6 +25,9 @@ test-cluster: tools ## the cluster tier only
 
 test-cluster-busy: tools ## the cluster tier with every core kept busy by CPU burners (finds races)
 	$(PYTHON) -m modelpilot_dev busy -- $(PYTHON) -m pytest -m cluster $(PYTEST_ARGS)
+
+fault: tools ## the fault suite's long form (kill -9 x10, apiserver restart, 4 min churn); prints its figures
+	MODELPILOT_FAULT_SCALE=full $(PYTHON) -m pytest -m fault $(PYTEST_ARGS)
 
 LINTED = operator devcluster tests bench hack
 

@@ -8,10 +8,13 @@ directory that `stop()` removes after stopping each process it started, by PID.
 
 from __future__ import annotations
 
+import os
+import secrets
 import shutil
+import signal
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -33,6 +36,8 @@ class ControlPlane:
         *,
         install_crds: bool = True,
         start_timeout: float = 120.0,
+        audit_policy: dict[str, Any] | None = None,
+        users: Sequence[str] = (),
     ) -> None:
         self.node_pool = node_pool or NodePool()
         self.tools_dir = tools.tools_dir()  # set by $MODELPILOT_TOOLS_DIR
@@ -44,7 +49,10 @@ class ControlPlane:
         self.etcd_url = ""
         # Seconds per start step, for people tuning the suite's runtime.
         self.timings: dict[str, float] = {}
+        self.audit_policy = audit_policy  # an audit.k8s.io/v1 Policy; None: no audit log
+        self.users = tuple(users)  # extra users, in system:masters
         self._pki: pki.Pki | None = None
+        self._apiserver: Process | None = None
 
     # --- paths --------------------------------------------------------------------
 
@@ -55,6 +63,11 @@ class ControlPlane:
     @property
     def kubeconfig(self) -> Path:
         return self._root / "kubeconfig"
+
+    @property
+    def audit_log(self) -> Path:
+        """The apiserver's audit log (JSON lines), when started with `audit_policy`."""
+        return self._root / "audit.log"
 
     @property
     def _root(self) -> Path:
@@ -85,6 +98,7 @@ class ControlPlane:
         try:
             self.log_dir.mkdir()
             self._pki = pki.create(self._root / "pki")
+            self._add_users()
             self._start_etcd()
             self._start_apiserver()
             self._write_kubeconfigs()
@@ -124,6 +138,44 @@ class ControlPlane:
 
         # kubernetes' config helpers carry no annotations.
         return config.new_client_from_config(config_file=str(self.kubeconfig))  # type: ignore[no-untyped-call, no-any-return]
+
+    def kubeconfig_for(self, user: str) -> Path:
+        """A kubeconfig for one of `users` (written on first use)."""
+        if user not in self.users:
+            raise ClusterError(f"{user} is not one of this control plane's extra users")
+        path = self._root / f"{user}.kubeconfig"
+        if not path.exists():
+            path.write_text(yaml.safe_dump(self._kubeconfig_for(user)))
+            path.chmod(0o600)
+        return path
+
+    def kill_apiserver(self) -> None:
+        """SIGKILL kube-apiserver (no graceful shutdown) and wait until it is gone."""
+        if self._apiserver is None or self._apiserver.pid is None:
+            raise ClusterError("the control plane is not started")
+        if self._apiserver.alive():
+            os.kill(self._apiserver.pid, signal.SIGKILL)
+        self._apiserver.stop(grace=30)  # reaps it (nothing left to signal)
+
+    def start_apiserver(self) -> None:
+        """Start kube-apiserver again after `kill_apiserver`, with the same arguments
+        (port, certificates, etcd, audit log, which it appends to); returns once it is
+        ready."""
+        if self._apiserver is None:
+            raise ClusterError("the control plane is not started")
+        if self._apiserver.alive():
+            raise ClusterError("kube-apiserver is running")
+        self._apiserver.start()
+        self._wait_apiserver_ready("kube-apiserver-restart")
+
+    def restart_apiserver(self, down: float = 5.0) -> float:
+        """kill -9 kube-apiserver, wait `down` seconds, start it again; returns the
+        seconds from the kill until it was ready again."""
+        killed = time.monotonic()
+        self.kill_apiserver()
+        time.sleep(down)
+        self.start_apiserver()
+        return time.monotonic() - killed
 
     # --- steps --------------------------------------------------------------------
 
@@ -165,12 +217,50 @@ class ControlPlane:
         )
         self._wait("etcd health", lambda: http_ok(f"{client_url}/health"), "etcd")
 
+    def _add_users(self) -> None:
+        """Extra bearer-token users, in system:masters, before the apiserver reads the
+        token file."""
+        assert self._pki is not None
+        lines = []
+        for user in self.users:
+            token = secrets.token_hex(24)
+            self._pki.tokens[user] = token
+            lines.append(f'{token},{user},{user},"system:masters"\n')
+        with self._pki.token_file.open("a") as tokens:
+            tokens.writelines(lines)
+
+    def _audit_args(self) -> list[str]:
+        if self.audit_policy is None:
+            return []
+        policy = self._root / "audit-policy.yaml"
+        policy.write_text(yaml.safe_dump(self.audit_policy))
+        return [
+            f"--audit-policy-file={policy}",
+            f"--audit-log-path={self.audit_log}",
+            # One file, never rotated: the test reads it whole.
+            "--audit-log-maxsize=0",
+            "--audit-log-format=json",
+            # Each event is written before the response is sent (the default for the log
+            # backend, said here because the fault suite relies on it).
+            "--audit-log-mode=blocking",
+        ]
+
+    def _wait_apiserver_ready(self, step: str) -> None:
+        assert self._pki is not None
+        admin_token = self._pki.tokens[pki.ADMIN[0]]
+        ca = self._pki.ca_cert
+        self._wait(
+            "kube-apiserver /readyz",
+            lambda: http_ok(f"{self.server}/readyz", token=admin_token, ca=ca),
+            step,
+        )
+
     def _start_apiserver(self) -> None:
         assert self._pki is not None
         port = free_port()
         self.server = f"https://127.0.0.1:{port}"
         p = self._pki
-        self._spawn(
+        self._apiserver = self._spawn(
             "kube-apiserver",
             [
                 str(tools.binary_path("kube-apiserver")),
@@ -190,14 +280,10 @@ class ControlPlane:
                 # The `kubernetes` Service's endpoint would be 127.0.0.1, which Endpoints
                 # validation refuses; nothing in the simulation dials it anyway.
                 "--endpoint-reconciler-type=none",
+                *self._audit_args(),
             ],
         )
-        admin_token = p.tokens[pki.ADMIN[0]]
-        self._wait(
-            "kube-apiserver /readyz",
-            lambda: http_ok(f"{self.server}/readyz", token=admin_token, ca=p.ca_cert),
-            "kube-apiserver",
-        )
+        self._wait_apiserver_ready("kube-apiserver")
 
     def _kubeconfig_for(self, user: str) -> dict[str, Any]:
         assert self._pki is not None

@@ -4,6 +4,7 @@ metrics are its own, and it can be killed like a pod."""
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import urllib.request
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 class OperatorProcess:
     process: Process
     metrics_port: int
+    identity: str | None = None  # its --identity, when start_operator was given one
 
     @property
     def pid(self) -> int:
@@ -46,12 +48,31 @@ class OperatorProcess:
                 series[name] = float(value)
         return series
 
+    def alive(self) -> bool:
+        return self.process.alive()
+
+    def kill(self) -> None:
+        """kill -9: no shutdown at all (a leader does not release its Lease); returns
+        once the process is gone."""
+        if self.process.alive():
+            os.kill(self.pid, signal.SIGKILL)
+        self.process.stop(grace=30)  # reaps it
+
     def stop(self) -> None:
         self.process.stop(grace=30)
 
 
-def start_operator(kubeconfig: Path, log_dir: Path, namespace: str, *extra: str) -> OperatorProcess:
-    """`modelpilot run` against kubeconfig, for namespace; returns once it serves metrics."""
+def start_operator(
+    kubeconfig: Path,
+    log_dir: Path,
+    namespace: str,
+    *extra: str,
+    identity: str | None = None,
+    name: str = "operator",
+) -> OperatorProcess:
+    """`modelpilot run` against kubeconfig, for namespace; returns once it serves metrics.
+    `identity` is passed as `--identity` (leader election's name for this replica);
+    `name` names its log file, `<log_dir>/<name>.log` (appended to)."""
     metrics = free_port()
     command = [
         sys.executable,
@@ -66,9 +87,10 @@ def start_operator(kubeconfig: Path, log_dir: Path, namespace: str, *extra: str)
         str(free_port()),
         "--metrics-port",
         str(metrics),
+        *(["--identity", identity] if identity else []),
         *extra,
     ]
-    process = Process("operator", command, log_dir)
+    process = Process(name, command, log_dir)
     process.start()
     wait_for(
         "the operator's metrics port",
@@ -76,4 +98,4 @@ def start_operator(kubeconfig: Path, log_dir: Path, namespace: str, *extra: str)
         timeout=60,
         processes=(process,),
     )
-    return OperatorProcess(process, metrics)
+    return OperatorProcess(process, metrics, identity)
