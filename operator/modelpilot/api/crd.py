@@ -21,7 +21,7 @@ from modelpilot.api.model import (
     SINGULAR,
     VERSION,
 )
-from modelpilot.api.spec import MAX_MODEL_PLUS_VERSION, ManagedModelSpec
+from modelpilot.api.spec import MAX_MODEL_PLUS_VERSION, REGISTRY_VERSION_ROOM, ManagedModelSpec
 from modelpilot.api.status import ManagedModelStatus
 
 CRD_FILE_NAME = f"{GROUP}_{PLURAL}.yaml"
@@ -38,10 +38,17 @@ _ROOT_RULES = [
         "'-', starting with a letter, no dots): it names Services",
     },
     {
-        "rule": f"self.spec.versions.all(v, size(self.metadata.name) + size(v.name) <= "
-        f"{MAX_MODEL_PLUS_VERSION})",
+        "rule": f"!has(self.spec.versions) || self.spec.versions.all(v, "
+        f"size(self.metadata.name) + size(v.name) <= {MAX_MODEL_PLUS_VERSION})",
         "message": "'<model>-<version>-predictor' must fit in 63 characters: keep model and "
         f"version names within {MAX_MODEL_PLUS_VERSION} characters together",
+    },
+    {
+        "rule": f"!has(self.spec.registry) || size(self.metadata.name) <= "
+        f"{MAX_MODEL_PLUS_VERSION - REGISTRY_VERSION_ROOM}",
+        "message": "with spec.registry versions are named v<number> (up to "
+        f"{REGISTRY_VERSION_ROOM} characters): keep metadata.name within "
+        f"{MAX_MODEL_PLUS_VERSION - REGISTRY_VERSION_ROOM} characters",
     },
 ]
 

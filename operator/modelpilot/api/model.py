@@ -17,7 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from modelpilot.api.analysis import PLACEHOLDERS, Analysis, unknown_placeholders
 from modelpilot.api.kinds import KSERVE_ISVC_LABEL, MANAGED_MODEL
 from modelpilot.api.names import MANAGED_BY
-from modelpilot.api.spec import MAX_MODEL_PLUS_VERSION, ManagedModelSpec, Rollout
+from modelpilot.api.spec import (
+    MAX_MODEL_PLUS_VERSION,
+    REGISTRY_VERSION_ROOM,
+    ManagedModelSpec,
+    Rollout,
+)
 from modelpilot.api.spec_base import (
     DNS1123_LABEL,
     DNS1123_SUBDOMAIN,
@@ -160,8 +165,28 @@ def check_rules(model: ManagedModel) -> list[Problem]:
             )
         if version.resources is not None:
             problems += _gpu_in_resources(f"{path}.resources", version.resources)
+    if (spec.registry is None) == (not spec.versions):
+        problems.append(
+            Problem("spec.versions", "set exactly one of spec.versions or spec.registry")
+        )
+    room = MAX_MODEL_PLUS_VERSION - REGISTRY_VERSION_ROOM
+    if spec.registry is not None and len(name) > room:
+        problems.append(
+            Problem(
+                "metadata.name",
+                f"with spec.registry versions are named v<number>: keep the name within "
+                f"{room} characters",
+            )
+        )
+    if spec.registry is not None and spec.rollout.target is not None:
+        problems.append(
+            Problem(
+                "spec.rollout.target",
+                "with spec.registry the alias names the target: remove rollout.target",
+            )
+        )
     known = ", ".join(v.name for v in spec.versions)
-    target = spec.rollout.target
+    target = spec.rollout.target if spec.registry is None else None
     if target is not None and spec.version(target) is None:
         problems.append(Problem("spec.rollout.target", f"names no version; known: {known}"))
     if target is None and len(spec.versions) > 1:

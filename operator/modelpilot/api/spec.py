@@ -18,6 +18,7 @@ from modelpilot.api.spec_base import (
     DNS1123_SUBDOMAIN,
     ENV_NAME,
     HOSTNAME,
+    HTTP_URL_WITH_HOST,
     INT32_MAX,
     NO_BLANKS,
     QUANTITY,
@@ -36,6 +37,7 @@ Quantity = Annotated[int, Field(ge=0)] | Annotated[str, Field(pattern=QUANTITY)]
 # and version take 11 of them: `<model>-<version>-predictor` names a Service.
 MAX_MODEL_PLUS_VERSION = 63 - len("-predictor") - 1
 MAX_VERSIONS = 15
+REGISTRY_VERSION_ROOM = 6  # v<registry version>: up to v99999
 MAX_HOSTNAMES = 16
 
 
@@ -424,20 +426,64 @@ class Rollout(SpecModel):
         return self.analysis is not None or bool(self.hooks("rollout"))
 
 
+class MlflowSource(SpecModel):
+    tracking_uri: str = Field(
+        max_length=2048,
+        pattern=HTTP_URL_WITH_HOST,
+        description="The MLflow tracking server, e.g. http://mlflow.mlflow:5000 (its REST "
+        "API; credentials come from the operator's --registry-auth-dir).",
+    )
+    model: str = Field(
+        min_length=1, max_length=256, description="The registered model's name in MLflow."
+    )
+    alias: str = Field(
+        default="champion",
+        max_length=255,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="The alias whose version should serve (MLflow's aliases replaced "
+        "stages in 2.9). Moving it starts a canary.",
+    )
+
+
+class Registry(SpecModel):
+    mlflow: MlflowSource = Field(description="An MLflow model registry.")
+    poll_interval: Duration = Field(
+        default="30s",
+        description="How often the alias is read; an alias move starts a canary within this time.",
+    )
+    keep: int = Field(
+        default=1,
+        ge=0,
+        le=MAX_VERSIONS - 3,
+        description="Previously served versions kept (stopped, each an InferenceService) "
+        "for a rollback; older ones are pruned.",
+    )
+
+
 class ManagedModelSpec(SpecModel):
     model_config = ConfigDict(
         json_schema_extra=rules(
             (
+                "has(self.registry) != (has(self.versions) && size(self.versions) > 0)",
+                "set exactly one of spec.versions or spec.registry",
+            ),
+            (
+                "!has(self.registry) || !has(self.rollout) || !has(self.rollout.target)",
+                "with spec.registry the alias names the target: remove rollout.target",
+            ),
+            (
+                "!has(self.versions) || "
                 "self.versions.all(v, self.versions.exists_one(w, w.name == v.name))",
                 "version names must be unique",
             ),
             (
-                "has(self.rollout) && has(self.rollout.target) ? "
+                "has(self.rollout) && has(self.rollout.target) && has(self.versions) ? "
                 "self.versions.exists(v, v.name == self.rollout.target) : true",
                 "rollout.target must name a version in spec.versions",
             ),
             (
-                "size(self.versions) == 1 || (has(self.rollout) && has(self.rollout.target))",
+                "!has(self.versions) || size(self.versions) <= 1 || "
+                "(has(self.rollout) && has(self.rollout.target))",
                 "rollout.target is required when there is more than one version",
             ),
         )
@@ -468,9 +514,16 @@ class ManagedModelSpec(SpecModel):
         default_factory=Resources, description="Resources per predictor pod, every version."
     )
     versions: list[ModelVersion] = Field(
-        min_length=1,
+        default_factory=list,
         max_length=MAX_VERSIONS,
-        description="The model's versions; each gets an InferenceService and an HPA.",
+        description="The model's versions; each gets an InferenceService and an HPA. "
+        "Exactly one of versions or registry.",
+    )
+    registry: Registry | None = Field(
+        default=None,
+        description="Take the versions from a model registry instead of spec.versions: "
+        "the alias's version is the target, the version served before stays stable until "
+        "the canary ends. What the registry says is in status.registry.",
     )
     gpu: Gpu | None = Field(default=None, description="GPUs per predictor pod.")
     autoscaling: Autoscaling = Field(

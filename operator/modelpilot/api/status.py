@@ -112,6 +112,32 @@ class MirrorObject(StatusModel):
     )
 
 
+class RegistryVersion(StatusModel):
+    name: str = Field(description="The version's name here, v<registry version>.")
+    registry_version: int = Field(description="The version number in the registry.")
+    storage_uri: str = Field(
+        description="Where KServe loads it from (the registry's download URI)."
+    )
+
+
+class RegistryStatus(StatusModel):
+    alias_version: int | None = Field(
+        default=None, description="The registry version the alias named at the last poll."
+    )
+    source: str | None = Field(
+        default=None, description="tracking URI, model and alias this status was read from."
+    )
+    versions: list[RegistryVersion] = Field(
+        default_factory=list,
+        description="The registry versions this model serves or keeps, newest first.",
+    )
+    last_poll: str | None = Field(default=None, description="When the alias was last read.")
+    error: str | None = Field(
+        default=None,
+        description="Why the last poll failed; everything is held as it was meanwhile.",
+    )
+
+
 class ManagedModelStatus(StatusModel):
     observed_generation: int | None = Field(
         default=None, description="The spec generation this status describes."
@@ -173,6 +199,9 @@ class ManagedModelStatus(StatusModel):
         default=None,
         description="Shadow with then: Canary: when the shadow phase passed; the canary "
         "steps follow.",
+    )
+    registry: RegistryStatus | None = Field(
+        default=None, description="What the model registry said (spec.registry)."
     )
     mirror_objects: list[MirrorObject] = Field(
         default_factory=list,

@@ -73,6 +73,13 @@ def add_commands(commands: Any) -> None:
         "prometheusAuth.secretName here",
     )
     run.add_argument(
+        "--registry-auth-dir",
+        metavar="DIR",
+        help="credentials for the model registries (spec.registry), read at every poll: "
+        "a `token` file (bearer), or `username` and `password` files (basic); the chart "
+        "mounts registryAuth.secretName here",
+    )
+    run.add_argument(
         "--webhook-allow",
         action="append",
         metavar="HOST_PATTERN",
@@ -164,6 +171,7 @@ def run_operator_command(args: argparse.Namespace) -> int:
         prometheus_url=args.prometheus_url,
         webhook_allow=tuple(args.webhook_allow or DEFAULT_WEBHOOK_ALLOW),
         prometheus_auth=Path(args.prometheus_auth_dir) if args.prometheus_auth_dir else None,
+        registry_auth=Path(args.registry_auth_dir) if args.registry_auth_dir else None,
     )
     asyncio.run(
         run_operator(

@@ -35,6 +35,7 @@ from modelpilot.api.kinds import (
 from modelpilot.api.status import ManagedModelStatus, MirrorObject, VersionStatus
 from modelpilot.handlers.checks import Checks
 from modelpilot.handlers.conditions import condition_of, set_condition
+from modelpilot.handlers.registry import RegistryClients, mlflow_clients, resolve
 from modelpilot.k8s.children import contains, content_hash, foreign_controller, needs_apply, same
 from modelpilot.k8s.children import with_owner as owned
 from modelpilot.k8s.cluster import ChildRejected, Cluster, KindNotServed
@@ -79,6 +80,7 @@ class Settings:
     # a route without it was accepted: above Traefik's providersThrottleDuration (2 s by
     # default), which delays each provider's configuration on its own.
     mirror_settle: float = 3.0
+    registry_auth: Path | None = None  # a mounted Secret for the model registries
 
 
 @dataclass
@@ -108,9 +110,11 @@ def manage(
     settings: Settings,
     now: dt.datetime | None = None,
     checks: Checks | None = None,
+    registries: RegistryClients | None = None,
 ) -> Outcome:
     """The ManagedModel is always read fresh (its status is the rollout's memory); its
-    children come from the operator's watch cache."""
+    children come from the operator's watch cache. registries: how to reach a model
+    registry (default: MLflow over its REST API)."""
     moment = now or dt.datetime.now(dt.UTC)
     body = cluster.get(MANAGED_MODEL, name, namespace)
     if body is None or body["metadata"].get("deletionTimestamp"):
@@ -122,7 +126,26 @@ def manage(
         # Nothing is retried and no child is touched: the next spec change wakes us.
         message = "; ".join(str(p) for p in invalid.problems)
         return degrade(cluster, body, status, "InvalidSpec", message, moment)
-    return Reconcile(cluster, body, model, status, serving_runtimes, settings, moment, checks).run()
+    next_poll = None
+    if model.spec.registry is not None:
+        resolved = resolve(
+            model, status, registries or mlflow_clients(settings.registry_auth), moment
+        )
+        write_status(cluster, body, status, resolved.status)
+        status, next_poll = resolved.status, resolved.next_poll
+        if resolved.model is None:
+            assert resolved.held is not None
+            held = degrade(cluster, body, status, *resolved.held, moment)
+            held.requeue_after = next_poll
+            return held
+        model = resolved.model
+    outcome = Reconcile(
+        cluster, body, model, status, serving_runtimes, settings, moment, checks
+    ).run()
+    if next_poll is not None:
+        waits = [t for t in (outcome.requeue_after, next_poll) if t is not None]
+        outcome.requeue_after = min(waits)
+    return outcome
 
 
 def degrade(
@@ -439,7 +462,13 @@ class Reconcile:
         so an interrupted prune reruns."""
         stopped_before = {v.name for v in self.status.versions if v.stopped}
         generation = self.body["metadata"].get("generation")
-        return self.status.observed_generation != generation or self.stopped != stopped_before
+        # A registry-driven model's versions change with no change of spec.
+        listed_before = {v.name for v in self.status.versions}
+        return (
+            self.status.observed_generation != generation
+            or self.stopped != stopped_before
+            or listed_before != {v.name for v in self.model.spec.versions}
+        )
 
     def _prune(self, keep: set[tuple[str, str]]) -> None:
         labels = {names.MODEL_LABEL: self.model.name, names.MANAGED_BY: "modelpilot"}

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 import math
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+from modelpilot.probes import credentials
 
 
 class PrometheusError(Exception):
@@ -15,21 +16,11 @@ class PrometheusError(Exception):
 
 
 def auth_headers(directory: Path | None) -> dict[str, str]:
-    """Credentials from a mounted Secret: a `token` file (bearer), else `username` and
-    `password` files (basic). Read at every check, so a rotated Secret is picked up."""
-    if directory is None:
-        return {}
-    token = directory / "token"
-    if token.is_file():
-        return {"Authorization": f"Bearer {token.read_text().strip()}"}
-    user, password = directory / "username", directory / "password"
-    if user.is_file() and password.is_file():
-        pair = f"{user.read_text().strip()}:{password.read_text().strip()}"
-        return {"Authorization": f"Basic {base64.b64encode(pair.encode()).decode()}"}
-    raise PrometheusError(
-        f"{directory} holds neither a token nor username and password files: check the "
-        "Secret the chart's prometheusAuth.secretName names"
-    )
+    """Credentials for --prometheus-auth-dir (see probes.credentials)."""
+    try:
+        return credentials.auth_headers(directory, "prometheusAuth.secretName")
+    except credentials.CredentialsMissing as err:
+        raise PrometheusError(str(err)) from None
 
 
 class Prometheus:
