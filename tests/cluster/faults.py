@@ -585,9 +585,20 @@ def model_story(record: Record, model: str, rv: int, count: int = 4) -> str:
             f"{obj['spec']['rollout'].get('target')} | observed "
             f"{status.get('observedGeneration')} {status.get('phase')} "
             f"stable {status.get('stableVersion')} canary {status.get('canaryVersion')} "
-            f"{status.get('weights')}"
+            f"{status.get('weights')} revision {status.get('revision')}"
         )
     return "ManagedModel: [" + "; ".join(steps) + "]"
+
+
+def candidate_changed(record: Record, model: str, since: int, rv: int) -> str | None:
+    """Whether the operator recorded a new revision of the candidate (status.revision, the
+    hash of its rendered InferenceService) between two route writes."""
+    old = record.before(MANAGED_MODEL.kind, model, since)
+    new = record.before(MANAGED_MODEL.kind, model, rv)
+    revisions = [((o or {}).get("status") or {}).get("revision") for o in (old, new)]
+    if None not in revisions and revisions[0] != revisions[1]:
+        return f"candidate revision {revisions[0]} -> {revisions[1]}"
+    return None
 
 
 def decided_target(record: Record, model: str, rv: int) -> str | None:
@@ -627,6 +638,7 @@ def check_routes(record: Record) -> RouteFindings:
             continue
         previous: dict[str, int] | None = None
         previous_target: str | None = None
+        previous_rv = 0
         sequence: list[dict[str, int]] = []
         for rv, route in found:
             if route is None:  # deleted with its model: a new life may follow
@@ -666,13 +678,19 @@ def check_routes(record: Record) -> RouteFindings:
                 if after < before:
                     ready, stale = operator_ready(record, name, target, rv)
                     line = f"{where}: target {target} {before} -> {after}"
-                    if ready or stale:
+                    changed = candidate_changed(record, name, previous_rv, rv)
+                    if changed:
+                        # A person edited the candidate: its new revision is not ready
+                        # yet (the route goes out before the InferenceService), and the
+                        # canary starts over, as Flagger restarts on a new revision.
+                        out.explained_drops.append(f"{line} ({changed})")
+                    elif ready or stale:
                         out.backwards.append(
                             f"{line} (previous {previous}); {model_story(record, name, rv)}"
                         )
                     else:
                         out.explained_drops.append(line)
-            previous, previous_target = weights, target
+            previous, previous_target, previous_rv = weights, target, rv
         out.sequences[name] = sequence
     out.stopped_while_weighted = _stopped_while_weighted(record)
     return out

@@ -70,6 +70,15 @@ def test_sample_accepted_by_kubectl(
 @pytest.mark.parametrize("path", SAMPLES, ids=lambda p: p.stem)
 def test_rendered_manifests_accepted(path: Path, namespace: str, dynamic: DynamicClient) -> None:
     model = parse_managed_model(sample(path, namespace))
+    if model.spec.registry is not None:  # as the operator derives it after a poll
+        from modelpilot.api.status import RegistryStatus, RegistryVersion
+        from modelpilot.rollout.registry import registry_spec
+
+        polled = RegistryStatus(
+            alias_version=7,
+            versions=[RegistryVersion(name="v7", registry_version=7, storage_uri="s3://m/7")],
+        )
+        model = model.model_copy(update={"spec": registry_spec(model.spec, polled)})
     rendered = render_model(model, default_render_state(model), default_runtimes())
     kinds = set()
     for obj in rendered.objects:

@@ -211,3 +211,27 @@ def test_the_audit_policy_and_a_truncated_line() -> None:
     assert policy["rules"][0]["verbs"] == ["create", "update", "patch", "delete"]
     assert policy["rules"][-1] == {"level": "None"}
     assert parse('{"stage": "ResponseComplete", "verb": "pa') is None
+
+
+def test_an_edited_candidate_may_start_over_but_nothing_else_explains_a_drop() -> None:
+    """A person edits the candidate mid-rollout: the operator records a new revision and
+    the canary starts over. The same drop with the revision unchanged is backwards."""
+
+    def with_revision(revision: str) -> dict[str, Any]:
+        found = model("v2")
+        found["status"]["revision"] = revision
+        return found
+
+    edited = [(3, with_revision("aaa")), (105, with_revision("bbb"))]  # status first
+    found = check_routes(
+        record([{"v1": 50, "v2": 50}, {"v1": 100}], v2_available_from=5, models=edited)
+    )
+    assert found.backwards == []
+    assert found.explained_drops == [
+        "m at rv 110: {'v1': 100}: target v2 50 -> 0 (candidate revision aaa -> bbb)"
+    ]
+    same = [(3, with_revision("aaa")), (105, with_revision("aaa"))]
+    found = check_routes(
+        record([{"v1": 50, "v2": 50}, {"v1": 100}], v2_available_from=5, models=same)
+    )
+    assert len(found.backwards) == 1

@@ -108,6 +108,14 @@ def load_models(path: str, namespace: str | None = None) -> list[ManagedModel]:
 
 def run_validate(args: argparse.Namespace) -> int:
     for model in load_models(args.filename):
+        registry = model.spec.registry
+        if registry is not None:
+            mlflow = registry.mlflow
+            print(
+                f"{args.filename}: ManagedModel {model.name} is valid (versions from MLflow "
+                f"model {mlflow.model}, alias {mlflow.alias}, at {mlflow.tracking_uri})"
+            )
+            continue
         count = len(model.spec.versions)
         print(
             f"{args.filename}: ManagedModel {model.name} is valid ({count} "
@@ -121,6 +129,14 @@ def run_render(args: argparse.Namespace) -> int:
     runtimes = default_runtimes()
     documents: list[str] = []
     for model in models:
+        if model.spec.registry is not None:
+            raise UsageProblem(
+                [
+                    f"{args.filename}: {model.name} takes its versions from a model registry "
+                    "when the operator polls it; render a copy with spec.versions instead "
+                    "(the live object's status.registry lists the versions and URIs)"
+                ]
+            )
         weights = None
         if args.weights:
             try:
