@@ -598,6 +598,13 @@ def candidate_changed(record: Record, model: str, since: int, rv: int) -> str | 
     revisions = [((o or {}).get("status") or {}).get("revision") for o in (old, new)]
     if None not in revisions and revisions[0] != revisions[1]:
         return f"candidate revision {revisions[0]} -> {revisions[1]}"
+    # A person edited the steps: the rollout goes on at the new weight of its step.
+    steps = [
+        ((o or {}).get("spec") or {}).get("rollout", {}).get("stepWeights") for o in (old, new)
+    ]
+    observed = [((o or {}).get("status") or {}).get("observedGeneration") for o in (old, new)]
+    if steps[0] != steps[1] and observed[0] != observed[1]:
+        return f"stepWeights {steps[0]} -> {steps[1]}"
     return None
 
 
