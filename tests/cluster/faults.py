@@ -561,6 +561,14 @@ def serving(record: Record, model: str, version: str, rv: int) -> tuple[bool, st
     return True, ""
 
 
+def owner_gone(record: Record, route: dict[str, Any], model: str, rv: int) -> bool:
+    """Whether the ManagedModel the route's owner reference names no longer existed
+    when the route was written at rv (deleted, or replaced by a new model of its name)."""
+    owners = {o.get("uid") for o in route["metadata"].get("ownerReferences") or []}
+    current = record.before(MANAGED_MODEL.kind, model, rv)
+    return bool(owners) and (current is None or current["metadata"].get("uid") not in owners)
+
+
 def operator_ready(record: Record, model: str, version: str, rv: int) -> tuple[bool, bool]:
     """(ready, stale) by the operator's own rule (modelpilot.k8s.readiness) on the
     recorded objects: what explains a canary's weight going down."""
@@ -629,6 +637,9 @@ class RouteFindings:
     route_writes: int = 0
     bad_sums: list[str] = field(default_factory=list)
     unready_weight: list[str] = field(default_factory=list)
+    # Written by a reconcile already in flight when its model was deleted: the route
+    # names a gone owner, and the garbage collector removes it (the leftovers check).
+    after_delete: list[str] = field(default_factory=list)
     backwards: list[str] = field(default_factory=list)
     explained_drops: list[str] = field(default_factory=list)  # an unready canary lost weight
     stopped_while_weighted: list[str] = field(default_factory=list)
@@ -661,6 +672,10 @@ def check_routes(record: Record) -> RouteFindings:
             where = f"{name} at rv {rv}: {weights}"
             if sum(weights.values()) != 100:
                 out.bad_sums.append(where)
+            if owner_gone(record, route, name, rv):
+                out.after_delete.append(f"{where}; {record.writer(HTTP_ROUTE.kind, name, rv)}")
+                previous, previous_target, previous_rv = weights, None, rv
+                continue
             for version in sorted(
                 {v for v, w in weights.items() if w > 0} | pinned_versions(route, name)
             ):

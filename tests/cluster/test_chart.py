@@ -304,6 +304,7 @@ def test_values_reach_the_operator_and_rbac(cli: Cli) -> None:
     assert args == [
         "--gateway-flavor=generic",
         "--mirror-settle=3",
+        "--drain-delay=5",
         "--leader-elect",
         "--lease-name=modelpilot",
         "--lease-namespace=ops",
@@ -338,6 +339,7 @@ def test_values_reach_the_operator_and_rbac(cli: Cli) -> None:
         "--no-route-gate",
         "--gateway-flavor=traefik",
         "--mirror-settle=3",
+        "--drain-delay=5",
         "--kserve-legacy-raw-deployment",
         "--leader-elect",
         "--lease-name=modelpilot",

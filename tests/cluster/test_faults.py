@@ -178,7 +178,8 @@ def checked(world: World, kills: list[Kill]) -> tuple[RouteFindings, WriteFindin
         f"{world.watch.relists}, reconnects {world.watch.reconnects}, "
         f"unreadable audit lines {record.unreadable_audit_lines}",
         f"routes: {routes.route_writes} writes, {routes.weight_sets} weight sets, "
-        f"{len(routes.explained_drops)} drops of an unready target",
+        f"{len(routes.explained_drops)} drops of an unready target, "
+        f"{len(routes.after_delete)} written after their model's deletion",
         f"writes checked against the Lease: {writes.checked} (+{writes.no_ops} that changed "
         f"nothing, {writes.by_time} by time); by agent {dict(writes.by_agent)}; "
         f"Lease writes {writes.lease_writes}, holders in turn {len(writes.holders)}",

@@ -235,3 +235,55 @@ def test_an_edited_candidate_may_start_over_but_nothing_else_explains_a_drop() -
         record([{"v1": 50, "v2": 50}, {"v1": 100}], v2_available_from=5, models=same)
     )
     assert len(found.backwards) == 1
+
+
+def test_an_edit_of_the_steps_explains_a_canary_moving_to_its_new_step_weight() -> None:
+    """A person changes stepWeights mid-rollout: the canary goes on at its step's new
+    weight, which may be lower. Without the edit the same drop is backwards."""
+
+    def with_steps(steps: list[int], generation: int) -> dict[str, Any]:
+        found = model("v2", generation=generation, observed=generation)
+        found["spec"]["rollout"]["stepWeights"] = steps
+        return found
+
+    edited = [(3, with_steps([50, 100], 1)), (105, with_steps([20, 100], 2))]
+    found = check_routes(
+        record([{"v1": 50, "v2": 50}, {"v1": 80, "v2": 20}], v2_available_from=5, models=edited)
+    )
+    assert found.backwards == []
+    assert found.explained_drops == [
+        "m at rv 110: {'v1': 80, 'v2': 20}: target v2 50 -> 20 (stepWeights [50, 100] -> [20, 100])"
+    ]
+    unedited = [(3, with_steps([50, 100], 1)), (105, with_steps([50, 100], 1))]
+    found = check_routes(
+        record([{"v1": 50, "v2": 50}, {"v1": 80, "v2": 20}], v2_available_from=5, models=unedited)
+    )
+    assert len(found.backwards) == 1
+
+
+def test_a_route_written_after_its_model_was_deleted_is_told_apart() -> None:
+    """A reconcile in flight when its model is deleted may still write the route: it
+    names a gone owner (the garbage collector removes it), so it is not judged as the
+    model's traffic; the same write while the model lives is."""
+
+    def owned(weights: dict[str, int], uid: str) -> dict[str, Any]:
+        found = route(weights)
+        found["metadata"]["ownerReferences"] = [{"kind": "ManagedModel", "name": "m", "uid": uid}]
+        return found
+
+    alive = model("v1")
+    alive["metadata"]["uid"] = "u1"
+    gone: dict[tuple[str, str], list[tuple[int, Any]]] = {
+        ("InferenceService", "m-v1"): [(95, None)],
+    }
+    versions = record([], models=[(3, alive), (90, None)], extra=gone).versions
+    versions[("HTTPRoute", "m")] = [(100, owned({"v1": 100}, "u1"))]
+    found = check_routes(Record("ns", versions, []))
+    assert found.unready_weight == []
+    assert found.after_delete == ["m at rv 100: {'v1': 100}; ?"]
+    versions[("ManagedModel", "m")] = [(3, alive)]  # the model lives: a real fault
+    found = check_routes(Record("ns", versions, []))
+    assert found.after_delete == []
+    assert [u.split(";")[0] for u in found.unready_weight] == [
+        "m at rv 100: {'v1': 100}: v1 no InferenceService"
+    ]

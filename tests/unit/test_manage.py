@@ -250,6 +250,30 @@ def test_a_converged_model_costs_no_write() -> None:
     assert world.writes_of(lambda: world.reconcile(after=3600)) == []
 
 
+def test_a_model_deleted_mid_reconcile_gets_no_child_written_after() -> None:
+    """The loop learns of the deletion from the watch while a reconcile runs in a
+    thread: what that reconcile had not written yet stays unwritten (no route created
+    for a model the user already deleted)."""
+    world = World()
+    world.reconcile()
+    world.controllers.serve("v1")
+    before = len(world.cluster.writes)
+
+    def alive() -> bool:  # the deletion is seen right after the status write
+        return not any(w.verb == "status" for w in world.cluster.writes[before:])
+
+    writes = world.writes_of(
+        lambda: manage(world.cluster, NS, NAME, world.runtimes, world.settings,
+                       now=world.now, alive=alive)
+    )  # fmt: skip
+    assert writes[0].verb == "status"
+    assert applied(writes) == []
+    assert world.route() == {}
+    # The same reconcile with the model alive creates the route.
+    world.reconcile()
+    assert world.route() == {"v1": 100}
+
+
 def test_a_version_removed_from_the_spec_is_pruned() -> None:
     world = stable_on_v1()
     world.edit(lambda m: m["spec"]["versions"].pop())  # v3: never carried traffic
@@ -561,8 +585,17 @@ def test_a_version_is_stopped_only_once_the_gateway_accepted_a_route_without_it(
     assert not any(v["stopped"] for v in world.status()["versions"] if v["name"] == "v1")
     assert applied(world.writes_of(world.reconcile)) == []  # not accepted yet: still waits
     world.controllers.accept_route()
-    second = applied(world.writes_of(world.reconcile))
-    assert ("InferenceService", "iris-v1") in second
+    # Accepted is not yet switched: the gateway's data plane follows its status, so the
+    # pods stay the drain delay longer, counted from the first sight of it.
+    outcome = world.reconcile()
+    assert world.writes_of(world.reconcile) == []  # nothing, the ScaledDown Event neither
+    assert outcome.requeue_after == world.settings.drain_delay == 5.0
+    v1 = next(v for v in world.status()["versions"] if v["name"] == "v1")
+    assert not v1["stopped"] and v1["unroutedAt"] == stamp(world.now)
+    assert applied(world.writes_of(lambda: world.reconcile(after=4))) == []
+    second = world.writes_of(lambda: world.reconcile(after=1))
+    assert ("InferenceService", "iris-v1") in applied(second)
+    assert reasons(second).count("ScaledDown") == 1  # told once, when it happens
     stopped = world.cluster.object(INFERENCE_SERVICE, "iris-v1", NS)
     assert stopped is not None
     assert stopped["metadata"]["annotations"]["serving.kserve.io/stop"] == "true"

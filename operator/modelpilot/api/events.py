@@ -13,3 +13,4 @@ class Event:
     type: EventType
     reason: str
     message: str
+    stops: str | None = None  # the version whose stop it announces (posted when it happens)

@@ -47,6 +47,12 @@ class VersionStatus(StatusModel):
     stopped: bool = Field(default=False, description="Stopped to free its resources.")
     url: str = Field(default="", description="The InferenceService's own address.")
     message: str = Field(default="", description="Why the version is not ready, if known.")
+    unrouted_at: str | None = Field(
+        default=None,
+        description="When the gateway first accepted a route sending this version nothing "
+        "while it was due to stop: it keeps its pods the operator's --drain-delay "
+        "longer (RFC 3339).",
+    )
 
 
 class LastCommand(StatusModel):

@@ -51,6 +51,15 @@ def add_commands(commands: Any) -> None:
         "(default: generic, core features only)",
     )
     run.add_argument(
+        "--drain-delay",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="how long a version due to stop keeps its pods after the gateway accepted a "
+        "route sending it nothing: a gateway's data plane switches after it reports the "
+        "route accepted (default 5; raise it for load balancers that deregister slowly)",
+    )
+    run.add_argument(
         "--mirror-settle",
         type=float,
         default=3.0,
@@ -168,6 +177,7 @@ def run_operator_command(args: argparse.Namespace) -> int:
         legacy_raw_deployment=args.kserve_legacy_raw_deployment,
         gateway_flavor=args.gateway_flavor,
         mirror_settle=args.mirror_settle,
+        drain_delay=args.drain_delay,
         prometheus_url=args.prometheus_url,
         webhook_allow=tuple(args.webhook_allow or DEFAULT_WEBHOOK_ALLOW),
         prometheus_auth=Path(args.prometheus_auth_dir) if args.prometheus_auth_dir else None,

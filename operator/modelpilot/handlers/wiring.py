@@ -289,6 +289,7 @@ async def model_loop(
                     state.serving_runtimes,
                     state.settings,
                     checks=state.checks,
+                    alive=lambda: not stopped.is_set(),
                 )
             except NotLeading:
                 log.info("%s/%s: this replica stopped leading mid-reconcile", namespace, name)

@@ -640,12 +640,11 @@ def _scale_down(w: Working) -> None:
             pass
         elif left <= 0:
             w.stopped.add(previous)
-            w.event(
-                "Normal",
-                "ScaledDown",
+            message = (
                 f"{previous} stopped after its {w.spec.rollout.scale_down_delay} rollback "
-                "window: its pods and GPUs are freed",
+                "window: its pods and GPUs are freed"
             )
+            w.events.append(Event("Normal", "ScaledDown", message, stops=previous))
         else:
             w.wake.append(left)
     if w.phase in HALTED and w.shared and w.canary:
