@@ -5,6 +5,8 @@ scientist would (the operator never imports mlflow: it speaks the REST API)."""
 
 from __future__ import annotations
 
+import base64
+import os
 import shutil
 import sys
 import tempfile
@@ -22,6 +24,16 @@ class MlflowServer:
         self.root = Path(tempfile.mkdtemp(prefix="modelpilot-mlflow-"))
         self.process: Process | None = None
         self.start_seconds = 0.0
+        # Webhooks to loopback (the operator's receiver), listed afresh at every event,
+        # and one key for the secrets MLflow stores encrypted, kept across restarts.
+        self.env = {
+            **os.environ,
+            "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
+            "MLFLOW_WEBHOOK_CACHE_TTL": "1",
+            "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": base64.urlsafe_b64encode(
+                os.urandom(32)
+            ).decode(),
+        }
 
     @property
     def url(self) -> str:
@@ -39,7 +51,7 @@ class MlflowServer:
             # URIs, which KServe cannot download; the operator must refuse those.
             "--artifacts-destination", str(self.root / "artifacts"),
         ]  # fmt: skip
-        self.process = Process("mlflow", argv, self.log_dir)
+        self.process = Process("mlflow", argv, self.log_dir, env=self.env)
         started = time.monotonic()
         self.process.start()
         wait_for(
@@ -84,6 +96,16 @@ class MlflowServer:
 
     def delete_alias(self, model: str, alias: str) -> None:
         self._client().delete_registered_model_alias(model, alias)
+
+    def add_alias_webhook(self, name: str, url: str, secret: str) -> str:
+        """MLflow calls url, signed with secret, whenever an alias is set; its id."""
+        hook = self._client().create_webhook(
+            name, url, events=["model_version_alias.created"], secret=secret
+        )
+        return str(hook.webhook_id)
+
+    def delete_webhook(self, webhook_id: str) -> None:
+        self._client().delete_webhook(webhook_id)
 
     def log_sklearn(self, model: str) -> int:
         """Trains a tiny classifier, logs it to the server's artifact store and registers

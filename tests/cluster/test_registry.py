@@ -6,16 +6,23 @@ versions are registered at s3:// locations, which the stand-in never reads)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from modelpilot.api.kinds import HTTP_ROUTE, INFERENCE_SERVICE, MANAGED_MODEL
+from modelpilot.handlers.registry_webhook import PATH
 from modelpilot.handlers.runner import OperatorThread
 from modelpilot.k8s.client import Kube
 from modelpilot.k8s.observe import route_weights
+from modelpilot_dev.gateway import TRAEFIK_SETTINGS
+from modelpilot_dev.procs import free_port
+from modelpilot_dev.standins import StandIns
 from tests.cluster.helpers import condition, eventually, sample, wait_model
 
 pytestmark = pytest.mark.cluster
@@ -154,3 +161,54 @@ def test_admission_refuses_both_versions_and_registry(kube: Kube, namespace: str
     document["spec"]["rollout"]["target"] = "v1"
     with pytest.raises(ApiError, match="the alias names the target"):
         kube.apply(document, manager=USER)
+
+
+def test_a_signed_webhook_starts_the_canary_long_before_the_poll_and_a_forged_one_is_refused(
+    kube: Kube,
+    namespace: str,
+    standins: StandIns,
+    mlflow: Any,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """MLflow itself calls the operator's receiver (its webhook, signed with the shared
+    secret) when the alias moves; the model polls at once though its pollInterval is an
+    hour. A webhook signed with another secret is refused and changes nothing."""
+    secret = tmp_path / "secret"
+    secret.write_text("shared-secret\n")
+    port = free_port()
+    settings = replace(TRAEFIK_SETTINGS, registry_webhook_port=port, registry_webhook_secret=secret)
+    model = f"hooked-{namespace}"
+    first = mlflow.register(model, "s3://models/iris/1")
+    second = mlflow.register(model, "s3://models/iris/2")
+    third = mlflow.register(model, "s3://models/iris/3")
+    mlflow.set_alias(model, "champion", first)
+    document = registry_model(namespace, mlflow.url, model)
+    document["spec"]["registry"]["pollInterval"] = "1h"
+    url = f"http://127.0.0.1:{port}{PATH}"
+    caplog.set_level(logging.INFO, logger="modelpilot.handlers.registry_webhook")
+    with OperatorThread(kube, settings, namespaces=[namespace]):
+        kube.apply(document, manager=USER)
+        wait_model(
+            kube, namespace, lambda s: s.get("stableVersion") == "v1", "v1 stable from the alias"
+        )
+        good = mlflow.add_alias_webhook(f"modelpilot-{namespace}", url, "shared-secret")
+        moved = time.monotonic()
+        mlflow.set_alias(model, "champion", second)
+        eventually(lambda: weights(kube, namespace).get("v2", 0) > 0, what="v2 weighted")
+        print(f"\nwebhook: alias move -> first weight {time.monotonic() - moved:.2f} s (poll: 1h)")
+        wait_model(kube, namespace, lambda s: s.get("stableVersion") == "v2", "v2 promoted")
+
+        mlflow.delete_webhook(good)
+        mlflow.add_alias_webhook(f"forged-{namespace}", url, "not-the-secret")
+        polled = status(kube, namespace)["registry"]["lastPoll"]
+        mlflow.set_alias(model, "champion", third)
+        eventually(
+            lambda: any("refused: bad signature" in r.getMessage() for r in caplog.records),
+            what="the forged call refused",
+        )
+        time.sleep(2)
+        after = status(kube, namespace)
+        assert after["registry"]["lastPoll"] == polled
+        assert after["registry"]["aliasVersion"] == second
+        assert weights(kube, namespace) == {"v2": 100}

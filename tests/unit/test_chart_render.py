@@ -275,3 +275,34 @@ def test_a_users_affinity_replaces_the_default(helm: str) -> None:
     }
     rendered = render(helm, "--set-json", f"affinity={json.dumps(affinity)}")
     assert deployment(rendered)["spec"]["template"]["spec"]["affinity"] == affinity
+
+
+def test_a_registry_webhook_secret_serves_the_receiver_behind_its_own_service(helm: str) -> None:
+    assert ("Service", RELEASE_NAMESPACE, "modelpilot-registry-webhook") not in render(helm)
+    rendered = render(helm, "--set", "registryWebhook.secretName=mlflow-webhook")
+    pod = deployment(rendered)["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert "--registry-webhook-port=8082" in container["args"]
+    secret_file = "--registry-webhook-secret-file=/etc/modelpilot/registry-webhook/secret"
+    assert secret_file in container["args"]
+    assert {"name": "registry-hook", "containerPort": 8082, "protocol": "TCP"} in container["ports"]
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "registry-webhook")
+    assert mount["mountPath"] == "/etc/modelpilot/registry-webhook" and mount["readOnly"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "registry-webhook")
+    assert volume["secret"] == {
+        "secretName": "mlflow-webhook",
+        "items": [{"key": "secret", "path": "secret"}],
+    }
+    service = rendered[("Service", RELEASE_NAMESPACE, "modelpilot-registry-webhook")]
+    assert service["spec"]["ports"] == [
+        {"name": "http", "port": 80, "targetPort": "registry-hook", "protocol": "TCP"}
+    ]
+    # Mounted, never read through the API: no Role or rule names Secrets.
+    assert not any(
+        "secrets" in rule.get("resources", [])
+        for key, obj in rendered.items()
+        if key[0] in ("Role", "ClusterRole")
+        for rule in obj["rules"]
+    )
+    said = refusal(helm, "--set", "registryWebhook.secretName=Bad_Name")
+    assert "at '/registryWebhook/secretName'" in said

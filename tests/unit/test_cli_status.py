@@ -143,3 +143,26 @@ def test_render_status_of_a_shadow_names_the_copy_then_its_canary_steps() -> Non
     status.update({"shadowPassedAt": "2026-12-01T10:00:00Z", "canaryWeight": 20})  # type: ignore[attr-defined]
     text = render_status(model, [])
     assert "  strategy: Shadow\n" in text and "20% (step 1/2, Progressing)" in text
+
+
+def test_render_status_of_a_registry_model_names_the_alias_and_a_disagreement() -> None:
+    said = "the registry's alias names v2 but v1 serves (Aborted): held until the alias moves"
+    model = {
+        "metadata": {"name": "iris", "namespace": "ml"},
+        "spec": {"registry": {"mlflow": {"model": "iris"}}, "rollout": {}},
+        "status": {
+            "phase": "Aborted",
+            "stableVersion": "v1",
+            "registry": {
+                "source": "http://mlflow:5000 iris@champion",
+                "aliasVersion": 2,
+                "lastPoll": "2026-12-01T10:00:00Z",
+                "disagreement": said,
+            },
+        },
+    }
+    text = render_status(model, [])
+    assert (
+        "  registry: http://mlflow:5000 iris@champion -> v2 (last poll 2026-12-01T10:00:00Z)\n"
+        f"    {said}\n"
+    ) in text

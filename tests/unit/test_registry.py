@@ -85,7 +85,7 @@ class RegistryWorld(World):
         self.registry = MemoryRegistry()
         self.registry.uris = {n: f"s3://models/iris/{n}" for n in range(1, 5)}
 
-    def reconcile(self, *, after: float = 0.0) -> Any:
+    def reconcile(self, *, after: float = 0.0, woken: bool = False) -> Any:
         from modelpilot.handlers.manage import manage
 
         self.now += dt.timedelta(seconds=after)
@@ -98,6 +98,7 @@ class RegistryWorld(World):
             now=self.now,
             checks=self.checks,
             registries=lambda uri: self.registry,
+            registry_woken=woken,
         )
 
 
@@ -128,6 +129,17 @@ def test_polls_wait_for_the_interval_and_say_when(champion_1: RegistryWorld) -> 
     assert champion_1.registry.calls == calls + 1
 
 
+def test_a_webhook_wake_polls_at_once_and_the_poll_decides(champion_1: RegistryWorld) -> None:
+    calls = champion_1.registry.calls
+    champion_1.registry.aliases["champion"] = 2
+    champion_1.reconcile(after=1, woken=True)
+    assert champion_1.registry.calls == calls + 1
+    assert champion_1.status()["registry"]["aliasVersion"] == 2
+    # A wake whose alias did not move (a replay, another MLflow) changes nothing.
+    champion_1.reconcile(after=1, woken=True)
+    assert champion_1.status()["registry"]["aliasVersion"] == 2
+
+
 def test_an_alias_move_is_a_canary_from_the_version_served(champion_1: RegistryWorld) -> None:
     champion_1.registry.aliases["champion"] = 2
     champion_1.reconcile(after=31)
@@ -136,6 +148,30 @@ def test_an_alias_move_is_a_canary_from_the_version_served(champion_1: RegistryW
     assert (status["stableVersion"], status.get("canaryVersion")) == ("v1", "v2")
     assert status["phase"] in ("Progressing", "WaitingPromotion")
     assert champion_1.route()["v1"] > 0 and champion_1.route()["v2"] > 0
+
+
+def test_an_abort_holds_until_the_alias_moves_and_status_says_they_disagree(
+    champion_1: RegistryWorld,
+) -> None:
+    champion_1.registry.aliases["champion"] = 2
+    champion_1.reconcile(after=31)
+    champion_1.converge()
+    champion_1.annotate("modelpilot.io/abort", "v2")
+    champion_1.converge()
+    status = champion_1.status()
+    assert status["phase"] == "Aborted" and champion_1.route() == {"v1": 100}
+    said = status["registry"]["disagreement"]
+    assert "alias names v2 but v1 serves (Aborted)" in said and "move it to 1" in said
+    # Polls that find the alias where it was keep the hold.
+    champion_1.reconcile(after=31)
+    assert champion_1.status()["phase"] == "Aborted" and champion_1.route() == {"v1": 100}
+    # The data scientist moves the alias back: registry and serving agree again.
+    champion_1.registry.aliases["champion"] = 1
+    champion_1.reconcile(after=31)
+    champion_1.converge()
+    status = champion_1.status()
+    assert status["phase"] == "Stable" and status["stableVersion"] == "v1"
+    assert status["registry"].get("disagreement") is None
 
 
 def test_the_registry_away_holds_traffic_and_says_why(champion_1: RegistryWorld) -> None:

@@ -142,6 +142,11 @@ class RegistryStatus(StatusModel):
         default=None,
         description="Why the last poll failed; everything is held as it was meanwhile.",
     )
+    disagreement: str | None = Field(
+        default=None,
+        description="Set while the version serving is not the alias's: a rollback or an "
+        "abort holds until the alias moves.",
+    )
 
 
 class ManagedModelStatus(StatusModel):

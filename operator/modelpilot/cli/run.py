@@ -89,6 +89,20 @@ def add_commands(commands: Any) -> None:
         "mounts registryAuth.secretName here",
     )
     run.add_argument(
+        "--registry-webhook-port",
+        type=int,
+        metavar="PORT",
+        help="serve POST /registry/mlflow here for MLflow's model_version_alias webhooks, "
+        "signed with the key in --registry-webhook-secret-file: a signed call makes the "
+        "models following that alias poll now (polling stays the truth); off by default",
+    )
+    run.add_argument(
+        "--registry-webhook-secret-file",
+        metavar="FILE",
+        help="the webhook's HMAC secret (as given to MLflow's create_webhook), read at every "
+        "call; the chart mounts registryWebhook.secretName here",
+    )
+    run.add_argument(
         "--webhook-allow",
         action="append",
         metavar="HOST_PATTERN",
@@ -160,6 +174,11 @@ def run_operator_command(args: argparse.Namespace) -> int:
     identity = (
         args.identity or os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
     )
+    if (args.registry_webhook_port is None) != (args.registry_webhook_secret_file is None):
+        raise SystemExit(
+            "modelpilot run: --registry-webhook-port and --registry-webhook-secret-file go "
+            "together: an unsigned webhook is never accepted"
+        )
     election = None
     if args.leader_elect:
         try:
@@ -182,6 +201,10 @@ def run_operator_command(args: argparse.Namespace) -> int:
         webhook_allow=tuple(args.webhook_allow or DEFAULT_WEBHOOK_ALLOW),
         prometheus_auth=Path(args.prometheus_auth_dir) if args.prometheus_auth_dir else None,
         registry_auth=Path(args.registry_auth_dir) if args.registry_auth_dir else None,
+        registry_webhook_port=args.registry_webhook_port,
+        registry_webhook_secret=(
+            Path(args.registry_webhook_secret_file) if args.registry_webhook_secret_file else None
+        ),
     )
     asyncio.run(
         run_operator(

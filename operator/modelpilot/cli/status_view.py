@@ -79,6 +79,21 @@ def render_analysis(analysis: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def render_registry(registry: dict[str, Any] | None) -> list[str]:
+    """Where the alias pointed at the last poll, and why serving differs, if it does."""
+    if not registry:
+        return []
+    alias = registry.get("aliasVersion")
+    lines = [
+        f"  registry: {registry.get('source') or '-'} -> "
+        f"{f'v{alias}' if alias is not None else '?'} (last poll {registry.get('lastPoll') or '-'})"
+    ]
+    for key in ("error", "disagreement"):
+        if registry.get(key):
+            lines.append(f"    {registry[key]}")
+    return lines
+
+
 def render_status(model: dict[str, Any], events: list[dict[str, Any]]) -> str:
     meta, spec = model["metadata"], model.get("spec") or {}
     status = model.get("status") or {}
@@ -115,6 +130,7 @@ def render_status(model: dict[str, Any], events: list[dict[str, Any]]) -> str:
         )
         note = f"  {version['message']}" if version.get("message") else ""
         lines.append(f"    {version['name']:<16} {state:<10} {version.get('runtime', '')}{note}")
+    lines += render_registry(status.get("registry"))
     lines += render_analysis(status.get("analysis"))
     for cond in status.get("conditions") or []:
         message = f": {cond['message']}" if cond.get("message") else ""

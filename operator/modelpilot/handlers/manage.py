@@ -63,6 +63,7 @@ from modelpilot.rollout import Observations, Plan, VersionObservation, decide, p
 from modelpilot.rollout.commands import unknown_commands
 from modelpilot.rollout.durations import seconds_since
 from modelpilot.rollout.machine import ROLLING
+from modelpilot.rollout.registry import disagreement
 
 log = logging.getLogger(__name__)
 RESYNC_WHILE_NOT_READY = 30.0
@@ -87,6 +88,9 @@ class Settings:
     # once fail the requests still in transit (seen: 7 of 809 pinned requests, 502).
     drain_delay: float = 5.0
     registry_auth: Path | None = None  # a mounted Secret for the model registries
+    # MLflow's signed webhooks wake registry-driven models sooner (off without a port).
+    registry_webhook_port: int | None = None
+    registry_webhook_secret: Path | None = None  # the HMAC key's file
 
 
 @dataclass
@@ -118,11 +122,13 @@ def manage(
     checks: Checks | None = None,
     registries: RegistryClients | None = None,
     alive: Callable[[], bool] = lambda: True,
+    registry_woken: bool = False,
 ) -> Outcome:
     """The ManagedModel is always read fresh (its status is the rollout's memory); its
     children come from the operator's watch cache. registries: how to reach a model
     registry (default: MLflow over its REST API). alive: False once the model's
-    deletion has been seen, so a reconcile in flight stops before its next child write."""
+    deletion has been seen, so a reconcile in flight stops before its next child write.
+    registry_woken: a signed registry webhook asked for a poll now."""
     moment = now or dt.datetime.now(dt.UTC)
     body = cluster.get(MANAGED_MODEL, name, namespace)
     if body is None or body["metadata"].get("deletionTimestamp"):
@@ -137,7 +143,11 @@ def manage(
     next_poll = None
     if model.spec.registry is not None:
         resolved = resolve(
-            model, status, registries or mlflow_clients(settings.registry_auth), moment
+            model,
+            status,
+            registries or mlflow_clients(settings.registry_auth),
+            moment,
+            woken=registry_woken,
         )
         write_status(cluster, body, status, resolved.status)
         status, next_poll = resolved.status, resolved.next_poll
@@ -676,8 +686,15 @@ class Reconcile:
             generation,
             now,
         )
+        registry = plan.status.registry
+        if registry is not None:
+            said = disagreement(
+                registry.alias_version, plan.status.stable_version, plan.status.phase
+            )
+            registry = registry.model_copy(update={"disagreement": said})
         updated = plan.status.model_copy(
             update={
+                "registry": registry,
                 "observed_generation": generation,
                 "versions": versions,
                 "ready_versions": f"{ready_count}/{len(versions)}",

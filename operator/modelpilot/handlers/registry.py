@@ -62,7 +62,9 @@ def resolve(
     status: ManagedModelStatus,
     clients: RegistryClients,
     now: dt.datetime,
+    woken: bool = False,
 ) -> Resolved:
+    """woken: a signed webhook said the alias moved; poll now, whatever the interval."""
     registry = model.spec.registry
     assert registry is not None
     interval = parse_duration(registry.poll_interval)
@@ -70,7 +72,7 @@ def resolve(
     source = source_of(registry)
     if current.source != source:  # another registry, model or alias: start afresh
         current = RegistryStatus(source=source, versions=current.versions)
-    due = current.last_poll is None or seconds_since(current.last_poll, now) >= interval
+    due = woken or current.last_poll is None or seconds_since(current.last_poll, now) >= interval
     if due:
         current = _poll(registry, current, clients(registry.mlflow.tracking_uri), now)
     next_poll = max(0.0, interval - seconds_since(current.last_poll, now))

@@ -35,9 +35,11 @@ from modelpilot.api.kinds import (
     Kind,
 )
 from modelpilot.api.names import MODEL_LABEL
+from modelpilot.api.spec import MlflowSource
 from modelpilot.handlers.checks import CheckRunner
 from modelpilot.handlers.manage import Settings, manage
 from modelpilot.handlers.metrics import Metrics, serve_metrics
+from modelpilot.handlers.registry_webhook import serve_receiver
 from modelpilot.k8s.cache import ChildCache
 from modelpilot.k8s.client import Kube
 from modelpilot.k8s.cluster import KubeCluster
@@ -84,6 +86,9 @@ class OperatorState:
     identity: str | None = None  # the replica's name, in its Events and the Lease
     loops: dict[tuple[str, str], ModelLoop] = field(default_factory=dict)
     legacy_finalizers: set[tuple[str, str]] = field(default_factory=set)
+    # Registry-driven models by the (registered model, alias) they follow, for webhooks.
+    registry_sources: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+    registry_wakes: set[tuple[str, str]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.kube.fence = self.elector
@@ -103,6 +108,14 @@ class OperatorState:
     def poke(self, namespace: str | None, name: str | None) -> None:
         if namespace and name:
             self.pokes.setdefault((namespace, name), asyncio.Event()).set()
+
+    def wake_registry_followers(self, model: str, alias: str) -> int:
+        """A webhook said model@alias moved: its followers poll in their next reconcile."""
+        woken = followers(self.registry_sources, model, alias)
+        for key in woken:
+            self.registry_wakes.add(key)
+            self.poke(*key)
+        return len(woken)
 
 
 def _state(memo: Any) -> OperatorState:
@@ -132,6 +145,16 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     await state.checks.start(wake=lambda key: state.poke(*key))
     if state.metrics_port is not None:
         memo.metrics_server = await serve_metrics(state.metrics, state.metrics_port)
+    webhook = state.settings.registry_webhook_port, state.settings.registry_webhook_secret
+    if webhook[0] is not None and webhook[1] is not None:
+        elector = state.elector
+        memo.registry_webhook = await serve_receiver(
+            webhook[1],
+            state.wake_registry_followers,
+            time.time,
+            webhook[0],
+            leading=elector.may_write if elector is not None else lambda: True,
+        )
     memo.resync = asyncio.create_task(_resync_children(state), name="modelpilot-resync")
 
 
@@ -152,9 +175,9 @@ async def shut_down(memo: Any, **_: Any) -> None:
     resync = getattr(memo, "resync", None)
     if resync is not None:
         resync.cancel()
-    server = getattr(memo, "metrics_server", None)
-    if server is not None:
-        await server.cleanup()
+    for server in (getattr(memo, "metrics_server", None), getattr(memo, "registry_webhook", None)):
+        if server is not None:
+            await server.cleanup()
     await _state(memo).checks.close()
 
 
@@ -276,6 +299,8 @@ async def model_loop(
             if not await _until_leading(state, stopped):
                 break
             poke.clear()
+            woken = key in state.registry_wakes
+            state.registry_wakes.discard(key)
             started = time.monotonic()
             try:
                 if key in state.legacy_finalizers:
@@ -290,6 +315,7 @@ async def model_loop(
                     state.settings,
                     checks=state.checks,
                     alive=lambda: not stopped.is_set(),
+                    registry_woken=woken,
                 )
             except NotLeading:
                 log.info("%s/%s: this replica stopped leading mid-reconcile", namespace, name)
@@ -348,6 +374,23 @@ async def _sleep(
             waiter.cancel()
 
 
+def followers(
+    sources: dict[tuple[str, str], tuple[str, str]], model: str, alias: str
+) -> list[tuple[str, str]]:
+    """The models (namespace, name) following model@alias in a registry."""
+    return sorted(key for key, source in sources.items() if source == (model, alias))
+
+
+def registry_source(spec: Any) -> tuple[str, str] | None:
+    """(registered model, alias) a model's spec follows in MLflow, from the raw watched
+    body (it may be invalid: then it follows nothing)."""
+    mlflow = ((spec or {}).get("registry") or {}).get("mlflow") if isinstance(spec, dict) else None
+    if not isinstance(mlflow, dict) or not isinstance(mlflow.get("model"), str):
+        return None
+    alias = mlflow.get("alias", MlflowSource.model_fields["alias"].default)
+    return (mlflow["model"], alias) if isinstance(alias, str) else None
+
+
 def drop_legacy_finalizer(kube: Kube, namespace: str, name: str) -> None:
     """Operators before leader election ran the loop as a kopf daemon, and kopf put a
     finalizer on every model for it; nothing removes it now but this (or the model
@@ -379,7 +422,13 @@ async def model_changed(
     if event.get("type") == "DELETED":
         stop_loop(state, namespace, name)
         state.legacy_finalizers.discard((namespace, name))
+        state.registry_sources.pop((namespace, name), None)
         return
+    follows = registry_source((event.get("object") or {}).get("spec"))
+    if follows is None:
+        state.registry_sources.pop((namespace, name), None)
+    else:
+        state.registry_sources[(namespace, name)] = follows
     ensure_loop(state, namespace, name)
     # Only what the user changes (spec, annotations) wakes the loop, not the status
     # the loop itself just wrote.

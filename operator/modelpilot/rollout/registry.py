@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 
 from modelpilot.api.spec import ManagedModelSpec, ModelVersion
 from modelpilot.api.status import RegistryStatus, RegistryVersion
+from modelpilot.rollout.machine import HALTED
 
 
 def version_name(registry_version: int) -> str:
@@ -40,3 +41,17 @@ def registry_spec(spec: ManagedModelSpec, registry: RegistryStatus) -> ManagedMo
     versions = [ModelVersion(name=v.name, storage_uri=v.storage_uri) for v in registry.versions]
     rollout = spec.rollout.model_copy(update={"target": version_name(registry.alias_version)})
     return spec.model_copy(update={"versions": versions, "rollout": rollout})
+
+
+def disagreement(alias_version: int | None, stable: str | None, phase: str | None) -> str | None:
+    """What status says while a rollback or an abort keeps serving another version than
+    the alias names: the hold lasts until the alias moves (to either side)."""
+    if alias_version is None or stable is None or phase not in HALTED:
+        return None
+    wanted = version_name(alias_version)
+    if stable == wanted:
+        return None
+    return (
+        f"the registry's alias names {wanted} but {stable} serves ({phase}): held until "
+        f"the alias moves; move it to {stable[1:]} to agree, or to a new version to roll out"
+    )
