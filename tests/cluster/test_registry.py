@@ -120,6 +120,31 @@ def test_an_alias_move_rolls_out_and_the_registry_away_holds_traffic(
     )
 
 
+def test_the_alias_moved_back_mid_rollout_takes_the_traffic_back(
+    kube: Kube, namespace: str, operator: OperatorThread, mlflow: Any
+) -> None:
+    model = f"back-{namespace}"
+    first = mlflow.register(model, "s3://models/iris/1")
+    second = mlflow.register(model, "s3://models/iris/2")
+    mlflow.set_alias(model, "champion", first)
+    document = registry_model(namespace, mlflow.url, model)
+    document["spec"]["rollout"]["promotion"] = "manual"  # the canary waits at 50%
+    kube.apply(document, manager=USER)
+    wait_model(kube, namespace, lambda s: s.get("stableVersion") == "v1", "v1 stable")
+    mlflow.set_alias(model, "champion", second)
+    wait_model(kube, namespace, lambda s: s.get("phase") == "WaitingPromotion", "the canary at 50%")
+    assert weights(kube, namespace) == {"v1": 50, "v2": 50}
+    mlflow.set_alias(model, "champion", first)  # the data scientist changes their mind
+    wait_model(
+        kube,
+        namespace,
+        lambda s: s.get("phase") == "Stable" and s.get("weights") == {"v1": 100},
+        "back on v1",
+    )
+    assert weights(kube, namespace) == {"v1": 100}
+    assert status(kube, namespace)["registry"]["aliasVersion"] == first
+
+
 def test_a_logged_model_kserve_cannot_download_is_refused(
     kube: Kube, namespace: str, operator: OperatorThread, mlflow: Any
 ) -> None:

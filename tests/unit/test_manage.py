@@ -30,6 +30,7 @@ from modelpilot.k8s.observe import route_weights
 from modelpilot.k8s.runtime_index import RuntimeIndex
 from modelpilot.render import manifests
 from modelpilot.rollout import CheckReport, CheckRequest, stamp
+from modelpilot.rollout.slots import RolloutSlots
 from modelpilot.runtimes import default_cluster_serving_runtimes
 from modelpilot_dev.memory_cluster import Crash, MemoryCluster, Write
 
@@ -129,11 +130,12 @@ class World:
         self.checks: Checks | None = None
         self.cluster.put(copy.deepcopy(document or MODEL))
 
-    def reconcile(self, *, after: float = 0.0) -> Outcome:
+    def reconcile(self, *, after: float = 0.0, slots: RolloutSlots | None = None) -> Outcome:
         self.now += dt.timedelta(seconds=after)
         return manage(
-            self.cluster, NS, NAME, self.runtimes, self.settings, now=self.now, checks=self.checks
-        )
+            self.cluster, NS, NAME, self.runtimes, self.settings, now=self.now,
+            checks=self.checks, slots=slots,
+        )  # fmt: skip
 
     def writes_of(self, step: Callable[[], object]) -> list[Write]:
         before = len(self.cluster.writes)

@@ -179,6 +179,11 @@ class ManagedModelStatus(StatusModel):
         default=None, description="Stable replicas when a Shared rollout began."
     )
     promoted_at: str | None = Field(default=None, description="When the last promotion ended.")
+    queued_since: str | None = Field(
+        default=None,
+        description="When the model first waited for a rollout slot (the operator's "
+        "--max-concurrent-rollouts): queued models start in this order.",
+    )
     previous_stable_version: str | None = Field(
         default=None, description="The stable version before the last promotion."
     )

@@ -60,6 +60,16 @@ def add_commands(commands: Any) -> None:
         "route accepted (default 5; raise it for load balancers that deregister slowly)",
     )
     run.add_argument(
+        "--max-concurrent-rollouts",
+        type=int,
+        default=0,
+        metavar="N",
+        help="at most N rollouts in flight at once across the models this operator "
+        "manages; the others wait in line (status.queuedSince, condition Progressing "
+        "reason Queued) so a fleet-wide change cannot take every GPU at once (default 0: "
+        "no limit)",
+    )
+    run.add_argument(
         "--mirror-settle",
         type=float,
         default=3.0,
@@ -174,6 +184,8 @@ def run_operator_command(args: argparse.Namespace) -> int:
     identity = (
         args.identity or os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
     )
+    if args.max_concurrent_rollouts < 0:
+        raise SystemExit("modelpilot run: --max-concurrent-rollouts must be 0 (no limit) or more")
     if (args.registry_webhook_port is None) != (args.registry_webhook_secret_file is None):
         raise SystemExit(
             "modelpilot run: --registry-webhook-port and --registry-webhook-secret-file go "
@@ -197,6 +209,7 @@ def run_operator_command(args: argparse.Namespace) -> int:
         gateway_flavor=args.gateway_flavor,
         mirror_settle=args.mirror_settle,
         drain_delay=args.drain_delay,
+        max_concurrent_rollouts=args.max_concurrent_rollouts or None,
         prometheus_url=args.prometheus_url,
         webhook_allow=tuple(args.webhook_allow or DEFAULT_WEBHOOK_ALLOW),
         prometheus_auth=Path(args.prometheus_auth_dir) if args.prometheus_auth_dir else None,

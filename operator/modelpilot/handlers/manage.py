@@ -64,6 +64,7 @@ from modelpilot.rollout.commands import unknown_commands
 from modelpilot.rollout.durations import seconds_since
 from modelpilot.rollout.machine import ROLLING
 from modelpilot.rollout.registry import disagreement
+from modelpilot.rollout.slots import RolloutSlots, wants_to_start
 
 log = logging.getLogger(__name__)
 RESYNC_WHILE_NOT_READY = 30.0
@@ -91,6 +92,8 @@ class Settings:
     # MLflow's signed webhooks wake registry-driven models sooner (off without a port).
     registry_webhook_port: int | None = None
     registry_webhook_secret: Path | None = None  # the HMAC key's file
+    # Rollouts in flight at once across the models this operator manages; None: any.
+    max_concurrent_rollouts: int | None = None
 
 
 @dataclass
@@ -123,12 +126,14 @@ def manage(
     registries: RegistryClients | None = None,
     alive: Callable[[], bool] = lambda: True,
     registry_woken: bool = False,
+    slots: RolloutSlots | None = None,
 ) -> Outcome:
     """The ManagedModel is always read fresh (its status is the rollout's memory); its
     children come from the operator's watch cache. registries: how to reach a model
     registry (default: MLflow over its REST API). alive: False once the model's
     deletion has been seen, so a reconcile in flight stops before its next child write.
-    registry_woken: a signed registry webhook asked for a poll now."""
+    registry_woken: a signed registry webhook asked for a poll now. slots: the
+    operator's limit on rollouts in flight, shared by every model."""
     moment = now or dt.datetime.now(dt.UTC)
     body = cluster.get(MANAGED_MODEL, name, namespace)
     if body is None or body["metadata"].get("deletionTimestamp"):
@@ -158,7 +163,7 @@ def manage(
             return held
         model = resolved.model
     outcome = Reconcile(
-        cluster, body, model, status, serving_runtimes, settings, moment, checks, alive
+        cluster, body, model, status, serving_runtimes, settings, moment, checks, alive, slots
     ).run()
     if next_poll is not None:
         waits = [t for t in (outcome.requeue_after, next_poll) if t is not None]
@@ -228,9 +233,10 @@ class Reconcile:
         moment: dt.datetime,
         checks: Checks | None = None,
         alive: Callable[[], bool] = lambda: True,
+        slots: RolloutSlots | None = None,
     ) -> None:
         self.cluster, self.body, self.model, self.status = cluster, body, model, status
-        self.alive = alive
+        self.alive, self.slots = alive, slots
         self.serving_runtimes, self.settings, self.now = serving_runtimes, settings, moment
         self.checks = checks  # None: no analysis runs (a rollout that needs one waits)
         self.outcome = Outcome()
@@ -448,7 +454,25 @@ class Reconcile:
             revisions=revisions,
             route_gate=self.settings.route_gate,
             check=self.checks.latest(self.key) if self.checks else None,
+            **self._admission(),
         )
+
+    def _admission(self) -> dict[str, Any]:
+        """May this model start a rollout now (--max-concurrent-rollouts)?"""
+        slots = self.slots
+        if slots is None or slots.limit is None:
+            return {}
+        status = self.status
+        admitted = slots.admit(
+            self.key,
+            rolling=status.phase in ROLLING,
+            wants=wants_to_start(self.model.spec, status),
+            since=status.queued_since or stamp(self.now),
+        )
+        return {
+            "may_start": admitted.may_start,
+            "queue": (admitted.in_flight, slots.limit),
+        }
 
     def _changes(self, objects: list[dict[str, Any]], seen: Snapshot) -> Writes:
         """The children that need an apply; a name someone else holds is not taken."""
@@ -664,16 +688,17 @@ class Reconcile:
             conditions,
             "Progressing",
             rolling,
-            (plan.reason if plan.status.phase == "Paused" else None)
+            (plan.reason if plan.status.phase == "Paused" or plan.reason == "Queued" else None)
             or plan.status.phase
             or "Pending",
-            plan.message if rolling else "",
+            plan.message if rolling or plan.reason == "Queued" else "",
             generation,
             now,
         )
         degraded = conflict
         if degraded is None and plan.status.phase == "Failed":
-            degraded = (plan.reason or "RolloutFailed", plan.message)
+            failed = plan.reason if plan.reason != "Queued" else None
+            degraded = (failed or "RolloutFailed", plan.message)
         late = plan.reason == "ProgressDeadlineExceeded"
         if degraded is None and late:
             degraded = ("ProgressDeadlineExceeded", plan.message)

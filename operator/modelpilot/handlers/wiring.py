@@ -36,6 +36,7 @@ from modelpilot.api.kinds import (
 )
 from modelpilot.api.names import MODEL_LABEL
 from modelpilot.api.spec import MlflowSource
+from modelpilot.api.status import ManagedModelStatus
 from modelpilot.handlers.checks import CheckRunner
 from modelpilot.handlers.manage import Settings, manage
 from modelpilot.handlers.metrics import Metrics, serve_metrics
@@ -45,6 +46,7 @@ from modelpilot.k8s.client import Kube
 from modelpilot.k8s.cluster import KubeCluster
 from modelpilot.k8s.leader import LeaderElector, NotLeading
 from modelpilot.k8s.runtime_index import RuntimeIndex
+from modelpilot.rollout.slots import RolloutSlots
 
 log = logging.getLogger(__name__)
 # kopf's own annotations. Not "modelpilot.io": kopf ignores annotations under its own
@@ -89,8 +91,11 @@ class OperatorState:
     # Registry-driven models by the (registered model, alias) they follow, for webhooks.
     registry_sources: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
     registry_wakes: set[tuple[str, str]] = field(default_factory=set)
+    slots: RolloutSlots = field(init=False)
+    recount: asyncio.Future[None] | None = None  # slots recounted after taking the lead
 
     def __post_init__(self) -> None:
+        self.slots = RolloutSlots(self.settings.max_concurrent_rollouts)
         self.kube.fence = self.elector
         self.cluster = KubeCluster(self.kube, self.children, self.identity)
         self.metrics.leader_identity = self.identity
@@ -139,9 +144,15 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     settings.watching.label_selectors[DEPLOYMENT.group, DEPLOYMENT.plural] = MODEL_LABEL
     state = _state(memo)
     if state.elector is not None:
-        memo.election = asyncio.create_task(state.elector.run(), name="modelpilot-election")
+        memo.election = asyncio.create_task(
+            state.elector.run(on_change=lambda leading: _on_leading(state, leading)),
+            name="modelpilot-election",
+        )
     listed, complete = await asyncio.to_thread(_list_runtimes, state.kube, state.namespaces)
     state.serving_runtimes.replace_all(listed, complete=complete)
+    if state.slots.limit is not None and state.elector is None:
+        # Before any loop runs: rollouts in flight keep their slots, the queue its order.
+        await asyncio.to_thread(_seed_slots, state)
     await state.checks.start(wake=lambda key: state.poke(*key))
     if state.metrics_port is not None:
         memo.metrics_server = await serve_metrics(state.metrics, state.metrics_port)
@@ -316,6 +327,7 @@ async def model_loop(
                     checks=state.checks,
                     alive=lambda: not stopped.is_set(),
                     registry_woken=woken,
+                    slots=state.slots,
                 )
             except NotLeading:
                 log.info("%s/%s: this replica stopped leading mid-reconcile", namespace, name)
@@ -329,6 +341,9 @@ async def model_loop(
                 backoff = min(backoff * 2, MAX_BACKOFF)
             else:
                 state.metrics.observe(time.monotonic() - started, outcome.writes, error=False)
+                if outcome.phase is not None:
+                    for waiting in state.slots.settle(key, outcome.phase):
+                        state.poke(*waiting)  # a slot came free: the line moves
                 state.metrics.set_phase(namespace, name, outcome.phase, outcome.canary_weight)
                 state.metrics.set_analysis(
                     namespace, name, outcome.analysis_result, outcome.failed_checks
@@ -343,6 +358,8 @@ async def model_loop(
             state.metrics.set_phase(namespace, name, None)
             state.metrics.set_analysis(namespace, name, None)
             state.checks.forget(key)
+            for waiting in state.slots.forget(key):
+                state.poke(*waiting)
 
 
 async def _until_leading(state: OperatorState, stopped: asyncio.Event) -> bool:
@@ -372,6 +389,43 @@ async def _sleep(
     finally:
         for waiter in waiters:
             waiter.cancel()
+
+
+def _seed_slots(state: OperatorState) -> list[tuple[str, str]]:
+    """Counts every model's rollout in flight (and its place in line) from a fresh list;
+    returns the waiting models to wake."""
+    statuses = {}
+    for namespace in state.namespaces or (None,):
+        for body in state.kube.list(MANAGED_MODEL, namespace):
+            meta = body["metadata"]
+            try:
+                status = ManagedModelStatus.model_validate(body.get("status") or {})
+            except ValueError:
+                continue  # an unreadable status holds no slot; its reconcile says why
+            statuses[(meta["namespace"], meta["name"])] = status
+    return state.slots.reseed(statuses)
+
+
+async def _recount_slots(state: OperatorState) -> None:
+    """On becoming leader: another replica may have started rollouts meanwhile."""
+    while True:
+        try:
+            waiting = await asyncio.to_thread(_seed_slots, state)
+        except Exception:
+            log.exception("cannot list models to count rollouts in flight; retrying")
+            await asyncio.sleep(2)
+            continue
+        for key in waiting:
+            state.poke(*key)
+        return
+
+
+def _on_leading(state: OperatorState, leading: bool) -> None:
+    if state.slots.limit is None:
+        return
+    state.slots.unseed()
+    if leading:
+        state.recount = asyncio.ensure_future(_recount_slots(state))
 
 
 def followers(

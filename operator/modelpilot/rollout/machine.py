@@ -59,6 +59,8 @@ class Working:
     stopped: set[str]
     analysis: AnalysisStatus | None = None
     shadow_passed: str | None = None  # Shadow then Canary: the canary steps have begun
+    queued_since: str | None = None  # waiting for a rollout slot since
+    queued: bool = False  # waits for one in this decision
     events: list[Event] = field(default_factory=list)
     message: str = ""
     wake: list[float] = field(default_factory=list)
@@ -138,6 +140,7 @@ def decide(
         stopped={v.name for v in status.versions if v.stopped},
         analysis=status.analysis,
         shadow_passed=status.shadow_passed_at,
+        queued_since=status.queued_since,
     )
     if w.stable is None:
         _bootstrap(w)
@@ -178,6 +181,7 @@ def _bootstrap(w: Working) -> None:
 
 
 def _start(w: Working, candidate: str) -> None:
+    w.queued_since = None
     w.phase, w.canary, w.weight, w.step = "Progressing", candidate, 0, 0
     w.rollout_started = w.step_started = stamp(w.now)
     w.revision = w.obs.revisions.get(candidate)
@@ -199,11 +203,26 @@ def _start(w: Working, candidate: str) -> None:
     )
 
 
+def _queued(w: Working, target: str) -> bool:
+    """Whether the rollout to target must wait for a slot (--max-concurrent-rollouts):
+    the model stays as it is, in line from the first time it waited."""
+    if w.obs.may_start:
+        return False
+    w.queued, w.queued_since = True, w.queued_since or stamp(w.now)
+    in_flight, limit = w.obs.queue or (0, 0)
+    w.message = (
+        f"the rollout to {target} waits for a slot: {in_flight} of {limit} rollouts in "
+        f"flight (the operator's --max-concurrent-rollouts); queued since {w.queued_since}, "
+        "earlier ones start first"
+    )
+    return True
+
+
 def _follow_target(w: Working) -> None:
     """The spec says where to go: a changed target starts, restarts or ends a rollout."""
     target = w.spec.target
     if w.phase == "Stable":
-        if target != w.stable:
+        if target != w.stable and not _queued(w, target):
             _start(w, target)
         return
     if w.phase in ROLLING and target != w.canary:
@@ -224,7 +243,7 @@ def _follow_target(w: Working) -> None:
     if w.phase in HALTED:
         if target == w.stable:
             _settle(w)
-        elif target != w.canary:
+        elif target != w.canary and not _queued(w, target):
             _start(w, target)
         return
     if (
@@ -258,7 +277,8 @@ def _fail(w: Working, reason: str, message: str) -> None:
 
 def _advance(w: Working) -> None:
     if w.phase == "Stable":
-        w.message = f"{w.stable} serves all traffic"
+        if not w.queued:
+            w.message = f"{w.stable} serves all traffic"
     elif w.phase in HALTED:
         w.message = w.message or (
             f"{w.phase.lower()} rollout of {w.canary}; all traffic on {w.stable}. Retry with "
@@ -834,6 +854,7 @@ def _plan(w: Working, status: ManagedModelStatus) -> Plan:
             "mirrored_version": mirrored,
             "mirror_percent": w.spec.rollout.mirror_percent if mirrored else None,
             "shadow_passed_at": w.shadow_passed if w.phase in ROLLING else None,
+            "queued_since": w.queued_since if w.queued else None,
         }
     )
     wake = [s for s in w.wake if s is not None]
@@ -856,6 +877,8 @@ def _plan(w: Working, status: ManagedModelStatus) -> Plan:
 
 def _standing_reason(w: Working) -> str | None:
     """Why a halted or paused rollout stays so, read back from status."""
+    if w.queued:
+        return "Queued"
     analysis, rollout = w.analysis, w.spec.rollout
     deadline = parse_duration(rollout.progress_deadline)
     if w.phase == "Pending" and w.seconds_since(w.rollout_started) >= deadline:

@@ -56,6 +56,10 @@ class Observations:
     revisions: Mapping[str, str] = field(default_factory=dict)  # version -> spec hash
     route_gate: bool = True
     check: CheckReport | None = None  # the latest finished check for this model
+    # --max-concurrent-rollouts: whether this model may start a rollout now, else the
+    # rollouts in flight and the limit (for the message).
+    may_start: bool = True
+    queue: tuple[int, int] | None = None  # (in flight, limit)
 
     def ready(self, version: str | None) -> bool:
         return version is not None and self.versions.get(version, VersionObservation()).ready
