@@ -16,6 +16,7 @@ import datetime as dt
 import json
 import os
 import platform
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,14 @@ from bench.harness import World
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PROFILES: dict[str, dict[str, Any]] = {
-    "quick": {"convergence": [50], "idle": 60, "reaction": 50, "scale": None},
-    "full": {"convergence": [50, 200], "idle": 300, "reaction": 50, "scale": 1000},
+    "quick": {"convergence": [50], "repeats": 3, "idle": 60, "reaction": 50, "scale": None},
+    "full": {
+        "convergence": [50, 200],
+        "repeats": 3,
+        "idle": 300,
+        "reaction": 50,
+        "scale": 1000,
+    },
 }
 
 
@@ -56,8 +63,10 @@ def run(profile: str, py_spy: Path | None = None) -> dict[str, Any]:
         spy = profiling.PySpy(operator.pid, py_spy) if py_spy else None
         result["convergence"] = []
         for n in plan["convergence"]:
-            print(f"convergence, N = {n} ...", flush=True)
-            result["convergence"].append(scenarios.convergence(world, n))
+            for repeat in range(plan["repeats"]):
+                print(f"convergence, N = {n}, run {repeat + 1} ...", flush=True)
+                result["convergence"].append(scenarios.convergence(world, n, repeat))
+        result["convergence_summary"] = summarize(result["convergence"])
         print(f"idle, {plan['idle']} s ...", flush=True)
         at_rest = len(world.models())
         result["idle"] = scenarios.idle(world, at_rest, plan["idle"])
@@ -69,6 +78,30 @@ def run(profile: str, py_spy: Path | None = None) -> dict[str, Any]:
         if spy is not None:
             spy.stop()
     return result
+
+
+def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per N: the median of each figure over the repeats, and its spread (min, max):
+    the machine is noisy, one run says little."""
+    figures = ("operator_s", "ideal_s", "ideal_ratio", "floor_s", "ratio", "operator_cpu_s")
+    summary = []
+    for n in sorted({r["n"] for r in runs}):
+        these = [r for r in runs if r["n"] == n]
+        entry: dict[str, Any] = {"n": n, "runs": len(these)}
+        for figure in figures:
+            values = [r[figure] for r in these if figure in r]
+            if values:
+                entry[figure] = round(statistics.median(values), 2)
+                entry[f"{figure}_spread"] = [min(values), max(values)]
+        summary.append(entry)
+    return summary
+
+
+def _spread(summary: dict[str, Any], figure: str) -> str:
+    if figure not in summary:
+        return "-"
+    low, high = summary[f"{figure}_spread"]
+    return f"{summary[figure]} [{low}, {high}]"
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -84,17 +117,36 @@ def markdown(result: dict[str, Any]) -> str:
         "(a model's HTTPRoute only once a version is Ready, so this includes the KServe "
         "stand-in's work); applied s until every InferenceService and HPA exists and every "
         "status is written (the operator's part); Stable s until every model is Stable with "
-        "both versions Ready. All against the floor: the same children applied directly.",
+        "both versions Ready. ideal s: an ideal controller (bench/ideal.py: the same "
+        "children, each route applied the moment its version is Ready, no status, same "
+        "client and concurrency), the fair floor for operator s; floor s: the same children "
+        "applied directly, never waiting for KServe.",
         "",
-        "| N | operator s | floor s | ratio | applied s | ratio | Stable s | operator CPU s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| N | run | operator s | ideal s | vs ideal | floor s | vs floor | applied s | "
+        "Stable s | operator CPU s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {c['n']} | {c['operator_s']} | {c['floor_s']} | {c['ratio']} | "
-        f"{c.get('applied_s', '-')} | {c.get('applied_ratio', '-')} | {c.get('ready_s', '-')} | "
-        f"{c.get('operator_cpu_s', '-')} |"
+        f"| {c['n']} | {c.get('run', 0) + 1} | {c['operator_s']} | {c.get('ideal_s', '-')} | "
+        f"{c.get('ideal_ratio', '-')} | {c['floor_s']} | {c['ratio']} | "
+        f"{c.get('applied_s', '-')} | {c.get('ready_s', '-')} | {c.get('operator_cpu_s', '-')} |"
         for c in result["convergence"]
     ]
+    summary = result.get("convergence_summary") or []
+    if summary:
+        lines += [
+            "",
+            "Median over the runs [min, max]:",
+            "",
+            "| N | runs | operator s | ideal s | vs ideal | vs floor | operator CPU s |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {s['n']} | {s['runs']} | {_spread(s, 'operator_s')} | {_spread(s, 'ideal_s')} | "
+            f"{_spread(s, 'ideal_ratio')} | {_spread(s, 'ratio')} | "
+            f"{_spread(s, 'operator_cpu_s')} |"
+            for s in summary
+        ]
     lines += [
         "",
         "Per model while converging, reconciles and the operator's API requests by method "

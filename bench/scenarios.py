@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bench.harness import World
+from bench.ideal import IdealController
 from modelpilot.api import parse_managed_model
 from modelpilot.api.kinds import (
     AUTOSCALER,
@@ -111,14 +112,15 @@ def per_model_costs(before: dict[str, float], after: dict[str, float], n: int) -
     }
 
 
-def convergence(world: World, n: int) -> dict[str, Any]:
+def convergence(world: World, n: int, run: int = 0) -> dict[str, Any]:
     """operator_s: from the first apply until every child exists and every status is
     written (the issue's measure). A model's HTTPRoute appears only once a version is
     Ready (no route to nothing), so operator_s includes KServe's (the stand-in's) work;
     applied_s stops when every InferenceService and HPA exists and every status is
     written, which is the operator's part alone. ready_s: until every model is Stable
-    with both versions Ready."""
-    names = {f"c{n}-{i}" for i in range(n)}
+    with both versions Ready. ideal_s: the ideal controller (bench/ideal.py) bringing
+    the same N models to a route, the fair floor for operator_s."""
+    names = {f"c{n}-{run}-{i}" for i in range(n)}
     docs = [model_doc(name, world.namespace) for name in sorted(names)]
     operator = world.operator
     assert operator is not None
@@ -154,9 +156,18 @@ def convergence(world: World, n: int) -> dict[str, Any]:
     started = time.monotonic()
     apply_all(world, rendered)
     floor_s = time.monotonic() - started
+
+    renamed = [
+        {**doc, "metadata": {**doc["metadata"], "name": "i" + doc["metadata"]["name"]}}
+        for doc in docs
+    ]
+    ideal_s = IdealController(world, renamed, CONCURRENCY).converge()
     return {
         "n": n,
+        "run": run,
         "operator_s": round(operator_s, 2),
+        "ideal_s": round(ideal_s, 2),
+        "ideal_ratio": round(operator_s / ideal_s, 2),
         "floor_s": round(floor_s, 2),
         "ratio": round(operator_s / floor_s, 2),
         "applied_s": round(applied_s, 2),

@@ -16,6 +16,8 @@ from typing import Any
 
 from modelpilot_dev.procs import Process, free_port, http_ok, wait_for
 
+WEBHOOK_CACHE_TTL = 1  # seconds
+
 
 class MlflowServer:
     def __init__(self, log_dir: Path) -> None:
@@ -24,12 +26,14 @@ class MlflowServer:
         self.root = Path(tempfile.mkdtemp(prefix="modelpilot-mlflow-"))
         self.process: Process | None = None
         self.start_seconds = 0.0
-        # Webhooks to loopback (the operator's receiver), listed afresh at every event,
-        # and one key for the secrets MLflow stores encrypted, kept across restarts.
+        # Webhooks to loopback over plain http (the operator's receiver; MLflow allows
+        # only https to public addresses by default), listed afresh at every event, and
+        # one key for the secrets MLflow stores encrypted, kept across restarts.
         self.env = {
             **os.environ,
             "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
-            "MLFLOW_WEBHOOK_CACHE_TTL": "1",
+            "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
+            "MLFLOW_WEBHOOK_CACHE_TTL": str(WEBHOOK_CACHE_TTL),
             "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": base64.urlsafe_b64encode(
                 os.urandom(32)
             ).decode(),
@@ -102,10 +106,14 @@ class MlflowServer:
         hook = self._client().create_webhook(
             name, url, events=["model_version_alias.created"], secret=secret
         )
+        # MLflow caches each event's webhook list (MLFLOW_WEBHOOK_CACHE_TTL, 1 s here):
+        # an alias set sooner may still be delivered to the list as it was before.
+        time.sleep(WEBHOOK_CACHE_TTL + 0.5)
         return str(hook.webhook_id)
 
     def delete_webhook(self, webhook_id: str) -> None:
         self._client().delete_webhook(webhook_id)
+        time.sleep(WEBHOOK_CACHE_TTL + 0.5)
 
     def log_sklearn(self, model: str) -> int:
         """Trains a tiny classifier, logs it to the server's artifact store and registers

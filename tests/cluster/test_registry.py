@@ -141,7 +141,8 @@ def test_the_alias_moved_back_mid_rollout_takes_the_traffic_back(
         lambda s: s.get("phase") == "Stable" and s.get("weights") == {"v1": 100},
         "back on v1",
     )
-    assert weights(kube, namespace) == {"v1": 100}
+    # Status, the decision, is written before the route that carries it out.
+    eventually(lambda: weights(kube, namespace) == {"v1": 100}, what="the route back on v1")
     assert status(kube, namespace)["registry"]["aliasVersion"] == first
 
 

@@ -21,3 +21,21 @@ def test_summary_counts_each_function_once_per_stack(tmp_path: Path) -> None:
         "self: walk (pkg/tree.py)": 75.0,
         "self: read (pkg/io.py)": 25.0,
     }
+
+
+def test_repeated_convergence_runs_are_summarized_by_median_and_spread() -> None:
+    from bench.run import summarize
+
+    runs = [
+        {"n": 50, "operator_s": s, "ideal_s": i, "ideal_ratio": round(s / i, 2)}
+        for s, i in ((3.0, 2.0), (5.0, 2.5), (4.0, 2.0))
+    ] + [{"n": 200, "operator_s": 9.0, "ideal_s": 6.0, "ideal_ratio": 1.5}]
+    fifty, two_hundred = summarize(runs)
+    assert fifty["runs"] == 3 and fifty["operator_s"] == 4.0
+    assert fifty["operator_s_spread"] == [3.0, 5.0]
+    assert fifty["ideal_ratio"] == 2.0 and fifty["ideal_ratio_spread"] == [1.5, 2.0]
+    assert two_hundred == {
+        "n": 200, "runs": 1, "operator_s": 9.0, "operator_s_spread": [9.0, 9.0],
+        "ideal_s": 6.0, "ideal_s_spread": [6.0, 6.0], "ideal_ratio": 1.5,
+        "ideal_ratio_spread": [1.5, 1.5],
+    }  # fmt: skip
