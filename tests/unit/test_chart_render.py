@@ -306,3 +306,22 @@ def test_a_registry_webhook_secret_serves_the_receiver_behind_its_own_service(he
     )
     said = refusal(helm, "--set", "registryWebhook.secretName=Bad_Name")
     assert "at '/registryWebhook/secretName'" in said
+
+
+def test_shards_get_a_deployment_a_budget_and_a_lease_each(helm: str) -> None:
+    rendered = render(helm, "--set", "shards=3")
+    assert ("Deployment", RELEASE_NAMESPACE, "modelpilot") not in rendered
+    for shard in range(3):
+        name = f"modelpilot-shard-{shard}"
+        pod = rendered[("Deployment", RELEASE_NAMESPACE, name)]["spec"]
+        args = pod["template"]["spec"]["containers"][0]["args"]
+        assert ["--shards=3", f"--shard={shard}"] == [a for a in args if a.startswith("--shard")]
+        assert pod["selector"]["matchLabels"]["modelpilot.io/shard"] == str(shard)
+        assert pod["template"]["metadata"]["labels"]["modelpilot.io/shard"] == str(shard)
+        budget = rendered[("PodDisruptionBudget", RELEASE_NAMESPACE, name)]["spec"]
+        assert budget["selector"]["matchLabels"]["modelpilot.io/shard"] == str(shard)
+    by_name = next(rule for rule in lease_rules(rendered).popitem()[1] if "resourceNames" in rule)
+    assert by_name["resourceNames"] == [f"modelpilot-shard-{i}" for i in range(3)]
+    unsharded = deployment(render(helm))
+    assert "modelpilot.io/shard" not in unsharded["spec"]["selector"]["matchLabels"]
+    assert "at '/shards'" in refusal(helm, "--set", "shards=0")

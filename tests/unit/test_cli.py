@@ -168,3 +168,18 @@ def test_namespace_flag(capsys: pytest.CaptureFixture[str]) -> None:
     )
     assert code == 0
     assert {d["metadata"]["namespace"] for d in yaml.safe_load_all(out)} == {"team-a"}
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["--shards", "2", "--shard", "2"], "--shard 2 of --shards 2"),
+        (["--shards", "0"], "need --shards >= 1"),
+        (["--max-concurrent-rollouts", "-1"], "must be 0 (no limit) or more"),
+        (["--registry-webhook-port", "8082"], "an unsigned webhook is never accepted"),
+    ],
+)
+def test_run_refuses_flags_that_do_not_fit_before_it_connects(argv: list[str], said: str) -> None:
+    with pytest.raises(SystemExit) as refused:
+        main(["run", "--kubeconfig", "/nonexistent", *argv])
+    assert said in str(refused.value)

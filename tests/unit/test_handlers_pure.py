@@ -157,3 +157,15 @@ def test_merge_patch_removes_keys_at_every_depth() -> None:
         return out
 
     assert apply(before, merge_patch(before, after)) == after
+
+
+def test_shards_split_models_stably_and_evenly() -> None:
+    from modelpilot.api.names import shard_of
+
+    # Fixed across processes and releases (a changed hash would move every model).
+    assert [shard_of("ml", f"m{i}", 4) for i in range(8)] == [3, 3, 0, 2, 0, 0, 0, 3]
+    assert shard_of("ml", "iris", 1) == 0
+    counts = [0, 0, 0, 0]
+    for i in range(4000):
+        counts[shard_of(f"ns{i % 7}", f"model-{i}", 4)] += 1
+    assert all(900 < c < 1100 for c in counts), counts

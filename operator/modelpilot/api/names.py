@@ -3,6 +3,8 @@ writes go under: the contract between the renderer, the reads and the writes."""
 
 from __future__ import annotations
 
+import hashlib
+
 MANAGED_BY = "app.kubernetes.io/managed-by"
 MODEL_LABEL = "modelpilot.io/model"
 VERSION_LABEL = "modelpilot.io/version"
@@ -40,3 +42,10 @@ def common_labels(model: str, version: str | None = None) -> dict[str, str]:
     if version is not None:
         labels[VERSION_LABEL] = version
     return labels
+
+
+def shard_of(namespace: str, name: str, shards: int) -> int:
+    """The shard that owns a model: a stable hash of namespace/name (the same in every
+    process and release, unlike Python's hash()), so replicas agree without talking."""
+    digest = hashlib.sha256(f"{namespace}/{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % shards

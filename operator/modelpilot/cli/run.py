@@ -70,6 +70,22 @@ def add_commands(commands: Any) -> None:
         "no limit)",
     )
     run.add_argument(
+        "--shards",
+        type=int,
+        default=1,
+        metavar="N",
+        help="split the models among N operator processes by a stable hash of "
+        "namespace/name; each shard elects its own leader on the Lease <lease-name>-shard-<i> "
+        "(default 1: one process owns every model)",
+    )
+    run.add_argument(
+        "--shard",
+        type=int,
+        default=0,
+        metavar="I",
+        help="the shard this process owns, 0 <= I < --shards (default 0)",
+    )
+    run.add_argument(
         "--mirror-settle",
         type=float,
         default=3.0,
@@ -184,6 +200,11 @@ def run_operator_command(args: argparse.Namespace) -> int:
     identity = (
         args.identity or os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
     )
+    if args.shards < 1 or not 0 <= args.shard < args.shards:
+        raise SystemExit(
+            f"modelpilot run: --shard {args.shard} of --shards {args.shards}: need "
+            "--shards >= 1 and 0 <= --shard < --shards"
+        )
     if args.max_concurrent_rollouts < 0:
         raise SystemExit("modelpilot run: --max-concurrent-rollouts must be 0 (no limit) or more")
     if (args.registry_webhook_port is None) != (args.registry_webhook_secret_file is None):
@@ -199,9 +220,8 @@ def run_operator_command(args: argparse.Namespace) -> int:
             raise SystemExit(
                 f"modelpilot run: {err} (--retry-period, --renew-deadline, --lease-duration)"
             ) from None
-        election = Election(
-            identity, args.lease_name, _lease_namespace(args.lease_namespace), timing
-        )
+        lease = args.lease_name if args.shards == 1 else f"{args.lease_name}-shard-{args.shard}"
+        election = Election(identity, lease, _lease_namespace(args.lease_namespace), timing)
     kube = Kube(api_client(args.kubeconfig, user_agent=f"modelpilot/{__version__} ({identity})"))
     settings = Settings(
         route_gate=not args.no_route_gate,
@@ -210,6 +230,8 @@ def run_operator_command(args: argparse.Namespace) -> int:
         mirror_settle=args.mirror_settle,
         drain_delay=args.drain_delay,
         max_concurrent_rollouts=args.max_concurrent_rollouts or None,
+        shards=args.shards,
+        shard=args.shard,
         prometheus_url=args.prometheus_url,
         webhook_allow=tuple(args.webhook_allow or DEFAULT_WEBHOOK_ALLOW),
         prometheus_auth=Path(args.prometheus_auth_dir) if args.prometheus_auth_dir else None,

@@ -94,6 +94,9 @@ class Settings:
     registry_webhook_secret: Path | None = None  # the HMAC key's file
     # Rollouts in flight at once across the models this operator manages; None: any.
     max_concurrent_rollouts: int | None = None
+    # This process owns the models whose shard_of(namespace, name, shards) is shard.
+    shards: int = 1
+    shard: int = 0
 
 
 @dataclass

@@ -28,6 +28,7 @@ class Metrics:
         self.api_requests: Mapping[str, int] = {}
         self.leader_identity: str | None = None
         self.leading: Callable[[], bool] = lambda: True  # no leader election: always
+        self.shard: tuple[int, int] = (0, 1)  # (index, count)
 
     def observe(self, seconds: float, writes: int, error: bool) -> None:
         with self._lock:
@@ -133,6 +134,9 @@ class Metrics:
             "# HELP modelpilot_leader Whether this replica holds the Lease and may write (1).",
             "# TYPE modelpilot_leader gauge",
             f'modelpilot_leader{{identity="{self.leader_identity or ""}"}} {int(self.leading())}',
+            "# HELP modelpilot_shard The shard this replica serves (index of count).",
+            "# TYPE modelpilot_shard gauge",
+            f'modelpilot_shard{{index="{self.shard[0]}",count="{self.shard[1]}"}} 1',
         ]
         return "\n".join(lines) + "\n"
 

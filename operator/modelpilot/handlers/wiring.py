@@ -34,7 +34,7 @@ from modelpilot.api.kinds import (
     WATCHED_CHILD_KINDS,
     Kind,
 )
-from modelpilot.api.names import MODEL_LABEL
+from modelpilot.api.names import MODEL_LABEL, shard_of
 from modelpilot.api.spec import MlflowSource
 from modelpilot.api.status import ManagedModelStatus
 from modelpilot.handlers.checks import CheckRunner
@@ -99,6 +99,7 @@ class OperatorState:
         self.kube.fence = self.elector
         self.cluster = KubeCluster(self.kube, self.children, self.identity)
         self.metrics.leader_identity = self.identity
+        self.metrics.shard = (self.settings.shard, self.settings.shards)
         if self.elector is not None:
             self.metrics.leading = self.elector.may_write
         self.metrics.api_requests = getattr(self.kube.api, "requests", {})
@@ -111,8 +112,13 @@ class OperatorState:
         self.metrics.checks_total = self.checks.checks_total
 
     def poke(self, namespace: str | None, name: str | None) -> None:
-        if namespace and name:
+        if namespace and name and self.owns(namespace, name):
             self.pokes.setdefault((namespace, name), asyncio.Event()).set()
+
+    def owns(self, namespace: str, name: str) -> bool:
+        """Whether this process's shard owns the model (always, unsharded)."""
+        shards = self.settings.shards
+        return shards <= 1 or shard_of(namespace, name, shards) == self.settings.shard
 
     def wake_registry_followers(self, model: str, alias: str) -> int:
         """A webhook said model@alias moved: its followers poll in their next reconcile."""
@@ -398,6 +404,8 @@ def _seed_slots(state: OperatorState) -> list[tuple[str, str]]:
     for namespace in state.namespaces or (None,):
         for body in state.kube.list(MANAGED_MODEL, namespace):
             meta = body["metadata"]
+            if not state.owns(meta["namespace"], meta["name"]):
+                continue
             try:
                 status = ManagedModelStatus.model_validate(body.get("status") or {})
             except ValueError:
@@ -470,6 +478,8 @@ async def model_changed(
     event: dict[str, Any], namespace: str, name: str, memo: Any, **_: Any
 ) -> None:
     state = _state(memo)
+    if not state.owns(namespace, name):
+        return  # another shard's: its replicas reconcile it
     meta = (event.get("object") or {}).get("metadata") or {}
     if LEGACY_FINALIZER in (meta.get("finalizers") or []):
         state.legacy_finalizers.add((namespace, name))
