@@ -68,8 +68,8 @@ cluster: tools ## run the local control plane + kwok GPU pool in the foreground
 clean: ## remove build and test leftovers (not the tools cache)
 	rm -rf build dist *.egg-info operator/*.egg-info devcluster/*.egg-info devcluster/build .pytest_cache .ruff_cache .mypy_cache
 
-bench: tools ## quick benchmark profile (N = 50, idle 60 s); results in bench/results/
+bench: tools ## quick benchmark profile (N = 50 x3 against the ideal controller, idle 60 s); results in bench/results/
 	$(PYTHON) -m bench.run --profile quick
 
-bench-full: tools ## full benchmark profile (N = 50 and 200, idle 5 min, 1,000 models)
+bench-full: tools ## full benchmark profile (N = 50 and 200 x3, idle 5 min, 1,000 models, a fleet-wide storm)
 	$(PYTHON) -m bench.run --profile full

@@ -1,7 +1,8 @@
 """Benchmarks of the operator's own cost on the simulated cluster.
 
-    python -m bench.run --profile quick   # N = 50, idle 60 s, 50 reactions (~3 min)
-    python -m bench.run --profile full    # N = 50 and 200, idle 300 s, 1,000 models
+    python -m bench.run --profile quick   # N = 50 (x3), idle 60 s, 50 reactions (~5 min)
+    python -m bench.run --profile full    # N = 50 and 200 (x3), idle 300 s, 1,000 models, storm
+    python -m bench.run --profile storm   # 300 models move their target at once
     python -m bench.run --py-spy          # also sample the operator with py-spy
 
 KServe's stand-in runs in instant mode (Ready at once, no pods) and the gateway
@@ -33,6 +34,16 @@ PROFILES: dict[str, dict[str, Any]] = {
         "idle": 300,
         "reaction": 50,
         "scale": 1000,
+        "storm": True,
+    },
+    # The storm alone, on fewer models: a quick look at a fleet-wide change.
+    "storm": {
+        "convergence": [],
+        "repeats": 0,
+        "idle": 0,
+        "reaction": 0,
+        "scale": 300,
+        "storm": True,
     },
 }
 
@@ -67,14 +78,19 @@ def run(profile: str, py_spy: Path | None = None) -> dict[str, Any]:
                 print(f"convergence, N = {n}, run {repeat + 1} ...", flush=True)
                 result["convergence"].append(scenarios.convergence(world, n, repeat))
         result["convergence_summary"] = summarize(result["convergence"])
-        print(f"idle, {plan['idle']} s ...", flush=True)
-        at_rest = len(world.models())
-        result["idle"] = scenarios.idle(world, at_rest, plan["idle"])
-        print(f"reaction, {plan['reaction']} rollouts ...", flush=True)
-        result["reaction"] = scenarios.reaction(world, plan["reaction"])
+        if plan["idle"]:
+            print(f"idle, {plan['idle']} s ...", flush=True)
+            at_rest = len(world.models())
+            result["idle"] = scenarios.idle(world, at_rest, plan["idle"])
+        if plan["reaction"]:
+            print(f"reaction, {plan['reaction']} rollouts ...", flush=True)
+            result["reaction"] = scenarios.reaction(world, plan["reaction"])
         if plan["scale"]:
             print(f"scale, {plan['scale']} models ...", flush=True)
             result["scale"] = scenarios.scale(world, plan["scale"])
+        if plan.get("storm"):
+            print("storm: every model of the scale section moves its target ...", flush=True)
+            result["storm"] = scenarios.storm(world)
         if spy is not None:
             spy.stop()
     return result
@@ -156,23 +172,31 @@ def markdown(result: dict[str, Any]) -> str:
             for c in result["convergence"]
         ),
     ]
-    i = result["idle"]
-    lines += [
-        "",
-        "| idle models | seconds | child writes | model writes | CPU s | RSS MB |",
-        "|---|---|---|---|---|---|",
-        f"| {i['n']} | {i['seconds']} | {i['child_writes']} | {i['mm_writes']} | "
-        f"{i['cpu_s']} | {i['rss_mb']} |",
-    ]
-    r = result["reaction"]
-    c = r["canary_ready"]
-    lines += [
-        "",
-        f"| reaction (n = {r['n']}) | p50 ms | p95 ms | p99 ms |",
-        "|---|---|---|---|",
-        f"| promote -> route | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} |",
-        f"| canary Ready -> route | {c['p50_ms']} | {c['p95_ms']} | {c['p99_ms']} |",
-    ]
+    i = result.get("idle") or {}
+    lines += (
+        []
+        if not i
+        else [
+            "",
+            "| idle models | seconds | child writes | model writes | CPU s | RSS MB |",
+            "|---|---|---|---|---|---|",
+            f"| {i['n']} | {i['seconds']} | {i['child_writes']} | {i['mm_writes']} | "
+            f"{i['cpu_s']} | {i['rss_mb']} |",
+        ]
+    )
+    r = result.get("reaction") or {}
+    c = r.get("canary_ready") or {}
+    lines += (
+        []
+        if not r
+        else [
+            "",
+            f"| reaction (n = {r['n']}) | p50 ms | p95 ms | p99 ms |",
+            "|---|---|---|---|",
+            f"| promote -> route | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} |",
+            f"| canary Ready -> route | {c['p50_ms']} | {c['p95_ms']} | {c['p99_ms']} |",
+        ]
+    )
     if "scale" in result:
         s = result["scale"]
         lines += [
@@ -181,6 +205,24 @@ def markdown(result: dict[str, Any]) -> str:
             "|---|---|---|",
             f"| {s['n']} | {s['rss_mb']} | {s['cpu_pct']} |",
         ]
+    if "storm" in result:
+        t = result["storm"]
+        lines += [
+            "",
+            f"Storm: {t['n']} models move their target at once (applied in {t['applied_s']} s, "
+            f"every canary at its first step after {t['land_s']} s, operator CPU "
+            f"{t['cpu_s']} s); meanwhile {t['humans']} promotes of other models:",
+            "",
+            "| promote -> route during the storm | p50 ms | p95 ms | p99 ms |",
+            "|---|---|---|---|",
+            f"| n = {t['humans']} | {t['p50_ms']} | {t['p95_ms']} | {t['p99_ms']} |",
+        ]
+        if "decided" in t:
+            d = t["decided"]
+            lines.append(
+                f"| of which promote -> status written | {d['p50_ms']} | {d['p95_ms']} | "
+                f"{d['p99_ms']} |"
+            )
     return "\n".join(lines) + "\n"
 
 

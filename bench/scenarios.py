@@ -367,3 +367,69 @@ def scale(world: World, n: int, seconds: float = 60) -> dict[str, Any]:
     time.sleep(seconds)
     cpu_pct = 100 * (operator.cpu_seconds() - cpu) / (time.monotonic() - started)
     return {"n": total, "rss_mb": round(operator.rss_mb(), 1), "cpu_pct": round(cpu_pct, 2)}
+
+
+def storm(world: World, humans: int = 20) -> dict[str, Any]:
+    """A fleet-wide change: every model of the scale section (s-*, at rest on v1) gets a
+    v2 and the target v2 at once. While it lands, a person promotes other models one by
+    one: promote -> route at 100%, measured during the storm (it must not starve them).
+    land_s: until every storm model has its canary at the first step."""
+    fleet = [
+        m["metadata"]["name"] for m in world.models() if m["metadata"]["name"].startswith("s-")
+    ]
+    people = [f"h-{i}" for i in range(humans)]
+    apply_all(world, [model_doc(name, world.namespace, versions=1) for name in people])
+    wait_until(lambda: settled_single(world, set(people)), 300, "the people's models stable")
+    apply_all(world, [model_doc(name, world.namespace, target="v2") for name in people])
+    wait_until(lambda: settled(world, set(people), "WaitingPromotion"), 300, "people waiting")
+    routes = Watcher(world, HTTP_ROUTE).start()
+    models = Watcher(world, MANAGED_MODEL).start()
+    time.sleep(2)
+    operator = world.operator
+    assert operator is not None
+    cpu, started = operator.cpu_seconds(), time.monotonic()
+    changed = [model_doc(name, world.namespace, target="v2") for name in fleet]
+    decided = []  # promote sent -> the operator's status naming it seen (the decision)
+    with ThreadPoolExecutor(1) as background:
+        landing = background.submit(apply_all, world, changed)
+        latency = []
+        for name in people:
+            time.sleep(0.5)
+            sent = time.monotonic()
+            world.kube.patch(
+                {
+                    "apiVersion": MANAGED_MODEL.api_version,
+                    "kind": MANAGED_MODEL.kind,
+                    "metadata": {"name": name, "namespace": world.namespace},
+                },
+                {"metadata": {"annotations": {"modelpilot.io/promote": "v2"}}},
+            )
+            deadline = sent + 60
+            while (moment := first_route(routes.events, name, {"v2": 100}, sent)) is None:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{name} not promoted during the storm")
+                time.sleep(0.01)
+            latency.append(moment - sent)
+            decision = next(
+                t
+                for t, _, o in list(models.events)
+                if t >= sent
+                and o["metadata"]["name"] == name
+                and ((o.get("status") or {}).get("lastCommand") or {}).get("name") == "promote"
+            )
+            decided.append(decision - sent)
+        landing.result()
+    applied_s = time.monotonic() - started
+    wait_until(lambda: settled(world, set(fleet), "WaitingPromotion"), 1800, "the storm to land")
+    land_s = time.monotonic() - started
+    routes.stop()
+    models.stop()
+    return {
+        "n": len(fleet),
+        "humans": humans,
+        "applied_s": round(applied_s, 1),
+        "land_s": round(land_s, 1),
+        "cpu_s": round(operator.cpu_seconds() - cpu, 1),
+        **percentiles(latency),
+        "decided": percentiles(decided),
+    }
