@@ -217,12 +217,14 @@ def markdown(result: dict[str, Any]) -> str:
             "|---|---|---|---|",
             f"| n = {t['humans']} | {t['p50_ms']} | {t['p95_ms']} | {t['p99_ms']} |",
         ]
-        if "decided" in t:
-            d = t["decided"]
-            lines.append(
-                f"| of which promote -> status written | {d['p50_ms']} | {d['p95_ms']} | "
-                f"{d['p99_ms']} |"
-            )
+        for key, what in (
+            ("patched", "promote -> the apiserver answered its PATCH"),
+            ("watched", "promote -> a watch delivered its annotation"),
+            ("decided", "promote -> the operator's status naming it"),
+        ):
+            if key in t:
+                d = t[key]
+                lines.append(f"| {what} | {d['p50_ms']} | {d['p95_ms']} | {d['p99_ms']} |")
     return "\n".join(lines) + "\n"
 
 

@@ -390,6 +390,8 @@ def storm(world: World, humans: int = 20) -> dict[str, Any]:
     cpu, started = operator.cpu_seconds(), time.monotonic()
     changed = [model_doc(name, world.namespace, target="v2") for name in fleet]
     decided = []  # promote sent -> the operator's status naming it seen (the decision)
+    patched = []  # promote sent -> the apiserver answered the PATCH
+    watched = []  # promote sent -> a watch (this bench's) delivered the annotation
     with ThreadPoolExecutor(1) as background:
         landing = background.submit(apply_all, world, changed)
         latency = []
@@ -404,6 +406,7 @@ def storm(world: World, humans: int = 20) -> dict[str, Any]:
                 },
                 {"metadata": {"annotations": {"modelpilot.io/promote": "v2"}}},
             )
+            patched.append(time.monotonic() - sent)
             deadline = sent + 60
             while (moment := first_route(routes.events, name, {"v2": 100}, sent)) is None:
                 if time.monotonic() > deadline:
@@ -418,6 +421,14 @@ def storm(world: World, humans: int = 20) -> dict[str, Any]:
                 and ((o.get("status") or {}).get("lastCommand") or {}).get("name") == "promote"
             )
             decided.append(decision - sent)
+            seen = next(
+                t
+                for t, _, o in list(models.events)
+                if t >= sent
+                and o["metadata"]["name"] == name
+                and "modelpilot.io/promote" in (o["metadata"].get("annotations") or {})
+            )
+            watched.append(seen - sent)
         landing.result()
     applied_s = time.monotonic() - started
     wait_until(lambda: settled(world, set(fleet), "WaitingPromotion"), 1800, "the storm to land")
@@ -432,4 +443,6 @@ def storm(world: World, humans: int = 20) -> dict[str, Any]:
         "cpu_s": round(operator.cpu_seconds() - cpu, 1),
         **percentiles(latency),
         "decided": percentiles(decided),
+        "patched": percentiles(patched),
+        "watched": percentiles(watched),
     }
