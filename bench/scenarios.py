@@ -286,6 +286,28 @@ def first_route(
     return None
 
 
+def promote(world: World, name: str) -> None:
+    """A person's `modelpilot.io/promote: v2` on the model."""
+    world.kube.patch(
+        {
+            "apiVersion": MANAGED_MODEL.api_version,
+            "kind": MANAGED_MODEL.kind,
+            "metadata": {"name": name, "namespace": world.namespace},
+        },
+        {"metadata": {"annotations": {"modelpilot.io/promote": "v2"}}},
+    )
+
+
+def promoted_at(routes: Watcher, name: str, sent: float, timeout: float) -> float:
+    """When the route watch first saw the model's route at v2 100% after sent."""
+    deadline = sent + timeout
+    while (moment := first_route(routes.events, name, {"v2": 100}, sent)) is None:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{name} not promoted within {timeout:.0f} s")
+        time.sleep(0.01)
+    return moment
+
+
 def reaction(world: World, n: int) -> dict[str, Any]:
     """Promote -> route at 100%, and canary Ready -> route at its first step."""
     names = [f"r-{i}" for i in range(n)]
@@ -309,20 +331,8 @@ def reaction(world: World, n: int) -> dict[str, Any]:
     promote_latency = []
     for name in names:
         sent = time.monotonic()
-        world.kube.patch(
-            {
-                "apiVersion": MANAGED_MODEL.api_version,
-                "kind": MANAGED_MODEL.kind,
-                "metadata": {"name": name, "namespace": world.namespace},
-            },
-            {"metadata": {"annotations": {"modelpilot.io/promote": "v2"}}},
-        )
-        deadline = sent + 30
-        while (moment := first_route(routes.events, name, {"v2": 100}, sent)) is None:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{name} not promoted")
-            time.sleep(0.01)
-        promote_latency.append(moment - sent)
+        promote(world, name)
+        promote_latency.append(promoted_at(routes, name, sent, timeout=30) - sent)
     routes.stop()
     isvcs.stop()
     return {"n": n, **percentiles(promote_latency), "canary_ready": percentiles(ready_latency)}
@@ -398,21 +408,9 @@ def storm(world: World, humans: int = 20) -> dict[str, Any]:
         for name in people:
             time.sleep(0.5)
             sent = time.monotonic()
-            world.kube.patch(
-                {
-                    "apiVersion": MANAGED_MODEL.api_version,
-                    "kind": MANAGED_MODEL.kind,
-                    "metadata": {"name": name, "namespace": world.namespace},
-                },
-                {"metadata": {"annotations": {"modelpilot.io/promote": "v2"}}},
-            )
+            promote(world, name)
             patched.append(time.monotonic() - sent)
-            deadline = sent + 60
-            while (moment := first_route(routes.events, name, {"v2": 100}, sent)) is None:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{name} not promoted during the storm")
-                time.sleep(0.01)
-            latency.append(moment - sent)
+            latency.append(promoted_at(routes, name, sent, timeout=60) - sent)
             decision = next(
                 t
                 for t, _, o in list(models.events)

@@ -14,15 +14,13 @@ from kubernetes import client
 from modelpilot.api.names import shard_of
 from modelpilot.handlers.manage import Settings
 from modelpilot.handlers.runner import OperatorThread
-from modelpilot.k8s import client as k8s_client
 from modelpilot.k8s.client import Kube
-from modelpilot.k8s.leader import Election, LeaseTiming
 from modelpilot_dev.cluster import ControlPlane
 from modelpilot_dev.standins import StandIns
 from tests.cluster.helpers import eventually, sample, wait_model
+from tests.cluster.test_leader_election import LEASE, holder, replica
 
 pytestmark = pytest.mark.cluster
-TIMING = LeaseTiming(duration=4, renew_deadline=3, retry_period=0.5)
 FAST = {"interval": "1s", "stepWeights": [50], "promotion": "auto", "scaleDownDelay": "10m"}
 
 
@@ -40,10 +38,12 @@ def three_each(namespace: str) -> list[str]:
 def shard_replica(
     control_plane: ControlPlane, namespace: str, shard: int, identity: str
 ) -> OperatorThread:
-    api = k8s_client.api_client(str(control_plane.kubeconfig), user_agent=f"test ({identity})")
-    election = Election(identity, f"modelpilot-test-shard-{shard}", namespace, TIMING)
     settings = replace(Settings(), shards=2, shard=shard)
-    return OperatorThread(Kube(api), settings, namespaces=[namespace], election=election)
+    return replica(control_plane, namespace, identity, lease_of(shard), settings)
+
+
+def lease_of(shard: int) -> str:
+    return f"{LEASE}-shard-{shard}"
 
 
 def posters(api_client: client.ApiClient, namespace: str) -> dict[str, set[str]]:
@@ -53,13 +53,6 @@ def posters(api_client: client.ApiClient, namespace: str) -> dict[str, set[str]]
         if event.involved_object.kind == "ManagedModel":
             found.setdefault(event.involved_object.name, set()).add(event.reporting_instance)
     return found
-
-
-def holder(api_client: client.ApiClient, namespace: str, shard: int) -> str | None:
-    lease = client.CoordinationV1Api(api_client).read_namespaced_lease(
-        f"modelpilot-test-shard-{shard}", namespace
-    )
-    return lease.spec.holder_identity
 
 
 def test_two_shards_split_the_models_and_a_shard_hands_over_within_the_lease(
@@ -75,7 +68,9 @@ def test_two_shards_split_the_models_and_a_shard_hands_over_within_the_lease(
     one = shard_replica(control_plane, namespace, 1, "shard-1-a").start()
     standby = shard_replica(control_plane, namespace, 1, "shard-1-b")
     try:
-        eventually(lambda: holder(api_client, namespace, 1) == "shard-1-a", what="1-a leads")
+        eventually(
+            lambda: holder(api_client, namespace, lease_of(1)) == "shard-1-a", what="1-a leads"
+        )
         standby.start()
         documents = {}
         for name in names:
@@ -92,7 +87,9 @@ def test_two_shards_split_the_models_and_a_shard_hands_over_within_the_lease(
         assert zero.state.loops.keys() == {(namespace, n) for n in names if owner[n] == 0}
 
         one.stop()  # releases shard 1's Lease: its standby takes over
-        eventually(lambda: holder(api_client, namespace, 1) == "shard-1-b", what="1-b leads")
+        eventually(
+            lambda: holder(api_client, namespace, lease_of(1)) == "shard-1-b", what="1-b leads"
+        )
         for name in names:
             changed = copy.deepcopy(documents[name])
             changed["spec"]["rollout"]["target"] = "v2"
