@@ -13,6 +13,7 @@ import pytest
 from kubernetes import client
 
 from modelpilot.api.kinds import MANAGED_MODEL
+from modelpilot.handlers.manage import Settings
 from modelpilot.handlers.runner import OperatorThread
 from modelpilot.k8s import client as k8s_client
 from modelpilot.k8s.client import Kube
@@ -24,15 +25,24 @@ from tests.cluster.helpers import eventually, sample, wait_model
 pytestmark = pytest.mark.cluster
 USER = "test-user"
 FAST = {"interval": "1s", "progressDeadline": "90s", "scaleDownDelay": "10m"}
+LEASE = "modelpilot-test"
 TIMING = LeaseTiming(duration=4, renew_deadline=3, retry_period=0.5)
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
 
 
-def replica(control_plane: ControlPlane, namespace: str, identity: str) -> OperatorThread:
+def replica(
+    control_plane: ControlPlane,
+    namespace: str,
+    identity: str,
+    lease: str = LEASE,
+    settings: Settings | None = None,
+) -> OperatorThread:
     """An in-process replica with its own API client (its requests are its own)."""
     api = k8s_client.api_client(str(control_plane.kubeconfig), user_agent=f"test ({identity})")
-    election = Election(identity, "modelpilot-test", namespace, TIMING)
-    return OperatorThread(Kube(api), namespaces=[namespace], election=election)
+    election = Election(identity, lease, namespace, TIMING)
+    return OperatorThread(
+        Kube(api), settings or Settings(), namespaces=[namespace], election=election
+    )
 
 
 def writes(operator: OperatorThread) -> int:
@@ -40,9 +50,16 @@ def writes(operator: OperatorThread) -> int:
     return sum(counted.requests[method] for method in WRITES)
 
 
-def holder(api_client: client.ApiClient, namespace: str) -> str | None:
-    lease = client.CoordinationV1Api(api_client).read_namespaced_lease("modelpilot-test", namespace)
-    return lease.spec.holder_identity
+def holder(api_client: client.ApiClient, namespace: str, lease: str = LEASE) -> str | None:
+    """The Lease's holder; None before the first replica created it (on busy cores the
+    test asks first)."""
+    try:
+        found = client.CoordinationV1Api(api_client).read_namespaced_lease(lease, namespace)
+    except client.ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+    return found.spec.holder_identity
 
 
 def event_hosts(api_client: client.ApiClient, namespace: str) -> dict[str, set[str]]:

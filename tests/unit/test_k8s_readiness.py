@@ -171,3 +171,16 @@ def test_without_a_deployment_kserves_own_reason_is_shown() -> None:
         "predictor Deployment not created yet; KServe: PredictorReady "
         'ServiceAccountNotFound: serviceaccount "reader" not found'
     )
+
+
+def test_a_deployment_owned_by_an_earlier_inference_service_is_not_trusted() -> None:
+    """The model was deleted and created again: the old Deployment, not yet collected,
+    is available but serves nothing of the new InferenceService."""
+    new = isvc()
+    new["metadata"] = {"uid": "new-uid"}
+    old = deployment()
+    old.setdefault("metadata", {})["ownerReferences"] = [{"kind": "InferenceService", "uid": "old"}]
+    found = version_readiness(new, old)
+    assert not found.ready and "previous InferenceService" in found.message
+    old["metadata"]["ownerReferences"][0]["uid"] = "new-uid"
+    assert version_readiness(new, old).ready

@@ -22,7 +22,7 @@ from modelpilot.k8s.readiness import KSERVE_CONTAINER
 
 Key = tuple[str, str, str]  # namespace, kind, name
 # What a reconcile reads of a child's metadata (the resourceVersion only to tell an echo).
-METADATA = ("name", "namespace", "labels", "annotations", "ownerReferences", "generation")
+METADATA = ("name", "namespace", "uid", "labels", "annotations", "ownerReferences", "generation")
 DEPLOYMENT_STATUS = ("observedGeneration", "replicas", "updatedReplicas", "availableReplicas")
 
 

@@ -61,6 +61,13 @@ def version_readiness(
             url,
         )
     meta, status = deployment.get("metadata") or {}, deployment.get("status") or {}
+    owners = {o.get("uid") for o in meta.get("ownerReferences") or []}
+    uid = (isvc.get("metadata") or {}).get("uid")
+    if uid and owners and uid not in owners:
+        # A model deleted and created again under its name: until the garbage collector
+        # removes it, the old InferenceService's Deployment says nothing of the new one
+        # (seen in the fault suite's churn on busy cores: weight on a version with no pod).
+        return Readiness(False, "predictor Deployment still the previous InferenceService's", url)
     desired = int((deployment.get("spec") or {}).get("replicas", 1) or 0)
     updated = int(status.get("updatedReplicas", 0) or 0)
     available = int(status.get("availableReplicas", 0) or 0)
