@@ -38,11 +38,12 @@ class ModelMirror(KindWatch):
 
 
 class World:
-    def __init__(self, namespace: str = "bench") -> None:
+    def __init__(self, namespace: str = "bench", hpa_sync_period: str | None = "2s") -> None:
         self.namespace = namespace
-        self.plane = ControlPlane()
+        self.plane = ControlPlane(hpa_sync_period=hpa_sync_period)
         self.standins: Process | None = None
         self.operator: OperatorProcess | None = None
+        self.operators: list[OperatorProcess] = []
         self.mirror: ModelMirror | None = None
 
     def __enter__(self) -> World:
@@ -73,15 +74,22 @@ class World:
         assert self.mirror is not None
         return self.mirror.models()
 
-    def start_operator(self) -> OperatorProcess:
-        self.operator = start_operator(self.plane.kubeconfig, self.plane.log_dir, self.namespace)
-        return self.operator
+    def start_operator(self, *extra: str, name: str = "operator") -> OperatorProcess:
+        """An operator process; the first one started is `operator`, the one the
+        sections measure."""
+        started = start_operator(
+            self.plane.kubeconfig, self.plane.log_dir, self.namespace, *extra, name=name
+        )
+        self.operators.append(started)
+        if self.operator is None:
+            self.operator = started
+        return started
 
     def __exit__(self, *_: Any) -> None:
         if self.mirror is not None:
             self.mirror.stop()
-        if self.operator is not None:
-            self.operator.stop()
+        for operator in self.operators:
+            operator.stop()
         if self.standins is not None:
             self.standins.stop(grace=5)
         self.plane.stop()

@@ -3,6 +3,9 @@
     python -m bench.run --profile quick   # N = 50 (x3), idle 60 s, 50 reactions (~5 min)
     python -m bench.run --profile full    # N = 50 and 200 (x3), idle 300 s, 1,000 models, storm
     python -m bench.run --profile storm   # 300 models move their target at once
+    python -m bench.run --profile storm --scale 1000   # the storm on 1,000 (the goal's size)
+    python -m bench.run --profile rest    # 10,000 models at rest, the HPA controller off
+    python -m bench.run --profile shards  # 2,000 models converge with 1, 2 and 4 shards
     python -m bench.run --py-spy          # also sample the operator with py-spy
 
 KServe's stand-in runs in instant mode (Ready at once, no pods) and the gateway
@@ -35,6 +38,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "reaction": 50,
         "scale": 1000,
         "storm": True,
+        "rest": 10000,
+        "shards": [1, 2, 4],
     },
     # The storm alone, on fewer models: a quick look at a fleet-wide change.
     "storm": {
@@ -45,7 +50,15 @@ PROFILES: dict[str, dict[str, Any]] = {
         "scale": 300,
         "storm": True,
     },
+    # 10,000 models at rest, each section in a cluster of its own with the HPA
+    # controller off: its sync over 10,000 HPAs (all without a Deployment in instant
+    # mode) would keep both cores busy, and it is the cluster's cost, not the operator's.
+    "rest": {"rest": 10000},
+    # 2,000 models converging on 1, 2 and 4 shards, each in a fresh cluster (HPA
+    # controller off, as above).
+    "shards": {"shards": [1, 2, 4]},
 }
+SHARDED_MODELS = 2000
 
 
 def machine() -> dict[str, Any]:
@@ -62,30 +75,49 @@ def machine() -> dict[str, Any]:
     }
 
 
-def run(profile: str, py_spy: Path | None = None) -> dict[str, Any]:
-    plan = PROFILES[profile]
+def run(profile: str, py_spy: Path | None = None, scale: int | None = None) -> dict[str, Any]:
+    plan = dict(PROFILES[profile])
+    if scale is not None:
+        plan["scale"] = scale
     result: dict[str, Any] = {
         "machine": machine(),
         "profile": profile,
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
+    if any(plan.get(k) for k in ("convergence", "idle", "reaction", "scale", "storm")):
+        result |= _one_operator(plan, py_spy)
+    if plan.get("rest"):
+        print(f"rest: {plan['rest']} models, the HPA controller off ...", flush=True)
+        with World(hpa_sync_period=None) as world:
+            world.start_operator()
+            result["rest"] = scenarios.scale(world, plan["rest"])
+    for count in plan.get("shards") or []:
+        print(f"shards: {SHARDED_MODELS} models on {count} shard(s) ...", flush=True)
+        with World(hpa_sync_period=None) as world:
+            result.setdefault("shards", []).append(scenarios.sharded(world, count, SHARDED_MODELS))
+    return result
+
+
+def _one_operator(plan: dict[str, Any], py_spy: Path | None) -> dict[str, Any]:
+    """The sections that share one cluster and one operator, in order."""
+    result: dict[str, Any] = {}
     with World() as world:
         operator = world.start_operator()
         spy = profiling.PySpy(operator.pid, py_spy) if py_spy else None
         result["convergence"] = []
-        for n in plan["convergence"]:
+        for n in plan.get("convergence") or []:
             for repeat in range(plan["repeats"]):
                 print(f"convergence, N = {n}, run {repeat + 1} ...", flush=True)
                 result["convergence"].append(scenarios.convergence(world, n, repeat))
         result["convergence_summary"] = summarize(result["convergence"])
-        if plan["idle"]:
+        if plan.get("idle"):
             print(f"idle, {plan['idle']} s ...", flush=True)
             at_rest = len(world.models())
             result["idle"] = scenarios.idle(world, at_rest, plan["idle"])
-        if plan["reaction"]:
+        if plan.get("reaction"):
             print(f"reaction, {plan['reaction']} rollouts ...", flush=True)
             result["reaction"] = scenarios.reaction(world, plan["reaction"])
-        if plan["scale"]:
+        if plan.get("scale"):
             print(f"scale, {plan['scale']} models ...", flush=True)
             result["scale"] = scenarios.scale(world, plan["scale"])
         if plan.get("storm"):
@@ -205,6 +237,33 @@ def markdown(result: dict[str, Any]) -> str:
             "|---|---|---|",
             f"| {s['n']} | {s['rss_mb']} | {s['cpu_pct']} |",
         ]
+    if "rest" in result:
+        s = result["rest"]
+        lines += [
+            "",
+            "At rest, the HPA controller off (a cluster of its own):",
+            "",
+            "| models at rest | converged in s | operator CPU s to converge | RSS MB | CPU % |",
+            "|---|---|---|---|---|",
+            f"| {s['n']} | {s.get('converge_s', '-')} | {s.get('converge_cpu_s', '-')} "
+            f"| {s['rss_mb']} | {s['cpu_pct']} |",
+        ]
+    if "shards" in result:
+        lines += [
+            "",
+            f"Sharding: {SHARDED_MODELS} new models (one version each) until every one is "
+            "Stable, each shard count in a fresh cluster (HPA controller off):",
+            "",
+            "| shards | converged in s | operator CPU s (all shards) | per shard CPU s "
+            "| per shard RSS MB |",
+            "|---|---|---|---|---|",
+        ]
+        for r in result["shards"]:
+            lines.append(
+                f"| {r['shards']} | {r['converge_s']} | {r['cpu_s']} "
+                f"| {', '.join(str(c) for c in r['cpu_s_each'])} "
+                f"| {', '.join(str(m) for m in r['rss_mb_each'])} |"
+            )
     if "storm" in result:
         t = result["storm"]
         lines += [
@@ -224,7 +283,20 @@ def markdown(result: dict[str, Any]) -> str:
         ):
             if key in t:
                 d = t[key]
-                lines.append(f"| {what} | {d['p50_ms']} | {d['p95_ms']} | {d['p99_ms']} |")
+                n = f" (n = {d['n']})" if "n" in d and d["n"] != t["humans"] else ""
+                lines.append(f"| {what}{n} | {d['p50_ms']} | {d['p95_ms']} | {d['p99_ms']} |")
+        if "waits" in t:
+            lines += [
+                "",
+                "| the operator's reconciles by cause: wake -> start | n | within 50 ms "
+                "| within 250 ms | within 1 s |",
+                "|---|---|---|---|---|",
+            ]
+            for cause, w in t["waits"].items():
+                lines.append(
+                    f"| {cause} | {w['n']:.0f} | {w['within_50ms']:.0f} "
+                    f"| {w['within_250ms']:.0f} | {w['within_1s']:.0f} |"
+                )
     return "\n".join(lines) + "\n"
 
 
@@ -241,12 +313,13 @@ def main() -> None:
         help="sample the operator with py-spy; collapsed stacks and a summary land next "
         "to the results",
     )
+    parser.add_argument("--scale", type=int, help="models at rest for the scale and storm sections")
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     stacks = RESULTS / f"{args.profile}-{stamp}.stacks.txt" if args.py_spy else None
     started = time.monotonic()
-    result = run(args.profile, stacks)
+    result = run(args.profile, stacks, args.scale)
     result["wall_s"] = round(time.monotonic() - started, 1)
     (RESULTS / f"{args.profile}-{stamp}.json").write_text(json.dumps(result, indent=2) + "\n")
     table = markdown(result)

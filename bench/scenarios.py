@@ -259,6 +259,7 @@ def percentiles(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
     cuts = statistics.quantiles(ordered, n=100, method="inclusive")
     return {
+        "n": len(samples),
         "p50_ms": round(cuts[49] * 1000, 1),
         "p95_ms": round(cuts[94] * 1000, 1),
         "p99_ms": round(cuts[98] * 1000, 1),
@@ -360,23 +361,75 @@ def settled_single(world: World, names: set[str]) -> bool:
 
 def scale(world: World, n: int, seconds: float = 60) -> dict[str, Any]:
     """RSS and CPU of the operator with n ManagedModels at rest (earlier sections' models
-    count towards n)."""
+    count towards n), and how long the new ones took to become Stable (applied 100 at a
+    time)."""
     existing = len(world.models())
     names = [f"s-{i}" for i in range(max(0, n - existing))]
+    operator = world.operator
+    assert operator is not None
+    cpu, started = operator.cpu_seconds(), time.monotonic()
+    for start in range(0, len(names), 100):
+        apply_all(
+            world,
+            [model_doc(name, world.namespace, versions=1) for name in names[start : start + 100]],
+        )
+    wait_until(lambda: settled_single(world, set(names)), max(1800, n), f"{n} models stable")
+    converge_s, converge_cpu_s = time.monotonic() - started, operator.cpu_seconds() - cpu
+    total = len(world.models())
+    time.sleep(5)
+    cpu, started = operator.cpu_seconds(), time.monotonic()
+    time.sleep(seconds)
+    cpu_pct = 100 * (operator.cpu_seconds() - cpu) / (time.monotonic() - started)
+    return {
+        "n": total,
+        "converge_s": round(converge_s, 1),
+        "converge_cpu_s": round(converge_cpu_s, 1),
+        "rss_mb": round(operator.rss_mb(), 1),
+        "cpu_pct": round(cpu_pct, 2),
+    }
+
+
+def sharded(world: World, shards: int, n: int) -> dict[str, Any]:
+    """n new single-version models until every one is Stable, with `shards` operator
+    processes (one replica per shard, each the leader of its shard's Lease)."""
+    operators = [
+        world.start_operator("--shards", str(shards), "--shard", str(i), name=f"operator-{i}")
+        for i in range(shards)
+    ]
+    names = [f"s-{i}" for i in range(n)]
+    cpu, started = [o.cpu_seconds() for o in operators], time.monotonic()
     for start in range(0, n, 100):
         apply_all(
             world,
             [model_doc(name, world.namespace, versions=1) for name in names[start : start + 100]],
         )
-    wait_until(lambda: settled_single(world, set(names)), 1800, f"{n} models stable")
-    total = len(world.models())
-    operator = world.operator
-    assert operator is not None
-    time.sleep(5)
-    cpu, started = operator.cpu_seconds(), time.monotonic()
-    time.sleep(seconds)
-    cpu_pct = 100 * (operator.cpu_seconds() - cpu) / (time.monotonic() - started)
-    return {"n": total, "rss_mb": round(operator.rss_mb(), 1), "cpu_pct": round(cpu_pct, 2)}
+    wait_until(lambda: settled_single(world, set(names)), max(1800, n), f"{n} models stable")
+    converge_s = time.monotonic() - started
+    each = [round(o.cpu_seconds() - c, 1) for o, c in zip(operators, cpu, strict=True)]
+    return {
+        "shards": shards,
+        "n": n,
+        "converge_s": round(converge_s, 1),
+        "cpu_s": round(sum(each), 1),
+        "cpu_s_each": each,
+        "rss_mb_each": [round(o.rss_mb(), 1) for o in operators],
+    }
+
+
+def waits(before: dict[str, float], after: dict[str, float], cause: str) -> dict[str, float]:
+    """The operator's reconciles woken for `cause` between two scrapes: how many, and
+    how many started within 50 ms, 250 ms and 1 s of the wake."""
+    series = 'modelpilot_reconcile_wait_seconds_bucket{cause="%s",le="%s"}'
+    counts = {
+        bound: after.get(series % (cause, bound), 0) - before.get(series % (cause, bound), 0)
+        for bound in ("0.05", "0.25", "1.0", "+Inf")
+    }
+    return {
+        "n": counts["+Inf"],
+        "within_50ms": counts["0.05"],
+        "within_250ms": counts["0.25"],
+        "within_1s": counts["1.0"],
+    }
 
 
 def storm(world: World, humans: int = 20) -> dict[str, Any]:
@@ -397,6 +450,7 @@ def storm(world: World, humans: int = 20) -> dict[str, Any]:
     time.sleep(2)
     operator = world.operator
     assert operator is not None
+    before = operator.scrape()
     cpu, started = operator.cpu_seconds(), time.monotonic()
     changed = [model_doc(name, world.namespace, target="v2") for name in fleet]
     decided = []  # promote sent -> the operator's status naming it seen (the decision)
@@ -411,23 +465,35 @@ def storm(world: World, humans: int = 20) -> dict[str, Any]:
             promote(world, name)
             patched.append(time.monotonic() - sent)
             latency.append(promoted_at(routes, name, sent, timeout=60) - sent)
+            # None where the bench's own watch missed the event (its watch was closed
+            # and the kind listed again: see gaps).
             decision = next(
-                t
-                for t, _, o in list(models.events)
-                if t >= sent
-                and o["metadata"]["name"] == name
-                and ((o.get("status") or {}).get("lastCommand") or {}).get("name") == "promote"
+                (
+                    t
+                    for t, _, o in list(models.events)
+                    if t >= sent
+                    and o["metadata"]["name"] == name
+                    and ((o.get("status") or {}).get("lastCommand") or {}).get("name") == "promote"
+                ),
+                None,
             )
-            decided.append(decision - sent)
             seen = next(
-                t
-                for t, _, o in list(models.events)
-                if t >= sent
-                and o["metadata"]["name"] == name
-                and "modelpilot.io/promote" in (o["metadata"].get("annotations") or {})
+                (
+                    t
+                    for t, kind, o in list(models.events)
+                    if t >= sent
+                    and kind != "LISTED"
+                    and o["metadata"]["name"] == name
+                    and "modelpilot.io/promote" in (o["metadata"].get("annotations") or {})
+                ),
+                None,
             )
-            watched.append(seen - sent)
+            if decision is not None:
+                decided.append(decision - sent)
+            if seen is not None:
+                watched.append(seen - sent)
         landing.result()
+    after = operator.scrape()
     applied_s = time.monotonic() - started
     wait_until(lambda: settled(world, set(fleet), "WaitingPromotion"), 1800, "the storm to land")
     land_s = time.monotonic() - started
@@ -441,6 +507,8 @@ def storm(world: World, humans: int = 20) -> dict[str, Any]:
         "cpu_s": round(operator.cpu_seconds() - cpu, 1),
         **percentiles(latency),
         "decided": percentiles(decided),
+        "bench_watch_gaps": len(models.gaps) + len(routes.gaps),
+        "waits": {cause: waits(before, after, cause) for cause in ("command", "change", "other")},
         "patched": percentiles(patched),
         "watched": percentiles(watched),
     }

@@ -38,6 +38,7 @@ class ControlPlane:
         start_timeout: float = 120.0,
         audit_policy: dict[str, Any] | None = None,
         users: Sequence[str] = (),
+        hpa_sync_period: str | None = "2s",
     ) -> None:
         self.node_pool = node_pool or NodePool()
         self.tools_dir = tools.tools_dir()  # set by $MODELPILOT_TOOLS_DIR
@@ -51,6 +52,8 @@ class ControlPlane:
         self.timings: dict[str, float] = {}
         self.audit_policy = audit_policy  # an audit.k8s.io/v1 Policy; None: no audit log
         self.users = tuple(users)  # extra users, in system:masters
+        # None: no HPA controller (10,000 HPAs at rest would keep both cores busy).
+        self.hpa_sync_period = hpa_sync_period
         self._pki: pki.Pki | None = None
         self._apiserver: Process | None = None
 
@@ -334,14 +337,18 @@ class ControlPlane:
                 # Each controller acts as its own service account, as in a real cluster, so
                 # RBAC is exercised the same way.
                 "--use-service-account-credentials",
-                # No --controllers: the default set is what a real cluster runs (the
-                # cloud ones live in cloud-controller-manager; node IPAM is idle without
-                # --allocate-node-cidrs).
+                # The default controllers are what a real cluster runs (the cloud ones
+                # live in cloud-controller-manager; node IPAM is idle without
+                # --allocate-node-cidrs); only the HPA's may be left out, below.
                 f"--cluster-signing-cert-file={self._pki.ca_cert}",
                 f"--cluster-signing-key-file={self._pki.ca_key}",
                 # The HPA loop every 2 s instead of 15 s, so tests that change HPA bounds
                 # (Shared capacity) see pods move in seconds; the logic is the same.
-                "--horizontal-pod-autoscaler-sync-period=2s",
+                *(
+                    [f"--horizontal-pod-autoscaler-sync-period={self.hpa_sync_period}"]
+                    if self.hpa_sync_period
+                    else ["--controllers=*,-horizontal-pod-autoscaler-controller"]
+                ),
             ],
         )
         scheduler_config = self._root / "scheduler.kubeconfig"

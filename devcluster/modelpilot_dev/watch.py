@@ -7,6 +7,7 @@ import threading
 import time
 from typing import Any, Self
 
+import urllib3
 from kubernetes import client, watch
 
 from modelpilot.api.kinds import AUTOSCALER, Kind
@@ -66,6 +67,14 @@ class KindWatch:
                 if err.status != 410:
                     raise
                 self.gaps.append(time.monotonic())  # events were missed
+                resource_version = self._list()
+            except (urllib3.exceptions.HTTPError, OSError):
+                # The apiserver closes a watch whose reader falls behind (a busy bench
+                # on 2 cores): list again, the gap recorded, unless stopping.
+                if self._stop.is_set():
+                    return
+                self.gaps.append(time.monotonic())
+                time.sleep(0.2)
                 resource_version = self._list()
 
     def _list(self) -> str:

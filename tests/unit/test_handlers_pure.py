@@ -169,3 +169,70 @@ def test_shards_split_models_stably_and_evenly() -> None:
     for i in range(4000):
         counts[shard_of(f"ns{i % 7}", f"model-{i}", 4)] += 1
     assert all(900 < c < 1100 for c in counts), counts
+
+
+def test_a_command_wakes_ahead_of_spec_and_child_changes() -> None:
+    from modelpilot.handlers.wiring import Seen, wake_cause
+
+    rest = Seen(3, {"team": "ml"})
+    assert wake_cause(None, Seen(3, {"modelpilot.io/promote": "v2"})) == "other"  # a restart
+    assert wake_cause(rest, Seen(3, {"team": "ml", "modelpilot.io/promote": "v2"})) == "command"
+    promoting = Seen(3, {"modelpilot.io/promote": "v2"})
+    assert wake_cause(promoting, Seen(3, {"modelpilot.io/promote": "v3"})) == "command"
+    # The command given again after the operator consumed (removed) it.
+    assert wake_cause(Seen(3, {}), promoting) == "command"
+    # A spec change that carries an old, unchanged command is the spec's.
+    assert wake_cause(promoting, Seen(4, {"modelpilot.io/promote": "v2"})) == "change"
+    assert wake_cause(promoting, Seen(3, {})) == "other"  # the operator consumed it
+    assert wake_cause(rest, Seen(3, {"team": "ml", "modelpilot.io/typo": "v2"})) == "other"
+    assert wake_cause(rest, Seen(4, {"team": "ml"})) == "change"
+
+
+def test_reconcile_waits_are_exposed_per_cause() -> None:
+    metrics = Metrics()
+    metrics.observe_wait("command", 0.02)
+    metrics.observe_wait("other", 3.0)
+    metrics.observe_wait("other", 0.2)
+    text = metrics.render()
+    assert 'modelpilot_reconcile_wait_seconds_bucket{cause="command",le="0.05"} 1\n' in text
+    assert 'modelpilot_reconcile_wait_seconds_bucket{cause="other",le="0.25"} 1\n' in text
+    assert 'modelpilot_reconcile_wait_seconds_bucket{cause="other",le="+Inf"} 2\n' in text
+    assert 'modelpilot_reconcile_wait_seconds_count{cause="other"} 2\n' in text
+    assert 'modelpilot_reconcile_wait_seconds_sum{cause="other"} 3.200000\n' in text
+
+
+def test_a_child_wake_waits_for_its_burst_and_a_command_cuts_it_short(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+    import time
+    from types import SimpleNamespace
+
+    from modelpilot.handlers import wiring
+
+    key = ("ml", "iris")
+
+    async def settle(after: list[tuple[float, str]]) -> tuple[tuple[float, str], float]:
+        state = SimpleNamespace(woken={})
+        poke, stopped = asyncio.Event(), asyncio.Event()
+        first = (time.monotonic(), "other")
+
+        async def later() -> None:
+            for delay, cause in after:
+                await asyncio.sleep(delay)
+                state.woken[key] = (time.monotonic(), cause)
+                poke.set()
+
+        task = asyncio.ensure_future(later())
+        woken = await wiring._settle(state, key, first, poke, stopped)  # type: ignore[arg-type]
+        task.cancel()
+        return woken, time.monotonic() - first[0]
+
+    # More of the burst arrives: still one wake, after the settle time from the first.
+    monkeypatch.setattr(wiring, "CHILD_SETTLE", 0.2)
+    woken, took = asyncio.run(settle([(0.02, "other"), (0.02, "other")]))
+    assert woken[1] == "other" and took >= 0.2
+    # A command meanwhile: on at once (long before the settle time), as a command.
+    monkeypatch.setattr(wiring, "CHILD_SETTLE", 30.0)
+    woken, took = asyncio.run(settle([(0.01, "command")]))
+    assert woken[1] == "command" and took < 10

@@ -554,8 +554,11 @@ class Reconcile:
         warnings: list[str],
         writes: Writes,
     ) -> None:
-        """Status (the decision), then the commands it consumed, the Events that tell of
-        it, and last the children that carry it out."""
+        """Status (the decision), then the commands it consumed, the children that carry
+        it out, and last the Events that tell of it: a person's promote reaches the route
+        before the Events are posted (each a request that waits its turn on a busy
+        apiserver). The Events are posted even when a child write fails: the next
+        reconcile starts from the new status and would not tell them again."""
         updated = self._next_status(plan, seen, runtimes, warnings, writes.degraded)
         write_status(self.cluster, self.body, self.status, updated)
         self.outcome.phase = updated.phase
@@ -566,6 +569,55 @@ class Reconcile:
         if plan.consumed:
             patch = {"annotations": dict.fromkeys(plan.consumed)}
             self.cluster.patch_metadata(self.body, patch)
+        try:
+            if not self._apply_children(writes, updated):
+                return
+        finally:
+            self._tell(plan, writes, updated)
+
+        wake = [plan.requeue_after] if plan.requeue_after is not None else []
+        # A stop, or a TraefikService's removal, waits for the gateway; the route's
+        # status change wakes it sooner.
+        if self.stopped != plan.stopped:
+            wake.append(self.stop_wake if self.stop_wake is not None else 1.0)
+        if self.mirror_wake is not None:
+            wake.append(self.mirror_wake)
+        if sum(1 for v in updated.versions if v.ready) < sum(
+            1 for v in updated.versions if not v.stopped
+        ):
+            wake.append(RESYNC_WHILE_NOT_READY)
+        self.outcome.requeue_after = min(wake) if wake else None
+
+    def _apply_children(self, writes: Writes, updated: ManagedModelStatus) -> bool:
+        """False when the reconcile ends here (the model deleted meanwhile, or a child
+        refused)."""
+        # The route first: it takes traffic (a pin rule, a weight) away from a version
+        # before that version's InferenceService is stopped. It never gives traffic to
+        # a version this reconcile creates: weight goes only to versions seen ready.
+        # Only a shadow's TraefikService goes before it: the route names it.
+        order = {TRAEFIK_SERVICE.kind: 0, HTTP_ROUTE.kind: 1}
+        for desired in sorted(writes.applies, key=lambda o: order.get(o["kind"], 2)):
+            if not self.alive():
+                # Deleted while this reconcile ran: a child written now would outlive
+                # its owner until the garbage collector finds it (a route to versions
+                # already being deleted).
+                self.outcome.requeue_after = None
+                return False
+            try:
+                self.cluster.apply(desired)
+            except ChildRejected as refused:
+                # The same spec is refused every time: say why, once, and wait for a
+                # spec change instead of retrying with backoff forever.
+                degrade(
+                    self.cluster, self.body, updated, "ChildRejected",
+                    f"{refused}; fix the spec (nothing is retried until it changes)", self.now,
+                )  # fmt: skip
+                self.outcome.requeue_after = None
+                return False
+            self.outcome.writes += 1
+        return True
+
+    def _tell(self, plan: Plan, writes: Writes, updated: ManagedModelStatus) -> None:
         previous = condition_of(self.status.conditions, "Degraded")
         # A failed rollout has its Event from the machine; a name conflict and a first
         # version past its deadline have this one.
@@ -581,43 +633,6 @@ class Reconcile:
             if event.stops is None or event.stops not in deferred:
                 self.cluster.post_event(self.body, event)
         self._notify(plan, updated)
-        # The route first: it takes traffic (a pin rule, a weight) away from a version
-        # before that version's InferenceService is stopped. It never gives traffic to
-        # a version this reconcile creates: weight goes only to versions seen ready.
-        # Only a shadow's TraefikService goes before it: the route names it.
-        order = {TRAEFIK_SERVICE.kind: 0, HTTP_ROUTE.kind: 1}
-        for desired in sorted(writes.applies, key=lambda o: order.get(o["kind"], 2)):
-            if not self.alive():
-                # Deleted while this reconcile ran: a child written now would outlive
-                # its owner until the garbage collector finds it (a route to versions
-                # already being deleted).
-                self.outcome.requeue_after = None
-                return
-            try:
-                self.cluster.apply(desired)
-            except ChildRejected as refused:
-                # The same spec is refused every time: say why, once, and wait for a
-                # spec change instead of retrying with backoff forever.
-                degrade(
-                    self.cluster, self.body, updated, "ChildRejected",
-                    f"{refused}; fix the spec (nothing is retried until it changes)", self.now,
-                )  # fmt: skip
-                self.outcome.requeue_after = None
-                return
-            self.outcome.writes += 1
-
-        wake = [plan.requeue_after] if plan.requeue_after is not None else []
-        # A stop, or a TraefikService's removal, waits for the gateway; the route's
-        # status change wakes it sooner.
-        if self.stopped != plan.stopped:
-            wake.append(self.stop_wake if self.stop_wake is not None else 1.0)
-        if self.mirror_wake is not None:
-            wake.append(self.mirror_wake)
-        if sum(1 for v in updated.versions if v.ready) < sum(
-            1 for v in updated.versions if not v.stopped
-        ):
-            wake.append(RESYNC_WHILE_NOT_READY)
-        self.outcome.requeue_after = min(wake) if wake else None
 
     def _refused_webhooks(self) -> list[str]:
         """Hooks the operator will not call, said in the Degraded condition's message up

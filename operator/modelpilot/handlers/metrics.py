@@ -29,6 +29,9 @@ class Metrics:
         self.leader_identity: str | None = None
         self.leading: Callable[[], bool] = lambda: True  # no leader election: always
         self.shard: tuple[int, int] = (0, 1)  # (index, count)
+        # Wake -> reconcile started, by what woke the model (a person's change or else).
+        self._waits: dict[str, list[int]] = {}
+        self._wait_sums: dict[str, float] = {}
 
     def observe(self, seconds: float, writes: int, error: bool) -> None:
         with self._lock:
@@ -39,6 +42,14 @@ class Metrics:
             for index, bound in enumerate(BUCKETS):
                 if seconds <= bound:
                     self._buckets[index] += 1
+
+    def observe_wait(self, cause: str, seconds: float) -> None:
+        with self._lock:
+            buckets = self._waits.setdefault(cause, [0] * len(BUCKETS))
+            self._wait_sums[cause] = self._wait_sums.get(cause, 0.0) + seconds
+            for index, bound in enumerate(BUCKETS):
+                if seconds <= bound:
+                    buckets[index] += 1
 
     def set_phase(
         self, namespace: str, name: str, phase: str | None, canary_weight: int | None = None
@@ -86,6 +97,23 @@ class Metrics:
             lines += [
                 f"modelpilot_reconcile_duration_seconds_sum {self._duration_sum:.6f}",
                 f"modelpilot_reconcile_duration_seconds_count {self.reconciles}",
+                "# HELP modelpilot_reconcile_wait_seconds From a model's wake to its reconcile"
+                " starting, by cause (change: its spec or annotations; other: children, timers).",
+                "# TYPE modelpilot_reconcile_wait_seconds histogram",
+            ]
+            for cause, buckets in sorted(self._waits.items()):
+                for bound, count in zip(BUCKETS, buckets, strict=True):
+                    label = "+Inf" if bound == float("inf") else repr(bound)
+                    lines.append(
+                        f'modelpilot_reconcile_wait_seconds_bucket{{cause="{cause}",le="{label}"}}'
+                        f" {count}"
+                    )
+                lines += [
+                    f'modelpilot_reconcile_wait_seconds_sum{{cause="{cause}"}}'
+                    f" {self._wait_sums[cause]:.6f}",
+                    f'modelpilot_reconcile_wait_seconds_count{{cause="{cause}"}} {buckets[-1]}',
+                ]
+            lines += [
                 "# HELP modelpilot_models Managed models per rollout phase.",
                 "# TYPE modelpilot_models gauge",
             ]

@@ -17,10 +17,13 @@ it (`modelpilot.k8s.leader`).
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
+import functools
 import logging
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +41,7 @@ from modelpilot.api.names import MODEL_LABEL, shard_of
 from modelpilot.api.spec import MlflowSource
 from modelpilot.api.status import ManagedModelStatus
 from modelpilot.handlers.checks import CheckRunner
-from modelpilot.handlers.manage import Settings, manage
+from modelpilot.handlers.manage import Outcome, Settings, manage
 from modelpilot.handlers.metrics import Metrics, serve_metrics
 from modelpilot.handlers.registry_webhook import serve_receiver
 from modelpilot.k8s.cache import ChildCache
@@ -46,6 +49,7 @@ from modelpilot.k8s.client import Kube
 from modelpilot.k8s.cluster import KubeCluster
 from modelpilot.k8s.leader import LeaderElector, NotLeading
 from modelpilot.k8s.runtime_index import RuntimeIndex
+from modelpilot.rollout.commands import parse_commands
 from modelpilot.rollout.slots import RolloutSlots
 
 log = logging.getLogger(__name__)
@@ -55,6 +59,12 @@ log = logging.getLogger(__name__)
 KOPF_PREFIX = "kopf.modelpilot.io"
 LEGACY_FINALIZER = f"{KOPF_PREFIX}/finalizer"
 MAX_BACKOFF = 60.0
+ROUTINE_THREADS = 6  # asyncio's default pool size on 2 cores, which reconciles used before
+COMMAND_THREADS = 2
+# Why a model was woken, most urgent first: a command annotation appeared or changed;
+# its spec changed (a new generation); anything else (children, runtimes, a restart).
+CAUSES = ("command", "change", "other")
+CHILD_SETTLE = 0.1  # seconds a wake by a child waits for the rest of its burst
 CHILD_RESYNC_SECONDS = 600.0
 
 
@@ -80,7 +90,20 @@ class OperatorState:
     namespaces: tuple[str, ...] = ()  # the watched namespaces; empty: all of them
     # Touched only from the operator's event loop (the handlers below are async).
     pokes: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
-    seen: dict[tuple[str, str], str] = field(default_factory=dict)
+    # Each model's generation and annotations as last seen: what the user last changed.
+    seen: dict[tuple[str, str], Seen] = field(default_factory=dict)
+    # When a sleeping model was first poked, and why (see wake_cause).
+    woken: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict)
+    # A person's command must not queue behind a fleet's worth of routine reconciles
+    # (a storm of spec or child changes): commands run on threads of their own. Neither
+    # pool is asyncio's default one, which the Lease's renewals use.
+    routine: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(ROUTINE_THREADS, "reconcile")
+    )
+    urgent: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(COMMAND_THREADS, "reconcile-command")
+    )
+    commands: CommandsFirst = field(default_factory=lambda: CommandsFirst())
     # Every child as last watched or written: reconciles read children from here.
     children: ChildCache = field(default_factory=ChildCache)
     # None: this process writes whenever it likes (one replica, or a test).
@@ -111,9 +134,13 @@ class OperatorState:
         )
         self.metrics.checks_total = self.checks.checks_total
 
-    def poke(self, namespace: str | None, name: str | None) -> None:
+    def poke(self, namespace: str | None, name: str | None, cause: str = "other") -> None:
         if namespace and name and self.owns(namespace, name):
-            self.pokes.setdefault((namespace, name), asyncio.Event()).set()
+            key = (namespace, name)
+            woken = self.woken.get(key)
+            if woken is None or CAUSES.index(cause) < CAUSES.index(woken[1]):
+                self.woken[key] = (time.monotonic(), cause)
+            self.pokes.setdefault(key, asyncio.Event()).set()
 
     def owns(self, namespace: str, name: str) -> bool:
         """Whether this process's shard owns the model (always, unsharded)."""
@@ -195,7 +222,9 @@ async def shut_down(memo: Any, **_: Any) -> None:
     for server in (getattr(memo, "metrics_server", None), getattr(memo, "registry_webhook", None)):
         if server is not None:
             await server.cleanup()
-    await _state(memo).checks.close()
+    await state.checks.close()
+    state.routine.shutdown(wait=False, cancel_futures=True)
+    state.urgent.shutdown(wait=False, cancel_futures=True)
 
 
 async def _resync_children(state: OperatorState, every: float = CHILD_RESYNC_SECONDS) -> None:
@@ -316,24 +345,28 @@ async def model_loop(
             if not await _until_leading(state, stopped):
                 break
             poke.clear()
-            woken = key in state.registry_wakes
+            woken = state.woken.pop(key, None)
+            if woken is not None and woken[1] == "other":
+                woken = await _settle(state, key, woken, poke, stopped)
+            registry_woken = key in state.registry_wakes
             state.registry_wakes.discard(key)
             started = time.monotonic()
             try:
                 if key in state.legacy_finalizers:
                     await asyncio.to_thread(drop_legacy_finalizer, state.kube, namespace, name)
                     state.legacy_finalizers.discard(key)
-                outcome = await asyncio.to_thread(
-                    manage,
-                    state.cluster,
-                    namespace,
-                    name,
-                    state.serving_runtimes,
-                    state.settings,
-                    checks=state.checks,
-                    alive=lambda: not stopped.is_set(),
-                    registry_woken=woken,
-                    slots=state.slots,
+                pool = state.urgent if woken and woken[1] == "command" else state.routine
+                outcome = await asyncio.get_running_loop().run_in_executor(
+                    pool,
+                    functools.partial(
+                        _timed_manage,
+                        state,
+                        woken,
+                        namespace,
+                        name,
+                        alive=lambda: not stopped.is_set(),
+                        registry_woken=registry_woken,
+                    ),
                 )
             except NotLeading:
                 log.info("%s/%s: this replica stopped leading mid-reconcile", namespace, name)
@@ -361,11 +394,89 @@ async def model_loop(
             del state.loops[key]
             state.pokes.pop(key, None)
             state.seen.pop(key, None)
+            state.woken.pop(key, None)
             state.metrics.set_phase(namespace, name, None)
             state.metrics.set_analysis(namespace, name, None)
             state.checks.forget(key)
             for waiting in state.slots.forget(key):
                 state.poke(*waiting)
+
+
+class CommandsFirst:
+    """Routine reconciles do not start while a command's reconcile runs: on a busy
+    operator the interpreter's lock is shared by every running reconcile, so each one
+    started meanwhile would slow the command's (those already running finish)."""
+
+    def __init__(self, longest_hold: float = 2.0) -> None:
+        self._running = 0
+        self._lock = threading.Lock()
+        self._none = threading.Event()
+        self._none.set()
+        self.longest_hold = longest_hold  # a slow command does not stall the rest long
+
+    @contextlib.contextmanager
+    def command(self) -> Iterator[None]:
+        with self._lock:
+            self._running += 1
+            self._none.clear()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running -= 1
+                if not self._running:
+                    self._none.set()
+
+    def before_routine(self) -> None:
+        self._none.wait(self.longest_hold)
+
+
+def _timed_manage(
+    state: OperatorState,
+    woken: tuple[float, str] | None,
+    namespace: str,
+    name: str,
+    alive: Callable[[], bool],
+    registry_woken: bool,
+) -> Outcome:
+    command = woken is not None and woken[1] == "command"
+    if not command:
+        state.commands.before_routine()
+    if woken is not None:
+        state.metrics.observe_wait(woken[1], time.monotonic() - woken[0])
+    with state.commands.command() if command else contextlib.nullcontext():
+        return manage(
+            state.cluster,
+            namespace,
+            name,
+            state.serving_runtimes,
+            state.settings,
+            checks=state.checks,
+            alive=alive,
+            registry_woken=registry_woken,
+            slots=state.slots,
+        )
+
+
+async def _settle(
+    state: OperatorState,
+    key: tuple[str, str],
+    woken: tuple[float, str],
+    poke: asyncio.Event,
+    stopped: asyncio.Event,
+) -> tuple[float, str]:
+    """A child's change arrives in a burst (KServe's status, the Deployment
+    controller's several status updates, the HPA's first status): wait CHILD_SETTLE
+    for the rest of it, so one reconcile reads them all. A person's command or a spec
+    change cuts the wait short. Returns the wake with the most urgent cause seen."""
+    deadline = woken[0] + CHILD_SETTLE
+    while (left := deadline - time.monotonic()) > 0 and not stopped.is_set():
+        await _sleep([poke, stopped], left)
+        poke.clear()
+        later = state.woken.pop(key, None)
+        if later is not None and later[1] != "other":
+            return (woken[0], later[1])
+    return woken
 
 
 async def _until_leading(state: OperatorState, stopped: asyncio.Event) -> bool:
@@ -436,6 +547,23 @@ def _on_leading(state: OperatorState, leading: bool) -> None:
         state.recount = asyncio.ensure_future(_recount_slots(state))
 
 
+@dataclass(frozen=True)
+class Seen:
+    generation: int | None
+    annotations: Mapping[str, str]
+
+
+def wake_cause(before: Seen | None, now: Seen) -> str:
+    """Why a model event wakes its loop (one of CAUSES). A model first seen (the initial
+    listing after a start) is routine, whatever annotations it carries."""
+    if before is None:
+        return "other"
+    given = {c.annotation: c for c in parse_commands(now.annotations)}
+    if any(before.annotations.get(key) != now.annotations[key] for key in given):
+        return "command"
+    return "change" if now.generation != before.generation else "other"
+
+
 def followers(
     sources: dict[tuple[str, str], tuple[str, str]], model: str, alias: str
 ) -> list[tuple[str, str]]:
@@ -499,10 +627,11 @@ async def model_changed(
     annotations = {
         k: v for k, v in (meta.get("annotations") or {}).items() if not k.startswith(KOPF_PREFIX)
     }
-    key = json.dumps([meta.get("generation"), annotations], sort_keys=True)
-    if state.seen.get((namespace, name)) != key:
-        state.seen[(namespace, name)] = key
-        state.poke(namespace, name)
+    now = Seen(meta.get("generation"), annotations)
+    before = state.seen.get((namespace, name))
+    if before != now:
+        state.seen[(namespace, name)] = now
+        state.poke(namespace, name, cause=wake_cause(before, now))
 
 
 async def _child_changed(

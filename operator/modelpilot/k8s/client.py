@@ -116,7 +116,7 @@ class Kube:
         resource = self.resource(kind.api_version, kind.kind)
         try:
             found: dict[str, Any] = self._retry(
-                lambda: resource.get(name=name, namespace=namespace).to_dict()
+                lambda: resource.get(name=name, namespace=namespace, serializer=_plain)
             )
             return found
         except NotFoundError:
@@ -133,7 +133,7 @@ class Kube:
         terms = [k if v is None else f"{k}={v}" for k, v in (labels or {}).items()]
         selector = ",".join(terms) or None
         result = self._retry(
-            lambda: resource.get(namespace=namespace, label_selector=selector).to_dict()
+            lambda: resource.get(namespace=namespace, label_selector=selector, serializer=_plain)
         )
         return list(result.get("items") or [])
 
@@ -147,7 +147,8 @@ class Kube:
             field_manager=manager,
             force_conflicts=True,
             dry_run="All" if dry_run else None,
-        ).to_dict()
+            serializer=_plain,
+        )
         return self._retry(call) if dry_run else self._write(call)
 
     def delete(self, kind: Kind, name: str, namespace: str | None) -> None:
@@ -169,7 +170,8 @@ class Kube:
                 namespace=meta.get("namespace"),
                 body={"status": dict(status)},
                 content_type="application/merge-patch+json",
-            ).to_dict()
+                serializer=_plain,
+            )
         )
 
     def patch(self, obj: Mapping[str, Any], body: Mapping[str, Any]) -> dict[str, Any]:
@@ -181,7 +183,8 @@ class Kube:
                 namespace=meta.get("namespace"),
                 body=dict(body),
                 content_type="application/merge-patch+json",
-            ).to_dict()
+                serializer=_plain,
+            )
         )
 
     def fenced(self) -> AbstractContextManager[None]:
@@ -211,6 +214,13 @@ class Kube:
             time.sleep(delay * (1 + random.random() / 2))
             delay = min(delay * 2, 5.0)
         raise AssertionError("unreachable")
+
+
+def _plain(_client: Any, body: dict[str, Any]) -> dict[str, Any]:
+    """The response's JSON as parsed: the DynamicClient would wrap it in ResourceFields,
+    every nested mapping an object, only for .to_dict() to unwrap it again: 0.10 ms of
+    CPU per InferenceService-sized response instead of 0.01 ms."""
+    return body
 
 
 def _reason(err: DynamicApiError) -> str:

@@ -8,7 +8,7 @@ shape. The result is parsed with a safe YAML loader and checked, never concatena
 from __future__ import annotations
 
 import json
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 import jinja2
@@ -46,6 +46,22 @@ def _environment() -> jinja2.Environment:
 def render_fragment(template: str, /, **context: Any) -> dict[str, Any]:
     """Render one template into one mapping (a part of an object), nulls dropped."""
     text = _environment().get_template(template).render(**context)
+    parsed = _parse(template, text)
+    return json.loads(parsed) if isinstance(parsed, str) else _load(template, text)
+
+
+@lru_cache(maxsize=4096)
+def _parse(template: str, text: str) -> str | None:
+    """The parsed mapping as JSON, kept per rendered text: a model's reconciles render
+    the same text again and again, and PyYAML builds every mapping in Python (even with
+    libyaml's parser) while json.loads is C. None where JSON cannot carry the mapping
+    as YAML parsed it (then it is parsed each time)."""
+    obj = _load(template, text)
+    encoded = json.dumps(obj)
+    return encoded if json.loads(encoded) == obj else None
+
+
+def _load(template: str, text: str) -> dict[str, Any]:
     try:
         obj = yaml.load(text, Loader=_SafeLoader)
     except yaml.YAMLError as err:
