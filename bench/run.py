@@ -7,6 +7,7 @@
     python -m bench.run --profile rest    # 10,000 models at rest, the HPA controller off
     python -m bench.run --profile shards  # 2,000 models converge with 1, 2 and 4 shards
     python -m bench.run --py-spy          # also sample the operator with py-spy
+    python -m bench.run --convergence 50 200   # only the convergence runs (x3 each)
 
 KServe's stand-in runs in instant mode (Ready at once, no pods) and the gateway
 stand-in accepts routes, so the figures are the operator's cost, not kwok's. Results go
@@ -75,10 +76,17 @@ def machine() -> dict[str, Any]:
     }
 
 
-def run(profile: str, py_spy: Path | None = None, scale: int | None = None) -> dict[str, Any]:
+def run(
+    profile: str,
+    py_spy: Path | None = None,
+    scale: int | None = None,
+    only_convergence: list[int] | None = None,
+) -> dict[str, Any]:
     plan = dict(PROFILES[profile])
     if scale is not None:
         plan["scale"] = scale
+    if only_convergence:
+        plan = {"convergence": only_convergence, "repeats": 3}
     result: dict[str, Any] = {
         "machine": machine(),
         "profile": profile,
@@ -283,7 +291,7 @@ def markdown(result: dict[str, Any]) -> str:
         ):
             if key in t:
                 d = t[key]
-                n = f" (n = {d['n']})" if "n" in d and d["n"] != t["humans"] else ""
+                n = f" (n = {d['samples']})" if d.get("samples", t["humans"]) != t["humans"] else ""
                 lines.append(f"| {what}{n} | {d['p50_ms']} | {d['p95_ms']} | {d['p99_ms']} |")
         if "waits" in t:
             lines += [
@@ -314,12 +322,19 @@ def main() -> None:
         "to the results",
     )
     parser.add_argument("--scale", type=int, help="models at rest for the scale and storm sections")
+    parser.add_argument(
+        "--convergence",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="only the convergence runs, N models three times each (e.g. 50 200)",
+    )
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     stacks = RESULTS / f"{args.profile}-{stamp}.stacks.txt" if args.py_spy else None
     started = time.monotonic()
-    result = run(args.profile, stacks, args.scale)
+    result = run(args.profile, stacks, args.scale, args.convergence)
     result["wall_s"] = round(time.monotonic() - started, 1)
     (RESULTS / f"{args.profile}-{stamp}.json").write_text(json.dumps(result, indent=2) + "\n")
     table = markdown(result)

@@ -383,7 +383,10 @@ def test_a_command_is_carried_out_and_consumed() -> None:
     world.annotate("modelpilot.io/promote", "v2")
     writes = world.writes_of(world.reconcile)
     verbs = [w.verb for w in writes]
-    assert verbs.index("status") < verbs.index("metadata") < verbs.index("apply")
+    # The decision, then the route that carries it, then the command consumed: two
+    # writes from a person's promote to the route.
+    assert verbs.index("status") < verbs.index("apply") < verbs.index("metadata")
+    assert verbs.index("metadata") < verbs.index("event")
     consumed = next(w.body for w in writes if w.verb == "metadata")
     assert consumed == {"annotations": {"modelpilot.io/promote": None}}
     assert "modelpilot.io/promote" not in world.model()["metadata"].get("annotations", {})
@@ -498,10 +501,11 @@ def test_the_twin_dies_where_it_is_told() -> None:
     assert [w.verb for w in world.cluster.writes] == ["status"]
 
 
-def test_a_command_seen_again_after_a_crash_is_consumed_without_a_refusal() -> None:
+@pytest.mark.parametrize("written", [1, 2], ids=["after-status", "after-status-and-route"])
+def test_a_command_seen_again_after_a_crash_is_consumed_without_a_refusal(written: int) -> None:
     world = canary_at(50)
     promote_requested(world)
-    world.cluster.crash_before = len(world.cluster.writes) + 1  # after status, before consuming
+    world.cluster.crash_before = len(world.cluster.writes) + written  # before consuming
     with pytest.raises(Crash):
         world.reconcile()
     world.cluster.crash_before = None

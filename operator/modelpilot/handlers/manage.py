@@ -554,11 +554,13 @@ class Reconcile:
         warnings: list[str],
         writes: Writes,
     ) -> None:
-        """Status (the decision), then the commands it consumed, the children that carry
-        it out, and last the Events that tell of it: a person's promote reaches the route
-        before the Events are posted (each a request that waits its turn on a busy
-        apiserver). The Events are posted even when a child write fails: the next
-        reconcile starts from the new status and would not tell them again."""
+        """Status (the decision), then the children that carry it out, then the commands
+        it consumed, and last the Events that tell of it: a person's promote reaches the
+        route after two writes, not four (on a busy apiserver each waits its turn). A
+        crash before the command is consumed shows the next reconcile a command already
+        carried out, which the machine consumes without a word (see _refuse). The
+        Events are posted even when a child write fails: the next reconcile starts from
+        the new status and would not tell them again."""
         updated = self._next_status(plan, seen, runtimes, warnings, writes.degraded)
         write_status(self.cluster, self.body, self.status, updated)
         self.outcome.phase = updated.phase
@@ -566,12 +568,12 @@ class Reconcile:
         if updated.analysis is not None:
             self.outcome.analysis_result = updated.analysis.last_result
             self.outcome.failed_checks = updated.analysis.failed_checks
-        if plan.consumed:
-            patch = {"annotations": dict.fromkeys(plan.consumed)}
-            self.cluster.patch_metadata(self.body, patch)
         try:
             if not self._apply_children(writes, updated):
                 return
+            if plan.consumed:
+                patch = {"annotations": dict.fromkeys(plan.consumed)}
+                self.cluster.patch_metadata(self.body, patch)
         finally:
             self._tell(plan, writes, updated)
 
