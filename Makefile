@@ -71,5 +71,5 @@ clean: ## remove build and test leftovers (not the tools cache)
 bench: tools ## quick benchmark profile (N = 50 x3 against the ideal controller, idle 60 s); results in bench/results/
 	$(PYTHON) -m bench.run --profile quick
 
-bench-full: tools ## full benchmark profile (N = 50 and 200 x3, idle 5 min, 1,000 models, a fleet-wide storm)
+bench-full: tools ## full benchmark profile (N = 50 and 200 x3, idle 5 min, 1,000 models and a storm on them, 10,000 at rest, 2,000 on 1/2/4 shards; hours here)
 	$(PYTHON) -m bench.run --profile full

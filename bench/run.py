@@ -160,14 +160,8 @@ def _spread(summary: dict[str, Any], figure: str) -> str:
     return f"{summary[figure]} [{low}, {high}]"
 
 
-def markdown(result: dict[str, Any]) -> str:
-    m = result["machine"]
+def _convergence(result: dict[str, Any]) -> list[str]:
     lines = [
-        f"# modelpilot bench ({result['profile']}, {result['date']})",
-        "",
-        f"Machine: {m['cores']} cores, {m['memory_gb']} GiB, Python {m['python']}. "
-        "KServe and the gateway are simulated (instant mode); the operator runs as its own "
-        "process.",
         "",
         "Convergence: operator s is until every child exists and every status is written "
         "(a model's HTTPRoute only once a version is Ready, so this includes the KServe "
@@ -212,6 +206,20 @@ def markdown(result: dict[str, Any]) -> str:
             for c in result["convergence"]
         ),
     ]
+    return lines
+
+
+def markdown(result: dict[str, Any]) -> str:
+    m = result["machine"]
+    lines = [
+        f"# modelpilot bench ({result['profile']}, {result['date']})",
+        "",
+        f"Machine: {m['cores']} cores, {m['memory_gb']} GiB, Python {m['python']}. "
+        "KServe and the gateway are simulated (instant mode); the operator runs as its own "
+        "process.",
+    ]
+    if result.get("convergence"):
+        lines += _convergence(result)
     i = result.get("idle") or {}
     lines += (
         []
@@ -263,14 +271,15 @@ def markdown(result: dict[str, Any]) -> str:
             "Stable, each shard count in a fresh cluster (HPA controller off):",
             "",
             "| shards | converged in s | operator CPU s (all shards) | per shard CPU s "
-            "| per shard RSS MB |",
-            "|---|---|---|---|---|",
+            "| per shard RSS MB at rest | per shard CPU % at rest |",
+            "|---|---|---|---|---|---|",
         ]
         for r in result["shards"]:
             lines.append(
                 f"| {r['shards']} | {r['converge_s']} | {r['cpu_s']} "
                 f"| {', '.join(str(c) for c in r['cpu_s_each'])} "
-                f"| {', '.join(str(m) for m in r['rss_mb_each'])} |"
+                f"| {', '.join(str(m) for m in r['rss_mb_each'])} "
+                f"| {', '.join(str(c) for c in r.get('idle_cpu_pct_each', []))} |"
             )
     if "storm" in result:
         t = result["storm"]
@@ -331,19 +340,21 @@ def main() -> None:
     )
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
+    name = "convergence" if args.convergence else args.profile
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    stacks = RESULTS / f"{args.profile}-{stamp}.stacks.txt" if args.py_spy else None
+    stacks = RESULTS / f"{name}-{stamp}.stacks.txt" if args.py_spy else None
     started = time.monotonic()
     result = run(args.profile, stacks, args.scale, args.convergence)
+    result["profile"] = name
     result["wall_s"] = round(time.monotonic() - started, 1)
-    (RESULTS / f"{args.profile}-{stamp}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / f"{name}-{stamp}.json").write_text(json.dumps(result, indent=2) + "\n")
     table = markdown(result)
-    (RESULTS / f"{args.profile}-{stamp}.md").write_text(table)
-    (RESULTS / f"latest-{args.profile}.md").write_text(table)
+    (RESULTS / f"{name}-{stamp}.md").write_text(table)
+    (RESULTS / f"latest-{name}.md").write_text(table)
     print(table)
     if stacks is not None:
         top = "\n".join(f"{share:5.1f}%  {frame}" for share, frame in profiling.summary(stacks))
-        (RESULTS / f"{args.profile}-{stamp}.profile.txt").write_text(top + "\n")
+        (RESULTS / f"{name}-{stamp}.profile.txt").write_text(top + "\n")
         print("where the operator spent its samples (inclusive):\n" + top)
     print(f"wall time {result['wall_s']} s")
 

@@ -389,9 +389,10 @@ def scale(world: World, n: int, seconds: float = 60) -> dict[str, Any]:
     }
 
 
-def sharded(world: World, shards: int, n: int) -> dict[str, Any]:
+def sharded(world: World, shards: int, n: int, rest_seconds: float = 60) -> dict[str, Any]:
     """n new single-version models until every one is Stable, with `shards` operator
-    processes (one replica per shard, each the leader of its shard's Lease)."""
+    processes (one replica per shard, each the leader of its shard's Lease); then each
+    process's RSS and CPU over rest_seconds at rest."""
     operators = [
         world.start_operator("--shards", str(shards), "--shard", str(i), name=f"operator-{i}")
         for i in range(shards)
@@ -406,6 +407,13 @@ def sharded(world: World, shards: int, n: int) -> dict[str, Any]:
     wait_until(lambda: settled_single(world, set(names)), max(1800, n), f"{n} models stable")
     converge_s = time.monotonic() - started
     each = [round(o.cpu_seconds() - c, 1) for o, c in zip(operators, cpu, strict=True)]
+    time.sleep(5)
+    idle, idle_started = [o.cpu_seconds() for o in operators], time.monotonic()
+    time.sleep(rest_seconds)
+    idle_pct = [
+        round(100 * (o.cpu_seconds() - c) / (time.monotonic() - idle_started), 2)
+        for o, c in zip(operators, idle, strict=True)
+    ]
     return {
         "shards": shards,
         "n": n,
@@ -413,6 +421,7 @@ def sharded(world: World, shards: int, n: int) -> dict[str, Any]:
         "cpu_s": round(sum(each), 1),
         "cpu_s_each": each,
         "rss_mb_each": [round(o.rss_mb(), 1) for o in operators],
+        "idle_cpu_pct_each": idle_pct,
     }
 
 

@@ -197,3 +197,37 @@ def test_a_full_listing_forgets_only_what_vanished_untouched() -> None:
     assert cache.read(INFERENCE_SERVICE, "ghost", "ns") is None
     assert cache.read(INFERENCE_SERVICE, "m-v1", "ns") is not None
     assert cache.read(INFERENCE_SERVICE, "renewed", "ns") is not None
+
+
+def test_children_of_a_model_are_found_through_its_label_and_follow_deletes_and_relabels() -> None:
+    cache = ChildCache()
+
+    def child(name: str, model: str) -> dict[str, Any]:
+        obj = isvc("1")
+        obj["metadata"] = {
+            **obj["metadata"],
+            "name": name,
+            "labels": {"modelpilot.io/model": model},
+        }
+        return obj
+
+    for i in range(50):
+        cache.watched(child(f"x{i}-v1", f"x{i}"))
+    cache.watched(child("m-v1", "m"))
+    cache.watched(child("m-v2", "m"))
+
+    def names() -> list[str]:
+        found = cache.children_of("ns", {"modelpilot.io/model": "m"})
+        return sorted(o["metadata"]["name"] for o in found)
+
+    assert names() == ["m-v1", "m-v2"]
+    cache.deleted(child("m-v1", "m"))
+    assert names() == ["m-v2"]
+    cache.watched(child("m-v2", "someone-else"))  # relabelled: no longer m's
+    assert names() == []
+    cache.watched(child("m-v3", "m"))
+    listed = [child(f"x{i}-v1", f"x{i}") for i in range(50)] + [child("m-v2", "someone-else")]
+    assert cache.forget_missing(cache.of_kind(INFERENCE_SERVICE.kind), listed) != []
+    assert names() == []  # m-v3 vanished from the listing untouched: forgotten
+    # Without the model label, every object is still scanned.
+    assert len(cache.children_of("ns", {})) == 51

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from modelpilot.api.kinds import DEPLOYMENT, HTTP_ROUTE, INFERENCE_SERVICE, Kind
+from modelpilot.api.names import MODEL_LABEL
 from modelpilot.k8s.readiness import KSERVE_CONTAINER
 
 Key = tuple[str, str, str]  # namespace, kind, name
@@ -88,18 +89,28 @@ def _seen_the_same(a: Mapping[str, Any] | None, b: Mapping[str, Any]) -> bool:
 
 class ChildCache:
     """Filled and cleared from the operator's event loop, read from reconcile threads:
-    single dict operations only, which are atomic."""
+    single dict and set operations only, which are atomic."""
 
     def __init__(self) -> None:
         self._watched: dict[Key, dict[str, Any]] = {}
         self._written: dict[Key, dict[str, Any]] = {}
         self._changed: set[Key] = set()
+        # Keys by (namespace, model label): a model's children without scanning every
+        # model's (a fleet-wide change scanned the whole cache once per model). A
+        # reader checks each object's labels anyway (a label can change).
+        self._by_model: dict[tuple[str, str], set[Key]] = {}
+
+    def _index(self, key: Key, obj: Mapping[str, Any]) -> None:
+        model = (obj["metadata"].get("labels") or {}).get(MODEL_LABEL)
+        if model is not None:
+            self._by_model.setdefault((key[0], model), set()).add(key)
 
     def watched(self, obj: Mapping[str, Any]) -> None:
         """The watch delivered obj (added or modified); it supersedes what we wrote."""
         key, new = key_of(obj), trim(obj)
         known = self._written.pop(key, None) or self._watched.get(key)
         self._watched[key] = new
+        self._index(key, new)
         if not _seen_the_same(known, new):
             self._changed.add(key)
 
@@ -117,6 +128,13 @@ class ChildCache:
         self._watched.pop(key, None)
         self._written.pop(key, None)
         self._changed.discard(key)
+        self._unindex(key, obj)
+
+    def _unindex(self, key: Key, obj: Mapping[str, Any]) -> None:
+        # The model's set stays, emptied: a reconcile thread may be adding to it.
+        model = ((obj.get("metadata") or {}).get("labels") or {}).get(MODEL_LABEL)
+        if model is not None:
+            self._by_model.get((key[0], model), set()).discard(key)
 
     def wrote(self, obj: Mapping[str, Any]) -> None:
         """This process wrote obj: read it back until the watch reports on it. Unless
@@ -127,7 +145,8 @@ class ChildCache:
         watched = self._watched.get(key)
         if watched is not None and not _older(watched, obj):
             return
-        self._written[key] = trim(obj)
+        self._written[key] = trimmed = trim(obj)
+        self._index(key, trimmed)
 
     def read(self, kind: Kind, name: str, namespace: str) -> dict[str, Any] | None:
         key = (namespace, kind.kind, name)
@@ -136,8 +155,18 @@ class ChildCache:
 
     def children_of(self, namespace: str, labels: Mapping[str, str]) -> list[dict[str, Any]]:
         """Every known object in namespace that carries all of labels."""
-        # dict.copy() is one step under the GIL: the event loop may add keys meanwhile.
-        known = {**self._watched.copy(), **self._written.copy()}
+        model = labels.get(MODEL_LABEL)
+        if model is None:
+            # dict.copy() is one step under the GIL: the event loop may add keys meanwhile.
+            known = {**self._watched.copy(), **self._written.copy()}
+        else:
+            # list(set) and dict.get are single steps under the GIL as well.
+            keys = list(self._by_model.get((namespace, model)) or ())
+            known = {}
+            for key in keys:
+                found = self._written.get(key) or self._watched.get(key)
+                if found is not None:
+                    known[key] = found
         return [
             obj
             for (ns, _, _), obj in known.items()
@@ -162,6 +191,7 @@ class ChildCache:
             if key not in present and self._watched.get(key) is obj:
                 self._watched.pop(key, None)
                 self._written.pop(key, None)
+                self._unindex(key, obj)
                 gone.append(obj)
         return gone
 
