@@ -86,7 +86,7 @@ def live_weights(kube: Kube, namespace: str, name: str) -> dict[str, int]:
 
 
 def wait_carried_out(recorder: Recorder, key: str, weights: dict[str, int]) -> None:
-    """Status shows a command's outcome before the route carries it out."""
+    """Status shows a command's outcome, the route carries it out, then it is consumed."""
     recorder.wait_for(
         lambda r: r.consumed(key) and r.route_is(weights), f"{key} consumed and carried out"
     )
@@ -94,11 +94,11 @@ def wait_carried_out(recorder: Recorder, key: str, weights: dict[str, int]) -> N
 
 def assert_one_reconcile(recorder: Recorder, key: str, phase: str, weights: dict[str, int]) -> None:
     """The command took effect in one reconcile: the decision went into status, the
-    command was consumed, then the route moved, with no other route write between."""
+    route moved, then the command was consumed, with no other route write between."""
     annotated = recorder.annotated_rv(key)
     decided = recorder.decided_rv(phase, after=annotated)
     routed = recorder.first_route_rv(weights, after=annotated)
-    assert decided < recorder.consumed_rv(key) < routed
+    assert decided < routed < recorder.consumed_rv(key)
     assert recorder.route_writes_between(annotated, routed) == []
 
 

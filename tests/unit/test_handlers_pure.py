@@ -236,3 +236,19 @@ def test_a_child_wake_waits_for_its_burst_and_a_command_cuts_it_short(
     monkeypatch.setattr(wiring, "CHILD_SETTLE", 30.0)
     woken, took = asyncio.run(settle([(0.01, "command")]))
     assert woken[1] == "command" and took < 10
+
+
+def test_listed_items_carry_their_kind_as_the_dynamic_client_gave_them() -> None:
+    from modelpilot.k8s.client import _plain
+
+    listed = {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscalerList",
+        "items": [{"metadata": {"name": "a"}}, {"kind": "Other", "metadata": {"name": "b"}}],
+    }
+    items = _plain(None, listed)["items"]
+    assert items[0]["kind"] == "HorizontalPodAutoscaler"
+    assert items[0]["apiVersion"] == "autoscaling/v2"
+    assert items[1]["kind"] == "Other"  # what the server said stays
+    single = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}
+    assert _plain(None, single) == {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}

@@ -219,7 +219,13 @@ class Kube:
 def _plain(_client: Any, body: dict[str, Any]) -> dict[str, Any]:
     """The response's JSON as parsed: the DynamicClient would wrap it in ResourceFields,
     every nested mapping an object, only for .to_dict() to unwrap it again: 0.10 ms of
-    CPU per InferenceService-sized response instead of 0.01 ms."""
+    CPU per InferenceService-sized response instead of 0.01 ms. Like the DynamicClient,
+    a list's items get their kind and apiVersion (the API leaves them out)."""
+    kind = body.get("kind")
+    if isinstance(kind, str) and kind.endswith("List") and isinstance(body.get("items"), list):
+        for item in body["items"]:
+            item.setdefault("kind", kind[: -len("List")])
+            item.setdefault("apiVersion", body.get("apiVersion"))
     return body
 
 
