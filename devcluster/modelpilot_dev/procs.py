@@ -22,12 +22,21 @@ class ClusterError(RuntimeError):
     pass
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    # The port may in theory be taken between this close and the child's bind; on a
-    # test machine that never happened, and a clash shows up as a failed start.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    # The port may in theory be taken between this close and the child's bind (a clash
+    # shows up as a failed start). The kernel can also hand the same free port to two
+    # calls in a row (seen in CI: the controller-manager and the scheduler got one
+    # port): a port this process handed out already is never handed out again.
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def _die_with_parent() -> None:

@@ -140,7 +140,9 @@ def test_a_broken_candidate_is_rolled_back_after_threshold_failed_checks(
     assert status["analysis"]["failedChecks"] == 2
     assert status["history"][-1]["version"] == "v3"
     assert status["history"][-1]["result"] == "Failed"
-    failed_events = events(api_client, namespace, "AnalysisFailed")
+    failed_events = eventually(
+        lambda: events(api_client, namespace, "AnalysisFailed"), what="AnalysisFailed"
+    )
     assert failed_events and "success " in failed_events[0] and "< min 95" in failed_events[0]
     # v3 never got past its first step: two failed checks there decided it.
     weights = [w.get("v3", 0) for _, w in route_changes(routes, "iris")]

@@ -96,7 +96,9 @@ def test_only_the_lease_holder_writes_and_a_stopping_leader_hands_over(
         assert "modelpilot_leader" in first.state.metrics.render()
         assert 'identity="replica-a"} 1' in first.state.metrics.render()
         assert 'identity="replica-b"} 0' in second.state.metrics.render()
-        assert set(event_hosts(api_client, namespace)) == {"replica-a"}
+        # Events follow the writes they tell of: wait for the first.
+        hosts = eventually(lambda: event_hosts(api_client, namespace), what="an Event")
+        assert set(hosts) == {"replica-a"}
 
         stopped_at = time.monotonic()
         first.stop()
@@ -115,7 +117,10 @@ def test_only_the_lease_holder_writes_and_a_stopping_leader_hands_over(
         )
         assert final["weights"] == {"v2": 100}
         assert writes(first) == writes_of_a  # a stopped replica stays silent
-        assert event_hosts(api_client, namespace)["replica-b"] >= {"Promoted"}
+        eventually(
+            lambda: event_hosts(api_client, namespace).get("replica-b", set()) >= {"Promoted"},
+            what="the new leader's Promoted Event",
+        )
         found = kube.get(MANAGED_MODEL, "iris", namespace)
         assert found is not None
         assert "kopf.modelpilot.io/finalizer" not in (found["metadata"].get("finalizers") or [])

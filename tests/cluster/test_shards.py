@@ -55,6 +55,22 @@ def posters(api_client: client.ApiClient, namespace: str) -> dict[str, set[str]]
     return found
 
 
+def heard_from(
+    api: client.ApiClient, namespace: str, expected: dict[str, set[str]]
+) -> dict[str, set[str]]:
+    """Every model's Events posters, once each expected poster has been heard: Events
+    are posted after the writes they tell of, so a status can be seen before them."""
+    heard: dict[str, set[str]] = {}
+
+    def all_heard() -> bool:
+        heard.clear()
+        heard.update(posters(api, namespace))
+        return all(want <= heard.get(name, set()) for name, want in expected.items())
+
+    eventually(all_heard, what="every model's Events from its shard")
+    return heard
+
+
 def test_two_shards_split_the_models_and_a_shard_hands_over_within_the_lease(
     control_plane: ControlPlane,
     api_client: client.ApiClient,
@@ -81,9 +97,10 @@ def test_two_shards_split_the_models_and_a_shard_hands_over_within_the_lease(
             kube.apply(document, manager="test-user")
         for name in names:
             wait_model(kube, namespace, lambda s: s.get("phase") == "Stable", "v1", name=name)
-        heard = posters(api_client, namespace)
+        first = {name: {"shard-0-a" if owner[name] == 0 else "shard-1-a"} for name in names}
+        heard = heard_from(api_client, namespace, first)
         for name in names:
-            assert heard[name] == {"shard-0-a" if owner[name] == 0 else "shard-1-a"}, name
+            assert heard[name] == first[name], name
         assert zero.state.loops.keys() == {(namespace, n) for n in names if owner[n] == 0}
 
         one.stop()  # releases shard 1's Lease: its standby takes over
@@ -96,10 +113,13 @@ def test_two_shards_split_the_models_and_a_shard_hands_over_within_the_lease(
             kube.apply(changed, manager="test-user")
         for name in names:
             wait_model(kube, namespace, lambda s: s.get("stableVersion") == "v2", "v2", name=name)
-        heard = posters(api_client, namespace)
+        then = {
+            name: {"shard-0-a"} if owner[name] == 0 else {"shard-1-a", "shard-1-b"}
+            for name in names
+        }
+        heard = heard_from(api_client, namespace, then)
         for name in names:
-            expected = {"shard-0-a"} if owner[name] == 0 else {"shard-1-a", "shard-1-b"}
-            assert heard[name] == expected, (name, heard[name])
+            assert heard[name] == then[name], (name, heard[name])
     finally:
         for replica in (zero, one, standby):
             replica.stop()
