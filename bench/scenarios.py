@@ -359,6 +359,15 @@ def settled_single(world: World, names: set[str]) -> bool:
     return found == len(names)
 
 
+def apply_until_stable(world: World, names: list[str]) -> None:
+    """Single-version models applied 100 at a time, then waited on until all are Stable."""
+    for start in range(0, len(names), 100):
+        batch = names[start : start + 100]
+        apply_all(world, [model_doc(name, world.namespace, versions=1) for name in batch])
+    n = len(names)
+    wait_until(lambda: settled_single(world, set(names)), max(1800, n), f"{n} models stable")
+
+
 def scale(world: World, n: int, seconds: float = 60) -> dict[str, Any]:
     """RSS and CPU of the operator with n ManagedModels at rest (earlier sections' models
     count towards n), and how long the new ones took to become Stable (applied 100 at a
@@ -368,12 +377,7 @@ def scale(world: World, n: int, seconds: float = 60) -> dict[str, Any]:
     operator = world.operator
     assert operator is not None
     cpu, started = operator.cpu_seconds(), time.monotonic()
-    for start in range(0, len(names), 100):
-        apply_all(
-            world,
-            [model_doc(name, world.namespace, versions=1) for name in names[start : start + 100]],
-        )
-    wait_until(lambda: settled_single(world, set(names)), max(1800, n), f"{n} models stable")
+    apply_until_stable(world, names)
     converge_s, converge_cpu_s = time.monotonic() - started, operator.cpu_seconds() - cpu
     total = len(world.models())
     time.sleep(5)
@@ -399,12 +403,7 @@ def sharded(world: World, shards: int, n: int, rest_seconds: float = 60) -> dict
     ]
     names = [f"s-{i}" for i in range(n)]
     cpu, started = [o.cpu_seconds() for o in operators], time.monotonic()
-    for start in range(0, n, 100):
-        apply_all(
-            world,
-            [model_doc(name, world.namespace, versions=1) for name in names[start : start + 100]],
-        )
-    wait_until(lambda: settled_single(world, set(names)), max(1800, n), f"{n} models stable")
+    apply_until_stable(world, names)
     converge_s = time.monotonic() - started
     each = [round(o.cpu_seconds() - c, 1) for o, c in zip(operators, cpu, strict=True)]
     time.sleep(5)

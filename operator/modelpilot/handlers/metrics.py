@@ -39,17 +39,12 @@ class Metrics:
             self.errors += int(error)
             self.child_writes += writes
             self._duration_sum += seconds
-            for index, bound in enumerate(BUCKETS):
-                if seconds <= bound:
-                    self._buckets[index] += 1
+            _count(self._buckets, seconds)
 
     def observe_wait(self, cause: str, seconds: float) -> None:
         with self._lock:
-            buckets = self._waits.setdefault(cause, [0] * len(BUCKETS))
             self._wait_sums[cause] = self._wait_sums.get(cause, 0.0) + seconds
-            for index, bound in enumerate(BUCKETS):
-                if seconds <= bound:
-                    buckets[index] += 1
+            _count(self._waits.setdefault(cause, [0] * len(BUCKETS)), seconds)
 
     def set_phase(
         self, namespace: str, name: str, phase: str | None, canary_weight: int | None = None
@@ -89,30 +84,21 @@ class Metrics:
                 "# HELP modelpilot_reconcile_duration_seconds Time per reconcile.",
                 "# TYPE modelpilot_reconcile_duration_seconds histogram",
             ]
-            for bound, count in zip(BUCKETS, self._buckets, strict=True):
-                label = "+Inf" if bound == float("inf") else repr(bound)
-                lines.append(
-                    f'modelpilot_reconcile_duration_seconds_bucket{{le="{label}"}} {count}'
-                )
+            lines += _histogram(
+                "modelpilot_reconcile_duration_seconds", "", self._buckets, self._duration_sum
+            )
             lines += [
-                f"modelpilot_reconcile_duration_seconds_sum {self._duration_sum:.6f}",
-                f"modelpilot_reconcile_duration_seconds_count {self.reconciles}",
                 "# HELP modelpilot_reconcile_wait_seconds From a model's wake to its reconcile"
-                " starting, by cause (change: its spec or annotations; other: children, timers).",
+                " starting, by cause (command, change: a new generation, other).",
                 "# TYPE modelpilot_reconcile_wait_seconds histogram",
             ]
             for cause, buckets in sorted(self._waits.items()):
-                for bound, count in zip(BUCKETS, buckets, strict=True):
-                    label = "+Inf" if bound == float("inf") else repr(bound)
-                    lines.append(
-                        f'modelpilot_reconcile_wait_seconds_bucket{{cause="{cause}",le="{label}"}}'
-                        f" {count}"
-                    )
-                lines += [
-                    f'modelpilot_reconcile_wait_seconds_sum{{cause="{cause}"}}'
-                    f" {self._wait_sums[cause]:.6f}",
-                    f'modelpilot_reconcile_wait_seconds_count{{cause="{cause}"}} {buckets[-1]}',
-                ]
+                lines += _histogram(
+                    "modelpilot_reconcile_wait_seconds",
+                    f'cause="{cause}"',
+                    buckets,
+                    self._wait_sums[cause],
+                )
             lines += [
                 "# HELP modelpilot_models Managed models per rollout phase.",
                 "# TYPE modelpilot_models gauge",
@@ -167,6 +153,22 @@ class Metrics:
             f'modelpilot_shard{{index="{self.shard[0]}",count="{self.shard[1]}"}} 1',
         ]
         return "\n".join(lines) + "\n"
+
+
+def _count(buckets: list[int], seconds: float) -> None:
+    for index, bound in enumerate(BUCKETS):
+        if seconds <= bound:
+            buckets[index] += 1
+
+
+def _histogram(name: str, labels: str, buckets: list[int], total: float) -> list[str]:
+    """A histogram's series in the text format; labels: 'k="v"' pairs or empty."""
+    lines = []
+    for bound, count in zip(BUCKETS, buckets, strict=True):
+        le = "+Inf" if bound == float("inf") else repr(bound)
+        lines.append(f'{name}_bucket{{{labels + "," if labels else ""}le="{le}"}} {count}')
+    braced = f"{{{labels}}}" if labels else ""
+    return [*lines, f"{name}_sum{braced} {total:.6f}", f"{name}_count{braced} {buckets[-1]}"]
 
 
 async def serve_metrics(metrics: Metrics, port: int, host: str = "0.0.0.0") -> web.AppRunner:
