@@ -51,7 +51,7 @@ from modelpilot.k8s.readiness import version_readiness
 from modelpilot_dev.audit import AuditEvent, AuditLog
 from modelpilot_dev.cluster import ControlPlane
 from modelpilot_dev.operator_process import OperatorProcess, start_operator
-from tests.cluster.helpers import sample
+from tests.cluster.helpers import PREDICTOR_SUFFIX, sample, split_weights, version_of
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,6 @@ ROLLOUT = {
 }
 RECORDED = (HTTP_ROUTE, INFERENCE_SERVICE, DEPLOYMENT, MANAGED_MODEL)
 KIND_OF_RESOURCE = {k.plural: k.kind for k in RECORDED}
-PREDICTOR_SUFFIX = "-predictor"
 
 
 # --- scale -----------------------------------------------------------------------------
@@ -500,19 +499,6 @@ class Record:
         return f"{kind} {name}: [" + "; ".join(steps) + "]"
 
 
-def split_weights(route: dict[str, Any], model: str) -> dict[str, int]:
-    """The weighted split: backends of the rules that match no header or query."""
-    weights: dict[str, int] = {}
-    for rule in (route.get("spec") or {}).get("rules") or []:
-        if any(m.get("headers") or m.get("queryParams") for m in rule.get("matches") or []):
-            continue
-        for backend in rule.get("backendRefs") or []:
-            version = _version_of(backend.get("name", ""), model)
-            if version is not None:
-                weights[version] = weights.get(version, 0) + int(backend.get("weight", 1))
-    return weights
-
-
 def pinned_versions(route: dict[str, Any], model: str) -> set[str]:
     """Versions some requests reach by a header or query match (pins)."""
     found = set()
@@ -520,17 +506,10 @@ def pinned_versions(route: dict[str, Any], model: str) -> set[str]:
         if not any(m.get("headers") or m.get("queryParams") for m in rule.get("matches") or []):
             continue
         for backend in rule.get("backendRefs") or []:
-            version = _version_of(backend.get("name", ""), model)
+            version = version_of(backend.get("name", ""), model)
             if version is not None and int(backend.get("weight", 1)) > 0:
                 found.add(version)
     return found
-
-
-def _version_of(service: str, model: str) -> str | None:
-    prefix = f"{model}-"
-    if service.startswith(prefix) and service.endswith(PREDICTOR_SUFFIX):
-        return service[len(prefix) : -len(PREDICTOR_SUFFIX)]
-    return None
 
 
 def serving(record: Record, model: str, version: str, rv: int) -> tuple[bool, str]:

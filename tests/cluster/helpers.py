@@ -11,6 +11,7 @@ import yaml
 
 from modelpilot.api.kinds import (
     CHILD_KINDS,
+    HTTP_ROUTE,
     MANAGED_MODEL,
 )
 from modelpilot.k8s.client import Kube
@@ -18,6 +19,7 @@ from modelpilot_dev.checkout import checkout_root
 
 T = TypeVar("T")
 ROOT = checkout_root()
+PREDICTOR_SUFFIX = "-predictor"
 
 
 def eventually(
@@ -131,4 +133,46 @@ def wait_model(
 
     return eventually(
         status, timeout=timeout, what=what, explain=lambda: describe_model(kube, namespace, name)
+    )
+
+
+def split_weights(route: dict[str, Any], model: str) -> dict[str, int]:
+    """The weighted split: backends of the rules that match no header or query."""
+    weights: dict[str, int] = {}
+    for rule in (route.get("spec") or {}).get("rules") or []:
+        if any(m.get("headers") or m.get("queryParams") for m in rule.get("matches") or []):
+            continue
+        for backend in rule.get("backendRefs") or []:
+            version = version_of(backend.get("name", ""), model)
+            if version is not None:
+                weights[version] = weights.get(version, 0) + int(backend.get("weight", 1))
+    return weights
+
+
+def version_of(service: str, model: str) -> str | None:
+    prefix = f"{model}-"
+    if service.startswith(prefix) and service.endswith(PREDICTOR_SUFFIX):
+        return service[len(prefix) : -len(PREDICTOR_SUFFIX)]
+    return None
+
+
+def wait_routed(kube: Kube, namespace: str, name: str, timeout: float = 60.0) -> dict[str, int]:
+    """Until the model's route carries the weights its status reports. The status (the
+    decision) is written before the route that carries it out, so a status that says
+    Stable or Ready does not yet mean the route is written."""
+
+    def routed() -> dict[str, int] | None:
+        status = (kube.get(MANAGED_MODEL, name, namespace) or {}).get("status") or {}
+        route = kube.get(HTTP_ROUTE, name, namespace)
+        wanted = {v: w for v, w in (status.get("weights") or {}).items() if w}
+        if not wanted or route is None:
+            return None
+        found = {v: w for v, w in split_weights(route, name).items() if w}
+        return found if found == wanted else None
+
+    return eventually(
+        routed,
+        timeout=timeout,
+        what=f"{name}'s route to carry its status's weights",
+        explain=lambda: describe_model(kube, namespace, name),
     )

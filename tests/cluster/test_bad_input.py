@@ -18,7 +18,14 @@ from kubernetes import client
 from modelpilot.handlers.manage import Settings
 from modelpilot.handlers.runner import OperatorThread
 from modelpilot.k8s.client import ApiError, Kube
-from tests.cluster.helpers import annotate, condition, eventually, spec_versions, wait_model
+from tests.cluster.helpers import (
+    annotate,
+    condition,
+    eventually,
+    spec_versions,
+    wait_model,
+    wait_routed,
+)
 from tests.unit.conftest import BASE
 
 pytestmark = pytest.mark.cluster
@@ -230,6 +237,7 @@ def test_the_bad_input_corpus(
             wait_model(
                 kube, namespace, lambda s: s.get("phase") == "Stable", f"{name} stable", name=name
             )
+            wait_routed(kube, namespace, name)
         before = {
             k: v for k, v in spec_versions(kube, namespace).items() if k[1].startswith("iris")
         }

@@ -33,7 +33,15 @@ from modelpilot.k8s.client import Kube
 from modelpilot.render import default_render_state, render_model
 from modelpilot.runtimes import default_runtimes
 from modelpilot_dev.standins import StandIns
-from tests.cluster.helpers import children, condition, eventually, model, sample, spec_versions
+from tests.cluster.helpers import (
+    children,
+    condition,
+    eventually,
+    model,
+    sample,
+    spec_versions,
+    wait_routed,
+)
 
 pytestmark = pytest.mark.cluster
 USER = "test-user"  # the field manager a person's kubectl would use
@@ -261,6 +269,7 @@ def test_bad_spec_past_admission_degrades_without_storm(
 ) -> None:
     apply(kube, sample("cpu-single", namespace))
     eventually(lambda: ready(kube, namespace, "sentiment"), what="Ready")
+    wait_routed(kube, namespace, "sentiment")
     before = spec_versions(kube, namespace)
     original = relax_crd(kube)
     try:
