@@ -101,13 +101,19 @@ def children_of(world: World, names: set[str], kinds: tuple[Kind, ...] = CHILD_K
 
 
 def per_model_costs(before: dict[str, float], after: dict[str, float], n: int) -> dict[str, float]:
-    """Reconciles and API requests (per HTTP method) per model, from two scrapes."""
+    """Reconciles, API requests (per HTTP method) and wakes (per source: what changed)
+    per model, from two scrapes."""
     prefix = 'modelpilot_api_requests_total{method="'
-    wanted = {"reconciles": "modelpilot_reconciles_total"} | {
-        series[len(prefix) : -2]: series for series in after if series.startswith(prefix)
+    wanted = {"reconciles": ["modelpilot_reconciles_total"]} | {
+        series[len(prefix) : -2]: [series] for series in after if series.startswith(prefix)
     }
+    wakes = 'modelpilot_wakes_total{source="'
+    for series in after:
+        if series.startswith(wakes):
+            source = series[len(wakes) :].split('"', 1)[0]
+            wanted.setdefault(f"wakes by {source}", []).append(series)
     return {
-        label: round((after.get(series, 0) - before.get(series, 0)) / n, 1)
+        label: round(sum(after.get(s, 0) - before.get(s, 0) for s in series) / n, 1)
         for label, series in sorted(wanted.items())
     }
 

@@ -252,3 +252,53 @@ def test_listed_items_carry_their_kind_as_the_dynamic_client_gave_them() -> None
     assert items[1]["kind"] == "Other"  # what the server said stays
     single = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}
     assert _plain(None, single) == {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}
+
+
+def test_child_events_wake_a_model_only_for_news_and_a_relisting_forgets_the_vanished() -> None:
+    from types import SimpleNamespace
+
+    from modelpilot.api.kinds import AUTOSCALER
+    from modelpilot.handlers.wiring import child_event, children_relisted
+    from modelpilot.k8s.cache import ChildCache
+    from modelpilot.k8s.watch import Scope
+
+    pokes: list[tuple[str | None, str | None, str]] = []
+    state = SimpleNamespace(
+        children=ChildCache(),
+        poke=lambda ns, name, source="": pokes.append((ns, name, source)),
+    )
+
+    def hpa(name: str, rv: str, max_replicas: int = 2) -> dict[str, object]:
+        return {
+            "apiVersion": AUTOSCALER.api_version,
+            "kind": AUTOSCALER.kind,
+            "metadata": {
+                "name": name,
+                "namespace": "ml",
+                "resourceVersion": rv,
+                "labels": {"modelpilot.io/model": name.split("-")[0]},
+            },
+            "spec": {"maxReplicas": max_replicas},
+        }
+
+    child_event(state, "ADDED", hpa("iris-v1", "1"))  # type: ignore[arg-type]
+    child_event(state, "MODIFIED", hpa("iris-v1", "2"))  # type: ignore[arg-type]  # no news
+    child_event(state, "MODIFIED", hpa("iris-v1", "3", 4))  # type: ignore[arg-type]
+    child_event(state, "ADDED", hpa("wine-v1", "4"))  # type: ignore[arg-type]
+    assert pokes == [("ml", "iris", AUTOSCALER.kind)] * 2 + [("ml", "wine", AUTOSCALER.kind)]
+    pokes.clear()
+    # The watch was too old to resume: wine's HPA was deleted while no one looked.
+    children_relisted(state, Scope(AUTOSCALER, "ml", None), [hpa("iris-v1", "3", 4)])  # type: ignore[arg-type]
+    assert pokes == [("ml", "wine", "relist")]
+    assert state.children.read(AUTOSCALER, "wine-v1", "ml") is None
+    assert state.children.read(AUTOSCALER, "iris-v1", "ml") is not None
+
+
+def test_wakes_are_counted_by_what_changed_and_why() -> None:
+    metrics = Metrics()
+    metrics.woke("Deployment", "other")
+    metrics.woke("Deployment", "other")
+    metrics.woke("ManagedModel", "command")
+    text = metrics.render()
+    assert 'modelpilot_wakes_total{source="Deployment",cause="other"} 2\n' in text
+    assert 'modelpilot_wakes_total{source="ManagedModel",cause="command"} 1\n' in text

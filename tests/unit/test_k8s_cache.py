@@ -231,3 +231,15 @@ def test_children_of_a_model_are_found_through_its_label_and_follow_deletes_and_
     assert names() == []  # m-v3 vanished from the listing untouched: forgotten
     # Without the model label, every object is still scanned.
     assert len(cache.children_of("ns", {})) == 51
+
+
+def test_the_listing_at_start_is_news_to_no_model_but_what_changed_after_is() -> None:
+    cache = ChildCache()
+    cache.listed([isvc("5")])
+    assert cache.read(INFERENCE_SERVICE, "m-v1", "ns") is not None
+    cache.watched(isvc("5"))  # kopf's own initial listing, a moment later
+    assert cache.changed(isvc("5")) is False
+    unready = isvc("6")
+    unready["status"]["conditions"][0]["status"] = "False"
+    cache.watched(unready)
+    assert cache.changed(unready) is True

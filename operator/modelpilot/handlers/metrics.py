@@ -32,6 +32,7 @@ class Metrics:
         # Wake -> reconcile started, by what woke the model (a person's change or else).
         self._waits: dict[str, list[int]] = {}
         self._wait_sums: dict[str, float] = {}
+        self._wakes: Counter[tuple[str, str]] = Counter()  # (source, cause)
 
     def observe(self, seconds: float, writes: int, error: bool) -> None:
         with self._lock:
@@ -45,6 +46,10 @@ class Metrics:
         with self._lock:
             self._wait_sums[cause] = self._wait_sums.get(cause, 0.0) + seconds
             _count(self._waits.setdefault(cause, [0] * len(BUCKETS)), seconds)
+
+    def woke(self, source: str, cause: str) -> None:
+        with self._lock:
+            self._wakes[(source, cause)] += 1
 
     def set_phase(
         self, namespace: str, name: str, phase: str | None, canary_weight: int | None = None
@@ -99,6 +104,14 @@ class Metrics:
                     buckets,
                     self._wait_sums[cause],
                 )
+            lines += [
+                "# HELP modelpilot_wakes_total Wakes of a model's loop by what changed (a"
+                " child's kind, the model, a slot...) and cause; several may end in one"
+                " reconcile.",
+                "# TYPE modelpilot_wakes_total counter",
+            ]
+            for (source, cause), count in sorted(self._wakes.items()):
+                lines.append(f'modelpilot_wakes_total{{source="{source}",cause="{cause}"}} {count}')
             lines += [
                 "# HELP modelpilot_models Managed models per rollout phase.",
                 "# TYPE modelpilot_models gauge",

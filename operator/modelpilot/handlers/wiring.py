@@ -1,5 +1,6 @@
-"""Thin kopf wiring: every event about a model or its children wakes that model's loop,
-and the loop runs the one reconcile (`manage`).
+"""Thin kopf wiring: every event about a model (kopf's watch) or its children (the
+operator's own watch, `modelpilot.k8s.watch`) wakes that model's loop, and the loop
+runs the one reconcile (`manage`).
 
 Each ManagedModel gets one loop (an asyncio task) that reconciles, then sleeps until it
 is poked (a change to the model, or to one of its children) or until the rollout has a
@@ -45,10 +46,12 @@ from modelpilot.handlers.manage import Outcome, Settings, manage
 from modelpilot.handlers.metrics import Metrics, serve_metrics
 from modelpilot.handlers.registry_webhook import serve_receiver
 from modelpilot.k8s.cache import ChildCache
-from modelpilot.k8s.client import Kube
+from modelpilot.k8s.client import Kube, label_selector
 from modelpilot.k8s.cluster import KubeCluster
 from modelpilot.k8s.leader import LeaderElector, NotLeading
+from modelpilot.k8s.models import ModelCache
 from modelpilot.k8s.runtime_index import RuntimeIndex
+from modelpilot.k8s.watch import KindWatch, Lister, Scope, first_listing
 from modelpilot.rollout.commands import parse_commands
 from modelpilot.rollout.slots import RolloutSlots
 
@@ -106,6 +109,8 @@ class OperatorState:
     commands: CommandsFirst = field(default_factory=lambda: CommandsFirst())
     # Every child as last watched or written: reconciles read children from here.
     children: ChildCache = field(default_factory=ChildCache)
+    # Every model as last watched or written: a reconcile reads its model from here.
+    models: ModelCache = field(default_factory=ModelCache)
     # None: this process writes whenever it likes (one replica, or a test).
     elector: LeaderElector | None = None
     identity: str | None = None  # the replica's name, in its Events and the Lease
@@ -120,7 +125,7 @@ class OperatorState:
     def __post_init__(self) -> None:
         self.slots = RolloutSlots(self.settings.max_concurrent_rollouts)
         self.kube.fence = self.elector
-        self.cluster = KubeCluster(self.kube, self.children, self.identity)
+        self.cluster = KubeCluster(self.kube, self.children, self.identity, self.models)
         self.metrics.leader_identity = self.identity
         self.metrics.shard = (self.settings.shard, self.settings.shards)
         if self.elector is not None:
@@ -134,8 +139,13 @@ class OperatorState:
         )
         self.metrics.checks_total = self.checks.checks_total
 
-    def poke(self, namespace: str | None, name: str | None, cause: str = "other") -> None:
+    def poke(
+        self, namespace: str | None, name: str | None, cause: str = "other", source: str = ""
+    ) -> None:
+        """Wake a model's loop. source: what changed (a child's kind, "model", "slot"...),
+        counted so that a figure of reconciles per model can be taken apart."""
         if namespace and name and self.owns(namespace, name):
+            self.metrics.woke(source or "other", cause)
             key = (namespace, name)
             woken = self.woken.get(key)
             if woken is None or CAUSES.index(cause) < CAUSES.index(woken[1]):
@@ -152,7 +162,7 @@ class OperatorState:
         woken = followers(self.registry_sources, model, alias)
         for key in woken:
             self.registry_wakes.add(key)
-            self.poke(*key)
+            self.poke(*key, source="registry")
         return len(woken)
 
 
@@ -167,26 +177,27 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     # progress or diff-base; these only keep its names out of the user's annotations.
     settings.persistence.finalizer = LEGACY_FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=KOPF_PREFIX, key="last-handled-configuration"
-    )
+    # No change handlers read a diff: kopf would deep-copy every watched object to
+    # build one (a tenth of its cost per event).
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.posting.enabled = False  # modelpilot posts its own Events, with reasons
     settings.watching.server_timeout = 300
     settings.networking.connect_timeout = 10
-    # Only the predictor Deployments of models, not every Deployment in scope.
-    settings.watching.label_selectors[DEPLOYMENT.group, DEPLOYMENT.plural] = MODEL_LABEL
     state = _state(memo)
     if state.elector is not None:
         memo.election = asyncio.create_task(
             state.elector.run(on_change=lambda leading: _on_leading(state, leading)),
             name="modelpilot-election",
         )
+    # Before kopf's watches start (startup comes first): the first reconciles, woken
+    # by the models' watch, see every child.
+    memo.child_watches = await asyncio.to_thread(_watch_children, state, asyncio.get_running_loop())
     listed, complete = await asyncio.to_thread(_list_runtimes, state.kube, state.namespaces)
     state.serving_runtimes.replace_all(listed, complete=complete)
     if state.slots.limit is not None and state.elector is None:
         # Before any loop runs: rollouts in flight keep their slots, the queue its order.
         await asyncio.to_thread(_seed_slots, state)
-    await state.checks.start(wake=lambda key: state.poke(*key))
+    await state.checks.start(wake=lambda key: state.poke(*key, source="analysis"))
     if state.metrics_port is not None:
         memo.metrics_server = await serve_metrics(state.metrics, state.metrics_port)
     webhook = state.settings.registry_webhook_port, state.settings.registry_webhook_secret
@@ -219,6 +230,8 @@ async def shut_down(memo: Any, **_: Any) -> None:
     resync = getattr(memo, "resync", None)
     if resync is not None:
         resync.cancel()
+    for watch in getattr(memo, "child_watches", ()):
+        watch.stop()
     for server in (getattr(memo, "metrics_server", None), getattr(memo, "registry_webhook", None)):
         if server is not None:
             await server.cleanup()
@@ -249,7 +262,63 @@ async def _resync_children(state: OperatorState, every: float = CHILD_RESYNC_SEC
                     meta["namespace"],
                     meta["name"],
                 )
-                state.poke(meta["namespace"], (meta.get("labels") or {}).get(MODEL_LABEL))
+                state.poke(
+                    meta["namespace"], (meta.get("labels") or {}).get(MODEL_LABEL), source="resync"
+                )
+
+
+def _watch_children(state: OperatorState, loop: asyncio.AbstractEventLoop) -> list[KindWatch]:
+    """Lists every child kind in scope into the cache, then watches each from its
+    listing on (modelpilot.k8s.watch); events reach the cache on the event loop."""
+    lister = Lister(state.kube.api.configuration)
+    watches = []
+    for kind in WATCHED_CHILD_KINDS:
+        for namespace in state.namespaces or (None,):
+            scope = Scope(kind, namespace, label_selector(watch_labels(kind)))
+            listed, since = first_listing(lister, scope)
+            state.children.listed(listed)
+            watch = KindWatch(
+                lister,
+                scope,
+                on_event=lambda kind, obj: loop.call_soon_threadsafe(child_event, state, kind, obj),
+                on_listed=lambda scope, objs: loop.call_soon_threadsafe(
+                    children_relisted, state, scope, objs
+                ),
+                since=since,
+            )
+            watch.start()
+            watches.append(watch)
+    return watches
+
+
+def child_event(state: OperatorState, kind: str, obj: dict[str, Any]) -> None:
+    """A watched child was added, changed or deleted: its model looks if what a
+    reconcile reads of it changed."""
+    children = state.children
+    if kind == "DELETED":
+        children.deleted(obj)
+    else:
+        children.watched(obj)
+        if not children.changed(obj):
+            return  # our own apply's echo, or a change no reconcile reads
+    meta = obj.get("metadata") or {}
+    model = (meta.get("labels") or {}).get(MODEL_LABEL)
+    if model is not None:
+        state.poke(meta.get("namespace"), model, source=str(obj.get("kind")))
+
+
+def children_relisted(state: OperatorState, scope: Scope, listed: list[dict[str, Any]]) -> None:
+    """A watch too old to resume listed its scope again: the listing is the truth."""
+    before = {
+        key: obj
+        for key, obj in state.children.of_kind(scope.kind.kind).items()
+        if scope.holds(key[0])
+    }
+    for gone in state.children.forget_missing(before, listed):
+        meta = gone["metadata"]
+        state.poke(meta["namespace"], (meta.get("labels") or {}).get(MODEL_LABEL), source="relist")
+    for obj in listed:
+        child_event(state, "MODIFIED", obj)
 
 
 def _list_in_scope(
@@ -382,7 +451,7 @@ async def model_loop(
                 state.metrics.observe(time.monotonic() - started, outcome.writes, error=False)
                 if outcome.phase is not None:
                     for waiting in state.slots.settle(key, outcome.phase):
-                        state.poke(*waiting)  # a slot came free: the line moves
+                        state.poke(*waiting, source="slot")  # a slot came free: the line moves
                 state.metrics.set_phase(namespace, name, outcome.phase, outcome.canary_weight)
                 state.metrics.set_analysis(
                     namespace, name, outcome.analysis_result, outcome.failed_checks
@@ -399,7 +468,7 @@ async def model_loop(
             state.metrics.set_analysis(namespace, name, None)
             state.checks.forget(key)
             for waiting in state.slots.forget(key):
-                state.poke(*waiting)
+                state.poke(*waiting, source="slot")
 
 
 class CommandsFirst:
@@ -535,11 +604,12 @@ async def _recount_slots(state: OperatorState) -> None:
             await asyncio.sleep(2)
             continue
         for key in waiting:
-            state.poke(*key)
+            state.poke(*key, source="slot")
         return
 
 
 def _on_leading(state: OperatorState, leading: bool) -> None:
+    state.models.distrust()  # the other replica may have written statuses meanwhile
     if state.slots.limit is None:
         return
     state.slots.unseed()
@@ -612,10 +682,12 @@ async def model_changed(
     if LEGACY_FINALIZER in (meta.get("finalizers") or []):
         state.legacy_finalizers.add((namespace, name))
     if event.get("type") == "DELETED":
+        state.models.deleted(namespace, name)
         stop_loop(state, namespace, name)
         state.legacy_finalizers.discard((namespace, name))
         state.registry_sources.pop((namespace, name), None)
         return
+    state.models.watched(event.get("object") or {})
     follows = registry_source((event.get("object") or {}).get("spec"))
     if follows is None:
         state.registry_sources.pop((namespace, name), None)
@@ -631,38 +703,20 @@ async def model_changed(
     before = state.seen.get((namespace, name))
     if before != now:
         state.seen[(namespace, name)] = now
-        state.poke(namespace, name, cause=wake_cause(before, now))
+        state.poke(namespace, name, cause=wake_cause(before, now), source=MANAGED_MODEL.kind)
 
 
-async def _child_changed(
-    event: dict[str, Any], body: Any, labels: dict[str, str], namespace: str, memo: Any, **_: Any
-) -> None:
-    children = _state(memo).children
-    if event.get("type") == "DELETED":
-        children.deleted(body)
-    elif not children.changed(body):
-        return  # our own apply's echo, or a change no reconcile reads
-    if MODEL_LABEL in labels:
-        _state(memo).poke(namespace, labels[MODEL_LABEL])
+class NoDiffBase(kopf.DiffBaseStorage):
+    """kopf's diff base for change handlers, of which modelpilot has none."""
 
+    def build(self, *, body: Any, extra_fields: Any = None) -> Any:
+        return {}
 
-async def _child_listed(body: Any, memo: Any, **_: Any) -> None:
-    # An indexing handler only for when kopf calls it: for every object of the initial
-    # listing before any daemon starts (so the first reconcile after a restart sees
-    # every child), then for every change before the event handler above. It keeps
-    # nothing in kopf's index; the cache is the operator's own, read by name.
-    _state(memo).children.watched(body)
+    def fetch(self, *, body: Any) -> Any:
+        return None
 
-
-# Only labelled children wake a model (see watch_labels for what is watched).
-for _kind in WATCHED_CHILD_KINDS:
-    _labels = {MODEL_LABEL: kopf.PRESENT} if watch_labels(_kind) else None
-    kopf.index(
-        _kind.group, _kind.version, _kind.plural, id=f"{_kind.plural}_cache", labels=_labels
-    )(_child_listed)
-    # kopf's WatchingFn protocol types `namespace` as str | None (every child kind is
-    # namespaced, so it is a str), `event` as RawEvent and `labels` as a Mapping.
-    kopf.on.event(_kind.group, _kind.version, _kind.plural, labels=_labels)(_child_changed)  # type: ignore[arg-type]
+    def store(self, *, body: Any, patch: Any, essence: Any) -> None:
+        return None
 
 
 async def _runtime_changed(event: kopf.RawEvent, body: Any, memo: Any, **_: Any) -> None:
@@ -674,7 +728,7 @@ async def _runtime_changed(event: kopf.RawEvent, body: Any, memo: Any, **_: Any)
         state.serving_runtimes.upsert(obj)
     # A runtime appearing can make a Degraded (NoRuntime) model servable.
     for namespace, name in list(state.pokes):
-        state.poke(namespace, name)
+        state.poke(namespace, name, source="ServingRuntime")
 
 
 for _kind in (SERVING_RUNTIME, CLUSTER_SERVING_RUNTIME):

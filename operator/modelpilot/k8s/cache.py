@@ -114,6 +114,13 @@ class ChildCache:
         if not _seen_the_same(known, new):
             self._changed.add(key)
 
+    def listed(self, objs: Iterable[Mapping[str, Any]]) -> None:
+        """A full listing at start, before any watch: news to no model."""
+        for obj in objs:
+            key, new = key_of(obj), trim(obj)
+            self._watched[key] = new
+            self._index(key, new)
+
     def changed(self, obj: Mapping[str, Any]) -> bool:
         """Whether the last delivery of obj changed what a reconcile reads (asked once
         per delivery: the answer is consumed)."""

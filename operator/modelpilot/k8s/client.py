@@ -130,8 +130,7 @@ class Kube:
     ) -> list[dict[str, Any]]:
         """labels: key=value each, or only the key's presence where the value is None."""
         resource = self.resource(kind.api_version, kind.kind)
-        terms = [k if v is None else f"{k}={v}" for k, v in (labels or {}).items()]
-        selector = ",".join(terms) or None
+        selector = label_selector(labels)
         result = self._retry(
             lambda: resource.get(namespace=namespace, label_selector=selector, serializer=_plain)
         )
@@ -214,6 +213,12 @@ class Kube:
             time.sleep(delay * (1 + random.random() / 2))
             delay = min(delay * 2, 5.0)
         raise AssertionError("unreachable")
+
+
+def label_selector(labels: Mapping[str, str | None] | None) -> str | None:
+    """key=value each, or only the key's presence where the value is None."""
+    terms = [k if v is None else f"{k}={v}" for k, v in (labels or {}).items()]
+    return ",".join(terms) or None
 
 
 def _plain(_client: Any, body: dict[str, Any]) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """The reconcile's one door to the cluster: every read and write it makes, nothing else.
 
-`KubeCluster` is the real one: children from the operator's watch cache, the model and
+`KubeCluster` is the real one: children and models from the operator's watch caches,
 pods fresh from the API, writes through the API client. The development package's
 `MemoryCluster` is its in-memory twin, so the reconcile is unit-tested without a cluster.
 """
@@ -11,9 +11,10 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from modelpilot.api.events import Event
-from modelpilot.api.kinds import Kind
+from modelpilot.api.kinds import MANAGED_MODEL, Kind
 from modelpilot.k8s.cache import ChildCache
 from modelpilot.k8s.client import ApiError, KindNotServed, Kube
+from modelpilot.k8s.models import ModelCache
 
 __all__ = ["ChildRejected", "Cluster", "KindNotServed", "KubeCluster"]
 from modelpilot.k8s.events import post_event
@@ -70,10 +71,19 @@ class Cluster(Protocol):
 
 
 class KubeCluster:
-    def __init__(self, kube: Kube, children: ChildCache, identity: str | None = None) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        children: ChildCache,
+        identity: str | None = None,
+        models: ModelCache | None = None,
+    ) -> None:
         self.kube, self.children, self.identity = kube, children, identity
+        self.models = models
 
     def get(self, kind: Kind, name: str, namespace: str) -> dict[str, Any] | None:
+        if kind == MANAGED_MODEL and self.models is not None:
+            return self.models.read(namespace, name, lambda: self.kube.get(kind, name, namespace))
         return self.kube.get(kind, name, namespace)
 
     def list_objects(
@@ -103,10 +113,14 @@ class KubeCluster:
         self.kube.delete(kind, name, namespace)
 
     def patch_status(self, model: Mapping[str, Any], patch: Mapping[str, Any]) -> None:
-        self.kube.patch_status(model, patch)
+        self._wrote_model(self.kube.patch_status(model, patch))
 
     def patch_metadata(self, model: Mapping[str, Any], patch: Mapping[str, Any]) -> None:
-        self.kube.patch(model, {"metadata": dict(patch)})
+        self._wrote_model(self.kube.patch(model, {"metadata": dict(patch)}))
+
+    def _wrote_model(self, written: Mapping[str, Any]) -> None:
+        if self.models is not None and written.get("kind") == MANAGED_MODEL.kind:
+            self.models.wrote(written)
 
     def post_event(self, model: Mapping[str, Any], event: Event) -> None:
         with self.kube.fenced():
