@@ -42,3 +42,25 @@ def test_a_resource_version_too_old_asks_for_a_new_listing() -> None:
     other = {"type": "ERROR", "object": {"code": 500, "message": "etcd"}}
     with pytest.raises(RuntimeError, match="etcd"):
         Lister._event(Scope(INFERENCE_SERVICE, None, None), other, lambda k, o: None)
+
+
+def test_a_watch_whose_receiver_is_gone_ends() -> None:
+    class Failing:
+        calls = 0
+
+        def list(self, scope: Scope) -> tuple[list[dict[str, Any]], str]:
+            Failing.calls += 1
+            raise RuntimeError("Event loop is closed")
+
+    from modelpilot.k8s.watch import KindWatch
+
+    watch = KindWatch(
+        Failing(),  # type: ignore[arg-type]
+        Scope(INFERENCE_SERVICE, None, None),
+        on_event=lambda k, o: None,
+        on_listed=lambda s, o: None,
+        alive=lambda: False,
+    )
+    watch.start()
+    watch._thread.join(timeout=5)
+    assert not watch._thread.is_alive() and Failing.calls == 1

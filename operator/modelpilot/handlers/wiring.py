@@ -285,6 +285,7 @@ def _watch_children(state: OperatorState, loop: asyncio.AbstractEventLoop) -> li
                     children_relisted, state, scope, objs
                 ),
                 since=since,
+                alive=lambda: not loop.is_closed(),
             )
             watch.start()
             watches.append(watch)

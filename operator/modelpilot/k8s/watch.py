@@ -151,8 +151,11 @@ class KindWatch:
         on_event: Callable[[str, dict[str, Any]], object],
         on_listed: Callable[[Scope, list[dict[str, Any]]], object],
         since: str | None = None,
+        alive: Callable[[], bool] = lambda: True,
     ) -> None:
-        self.lister, self.scope, self.since = lister, scope, since
+        """alive: False once whoever receives the events is gone (its event loop closed
+        without a stop, as when an operator crashed): the watch ends then."""
+        self.lister, self.scope, self.since, self.alive = lister, scope, since, alive
         self.on_event, self.on_listed = on_event, on_listed
         self._stopped = threading.Event()
         self._response: Any = None
@@ -205,7 +208,7 @@ class KindWatch:
     def _complain(self, err: Exception, complained: bool) -> bool:
         """Logs the first of a run of failures (a missing CRD would otherwise say so
         every 30 s); True when the watch was stopped (the failure is its closing)."""
-        if self._stopped.is_set():
+        if self._stopped.is_set() or not self.alive():
             return True
         if not complained:
             log.warning("watching %ss: %s", self.scope.kind.kind, err)
