@@ -51,7 +51,12 @@ from modelpilot.k8s.readiness import version_readiness
 from modelpilot_dev.audit import AuditEvent, AuditLog
 from modelpilot_dev.cluster import ControlPlane
 from modelpilot_dev.operator_process import OperatorProcess, start_operator
-from tests.cluster.helpers import PREDICTOR_SUFFIX, sample, split_weights, version_of
+from tests.cluster.helpers import (
+    PREDICTOR_SUFFIX,
+    pinned_versions,
+    sample,
+    split_weights,
+)
 
 log = logging.getLogger(__name__)
 
@@ -497,19 +502,6 @@ class Record:
             flags = " deleting" if meta.get("deletionTimestamp") else ""
             steps.append(f"{at} {self.writer(kind, name, at)} uid {meta.get('uid', '')[:8]}{flags}")
         return f"{kind} {name}: [" + "; ".join(steps) + "]"
-
-
-def pinned_versions(route: dict[str, Any], model: str) -> set[str]:
-    """Versions some requests reach by a header or query match (pins)."""
-    found = set()
-    for rule in (route.get("spec") or {}).get("rules") or []:
-        if not any(m.get("headers") or m.get("queryParams") for m in rule.get("matches") or []):
-            continue
-        for backend in rule.get("backendRefs") or []:
-            version = version_of(backend.get("name", ""), model)
-            if version is not None and int(backend.get("weight", 1)) > 0:
-                found.add(version)
-    return found
 
 
 def serving(record: Record, model: str, version: str, rv: int) -> tuple[bool, str]:

@@ -156,23 +156,42 @@ def version_of(service: str, model: str) -> str | None:
     return None
 
 
-def wait_routed(kube: Kube, namespace: str, name: str, timeout: float = 60.0) -> dict[str, int]:
-    """Until the model's route carries the weights its status reports. The status (the
-    decision) is written before the route that carries it out, so a status that says
-    Stable or Ready does not yet mean the route is written."""
+def pinned_versions(route: dict[str, Any], model: str) -> set[str]:
+    """Versions some requests reach by a header or query match (pins)."""
+    found = set()
+    for rule in (route.get("spec") or {}).get("rules") or []:
+        if not any(m.get("headers") or m.get("queryParams") for m in rule.get("matches") or []):
+            continue
+        for backend in rule.get("backendRefs") or []:
+            version = version_of(backend.get("name", ""), model)
+            if version is not None and int(backend.get("weight", 1)) > 0:
+                found.add(version)
+    return found
 
-    def routed() -> dict[str, int] | None:
+
+def wait_carried(kube: Kube, namespace: str, name: str, timeout: float = 120.0) -> dict[str, int]:
+    """Until every version the model's status lists (stopped ones aside) is ready and
+    the route carries what the status says: its weights, and a pin for each ready
+    version. The status (the decision) is written before the route that carries it
+    out, so a status that says Stable or Ready does not yet mean the route is written;
+    and a version that turns ready after Stable gets its pin in a later route."""
+
+    def settled() -> dict[str, int] | None:
         status = (kube.get(MANAGED_MODEL, name, namespace) or {}).get("status") or {}
+        versions = [v for v in status.get("versions") or [] if not v.get("stopped")]
+        if not versions or not all(v.get("ready") for v in versions):
+            return None
         route = kube.get(HTTP_ROUTE, name, namespace)
         wanted = {v: w for v, w in (status.get("weights") or {}).items() if w}
         if not wanted or route is None:
             return None
         found = {v: w for v, w in split_weights(route, name).items() if w}
-        return found if found == wanted else None
+        pins = {v["name"] for v in versions}
+        return found if found == wanted and pinned_versions(route, name) == pins else None
 
     return eventually(
-        routed,
+        settled,
         timeout=timeout,
-        what=f"{name}'s route to carry its status's weights",
+        what=f"{name}'s versions ready and its route carrying its status",
         explain=lambda: describe_model(kube, namespace, name),
     )

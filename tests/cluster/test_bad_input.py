@@ -23,8 +23,8 @@ from tests.cluster.helpers import (
     condition,
     eventually,
     spec_versions,
+    wait_carried,
     wait_model,
-    wait_routed,
 )
 from tests.unit.conftest import BASE
 
@@ -237,7 +237,7 @@ def test_the_bad_input_corpus(
             wait_model(
                 kube, namespace, lambda s: s.get("phase") == "Stable", f"{name} stable", name=name
             )
-            wait_routed(kube, namespace, name)
+            wait_carried(kube, namespace, name)
         before = {
             k: v for k, v in spec_versions(kube, namespace).items() if k[1].startswith("iris")
         }

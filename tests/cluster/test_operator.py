@@ -40,7 +40,7 @@ from tests.cluster.helpers import (
     model,
     sample,
     spec_versions,
-    wait_routed,
+    wait_carried,
 )
 
 pytestmark = pytest.mark.cluster
@@ -269,7 +269,7 @@ def test_bad_spec_past_admission_degrades_without_storm(
 ) -> None:
     apply(kube, sample("cpu-single", namespace))
     eventually(lambda: ready(kube, namespace, "sentiment"), what="Ready")
-    wait_routed(kube, namespace, "sentiment")
+    wait_carried(kube, namespace, "sentiment")
     before = spec_versions(kube, namespace)
     original = relax_crd(kube)
     try:
