@@ -65,15 +65,18 @@ def trim(obj: Mapping[str, Any]) -> dict[str, Any]:
     return trimmed
 
 
+def revision(obj: Mapping[str, Any]) -> int | None:
+    """resourceVersions are etcd revisions on every apiserver modelpilot runs against;
+    None for one that is not a number (it cannot be ordered)."""
+    text = str((obj.get("metadata") or {}).get("resourceVersion") or "")
+    return int(text) if text.isdigit() else None
+
+
 def _older(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-    """a was stored before b. resourceVersions are etcd revisions on every apiserver
-    modelpilot runs against; one that is not a number counts as older (the write wins,
-    as before this check)."""
-    rv_a = str((a.get("metadata") or {}).get("resourceVersion") or "")
-    rv_b = str((b.get("metadata") or {}).get("resourceVersion") or "")
-    if not (rv_a.isdigit() and rv_b.isdigit()):
-        return True
-    return int(rv_a) < int(rv_b)
+    """a was stored before b; one that cannot be ordered counts as older (the write
+    wins, as before this check)."""
+    rv_a, rv_b = revision(a), revision(b)
+    return rv_a is None or rv_b is None or rv_a < rv_b
 
 
 def _seen_the_same(a: Mapping[str, Any] | None, b: Mapping[str, Any]) -> bool:
@@ -105,21 +108,20 @@ class ChildCache:
         if model is not None:
             self._by_model.setdefault((key[0], model), set()).add(key)
 
-    def watched(self, obj: Mapping[str, Any]) -> None:
-        """The watch delivered obj (added or modified); it supersedes what we wrote."""
+    def watched(self, obj: Mapping[str, Any], news: bool = True) -> None:
+        """The watch delivered obj (added or modified); it supersedes what we wrote.
+        news=False: no model is to look at it (the listing at start)."""
         key, new = key_of(obj), trim(obj)
         known = self._written.pop(key, None) or self._watched.get(key)
         self._watched[key] = new
         self._index(key, new)
-        if not _seen_the_same(known, new):
+        if news and not _seen_the_same(known, new):
             self._changed.add(key)
 
     def listed(self, objs: Iterable[Mapping[str, Any]]) -> None:
         """A full listing at start, before any watch: news to no model."""
         for obj in objs:
-            key, new = key_of(obj), trim(obj)
-            self._watched[key] = new
-            self._index(key, new)
+            self.watched(obj, news=False)
 
     def changed(self, obj: Mapping[str, Any]) -> bool:
         """Whether the last delivery of obj changed what a reconcile reads (asked once

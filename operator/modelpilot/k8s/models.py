@@ -15,14 +15,9 @@ import copy
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from modelpilot.k8s.cache import revision
+
 Key = tuple[str, str]  # namespace, name
-
-
-def _revision(obj: Mapping[str, Any]) -> int | None:
-    """resourceVersions are etcd revisions on every apiserver modelpilot runs against;
-    one that is not a number cannot be ordered (then the cache is not trusted)."""
-    text = str((obj.get("metadata") or {}).get("resourceVersion") or "")
-    return int(text) if text.isdigit() else None
 
 
 def _key(obj: Mapping[str, Any]) -> Key:
@@ -40,13 +35,13 @@ class ModelCache:
         self._trusted: set[Key] = set()
 
     def _keep(self, obj: Mapping[str, Any]) -> bool:
-        key, revision = _key(obj), _revision(obj)
+        key, rv = _key(obj), revision(obj)
         known = self._known.get(key)
-        if revision is None:
+        if rv is None:
             self._known.pop(key, None)
             self._trusted.discard(key)
             return False
-        if known is not None and (_revision(known) or 0) > revision:
+        if known is not None and (revision(known) or 0) > rv:
             return False  # a late echo of an older write: ours is newer
         self._known[key] = obj
         return True
