@@ -23,6 +23,10 @@ process. Such an InferenceService is Ready only once its server answers ready to
 stopped or deleted one stops its server. Models outside the store keep a Service that
 selects kwok's pods: no traffic can reach them.
 
+An InferenceService annotated `serving.kserve.io/deploymentMode: ModelMesh` is left
+alone here, as KServe's own controller leaves it to ModelMesh's: `modelpilot_dev.modelmesh`
+plays that one, and `StandIns` runs it too.
+
 The gateway stand-in marks every HTTPRoute Accepted for its current generation, except
 on parents that are a real gateway's (a Gateway of class `traefik`, see
 `modelpilot_dev.gateway`): those routes are the real gateway's to report on.
@@ -47,6 +51,7 @@ from modelpilot.api.kinds import (
     GATEWAY,
     HTTP_ROUTE,
     INFERENCE_SERVICE,
+    KSERVE_DEPLOYMENT_MODE,
     KSERVE_ISVC_LABEL,
 )
 from modelpilot.k8s.children import contains
@@ -69,6 +74,11 @@ WATCH_SECONDS = 20
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def is_model_mesh(isvc: dict[str, Any]) -> bool:
+    annotations = (isvc.get("metadata") or {}).get("annotations") or {}
+    return annotations.get(KSERVE_DEPLOYMENT_MODE) == "ModelMesh"
 
 
 class _Controller:
@@ -215,6 +225,10 @@ class KServeStandIn(_Controller):
         if isvc is None or isvc["metadata"].get("deletionTimestamp"):
             self.store_servers.stop((namespace, name))
             return  # the garbage collector removes what it owned
+        if is_model_mesh(isvc):
+            # KServe skips these: ModelMesh's controller serves them in its shared runtime
+            # pods (modelpilot_dev.modelmesh), so no predictor Deployment and no status here.
+            return
         predictor = f"{name}-predictor"
         stopped = (isvc["metadata"].get("annotations") or {}).get(STOP) == "true"
         if stopped:
@@ -492,22 +506,36 @@ class GatewayStandIn(_Controller):
 
 
 class StandIns:
-    """Both stand-ins, started and stopped together."""
+    """The stand-ins for KServe (Standard mode and ModelMesh) and the gateway, started and
+    stopped together."""
 
     def __init__(
         self, api: client.ApiClient, *, instant: bool = False, model_store: Path | None = None
     ) -> None:
+        # Imported here: modelmesh builds on this module's _Controller.
+        from modelpilot_dev.modelmesh import ModelMeshStandIn
+
         self.kserve = KServeStandIn(api, instant=instant, model_store=model_store)
+        self.modelmesh = ModelMeshStandIn(api, instant=instant)
         self.gateway = GatewayStandIn(api)
 
     def start(self) -> StandIns:
         self.kserve.start()
+        self.modelmesh.start()
         self.gateway.start()
         return self
 
     def stop(self) -> None:
-        self.kserve.stop()
-        self.gateway.stop()
+        # Each waits for its idle watches' long polls to end (up to WATCH_SECONDS): all
+        # at once, not one after another.
+        stoppers = [
+            threading.Thread(target=standin.stop, name=f"{standin.name}-stop", daemon=True)
+            for standin in (self.kserve, self.modelmesh, self.gateway)
+        ]
+        for stopper in stoppers:
+            stopper.start()
+        for stopper in stoppers:
+            stopper.join()
 
     def __enter__(self) -> StandIns:
         return self.start()

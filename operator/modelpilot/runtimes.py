@@ -127,6 +127,7 @@ def _naming_from_containers(containers: Iterable[Mapping[str, Any]]) -> Naming:
 # neither the runtime nor the name modelpilot sets. Never written into the
 # InferenceService: KServe does that itself.
 PROTOCOL_BY_FORMAT = {"triton": "v2"}
+MODEL_MESH_PROTOCOL = "grpc-v2"
 
 
 def protocol_kserve_uses(model_format: str, protocol: str | None) -> str | None:
@@ -141,9 +142,12 @@ def resolve_runtime(
     model_format_version: str | None,
     protocol: str | None,
     runtime_name: str | None,
+    multi_model: bool = False,
 ) -> Resolution:
-    """Pick the runtime KServe would pick for one predictor."""
-    protocol = protocol_kserve_uses(model_format, protocol)
+    """Pick the runtime KServe would pick for one predictor. multi_model: for ModelMesh,
+    which loads models only into multi-model runtimes and speaks gRPC v2 to them (its
+    REST proxy turns v2 REST into gRPC)."""
+    protocol = MODEL_MESH_PROTOCOL if multi_model else protocol_kserve_uses(model_format, protocol)
     candidates = [r for r in runtimes if not r.disabled]
     wanted = f"{model_format}:{model_format_version}" if model_format_version else model_format
     if runtime_name:
@@ -154,6 +158,8 @@ def resolve_runtime(
         if not named:
             return Resolution(None, f"runtime {runtime_name!r} does not exist")
         runtime = named[0]
+        if runtime.multi_model != multi_model:
+            return Resolution(None, _wrong_kind(runtime_name, multi_model=multi_model))
         if runtime.format_priority(model_format, model_format_version, auto_only=False) is None:
             return Resolution(None, f"runtime {runtime_name!r} does not serve format {wanted}")
         if not runtime.supports_protocol(protocol):
@@ -164,7 +170,9 @@ def resolve_runtime(
 
     ranked: list[tuple[bool, int, str, ServingRuntimeInfo]] = []
     for runtime in candidates:
-        if runtime.multi_model or runtime.multi_node or not runtime.supports_protocol(protocol):
+        if runtime.multi_model != multi_model or runtime.multi_node:
+            continue
+        if not runtime.supports_protocol(protocol):
             continue
         priority = runtime.format_priority(model_format, model_format_version, auto_only=True)
         if priority is not None:
@@ -172,10 +180,23 @@ def resolve_runtime(
     if not ranked:
         return Resolution(
             None,
-            f"no serving runtime serves format {wanted} on protocol {protocol or 'v1'}",
+            f"no {'multi-model ' if multi_model else ''}serving runtime serves format "
+            f"{wanted} on protocol {protocol or 'v1'}",
         )
     ranked.sort(key=lambda entry: entry[:3])
     return Resolution(ranked[0][3])
+
+
+def _wrong_kind(name: str, *, multi_model: bool) -> str:
+    if multi_model:
+        return (
+            f"runtime {name!r} is single-model: ModelMesh mode loads models into a "
+            "multi-model runtime (spec.multiModel: true); name one"
+        )
+    return (
+        f"runtime {name!r} is multi-model (ModelMesh's): name a single-model runtime, or "
+        "set spec.serving.deploymentMode ModelMesh"
+    )
 
 
 # KServe's default ClusterServingRuntimes as documented for late 2026: formats with
@@ -240,9 +261,50 @@ _DEFAULTS: tuple[tuple[str, list[tuple[str, list[str], int, bool]], list[str], s
 )
 
 
+# modelmesh-serving's default ClusterServingRuntimes (its quickstart installs them), the
+# same way: multi-model, spoken to over gRPC v2 through ModelMesh's built-in adapters.
+_MODEL_MESH_DEFAULTS: tuple[tuple[str, list[tuple[str, str]]], ...] = (
+    # (name, [(format, version)]), every format auto-selected
+    ("mlserver-1.x", [("sklearn", "0"), ("xgboost", "1"), ("lightgbm", "3")]),
+    (
+        "triton-2.x",
+        [("keras", "2"), ("onnx", "1"), ("pytorch", "1"), ("tensorflow", "1"), ("tensorflow", "2")],
+    ),
+    ("ovms-1.x", [("openvino_ir", "opset1"), ("onnx", "1")]),
+)
+
+
+def model_mesh_cluster_serving_runtimes() -> list[dict[str, Any]]:
+    """modelmesh-serving's default runtimes as API objects (multi-model)."""
+    return [
+        {
+            "apiVersion": "serving.kserve.io/v1alpha1",
+            "kind": "ClusterServingRuntime",
+            "metadata": {"name": name},
+            "spec": {
+                "supportedModelFormats": [
+                    {"name": fmt, "version": version, "autoSelect": True}
+                    for fmt, version in formats
+                ],
+                "protocolVersions": [MODEL_MESH_PROTOCOL],
+                "multiModel": True,
+                "grpcEndpoint": "port:8085",
+                "grpcDataEndpoint": "port:8001",
+                "containers": [
+                    {
+                        "name": name.split("-", 1)[0],
+                        "image": f"example.invalid/modelpilot-placeholder/{name}:latest",
+                    }
+                ],
+            },
+        }
+        for name, formats in _MODEL_MESH_DEFAULTS
+    ]
+
+
 def default_cluster_serving_runtimes() -> list[dict[str, Any]]:
-    """KServe's default ClusterServingRuntimes as API objects (for the offline resolver
-    and for installing into the simulated cluster)."""
+    """KServe's default ClusterServingRuntimes as API objects, then modelmesh-serving's
+    (for the offline resolver and for installing into the simulated cluster)."""
     objects: list[dict[str, Any]] = []
     for name, formats, protocols, naming_kind, key in _DEFAULTS:
         container: dict[str, Any] = {
@@ -276,7 +338,7 @@ def default_cluster_serving_runtimes() -> list[dict[str, Any]]:
                 "spec": spec,
             }
         )
-    return objects
+    return objects + model_mesh_cluster_serving_runtimes()
 
 
 def default_runtimes() -> list[ServingRuntimeInfo]:

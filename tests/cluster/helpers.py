@@ -143,7 +143,7 @@ def split_weights(route: dict[str, Any], model: str) -> dict[str, int]:
         if any(m.get("headers") or m.get("queryParams") for m in rule.get("matches") or []):
             continue
         for backend in rule.get("backendRefs") or []:
-            version = version_of(backend.get("name", ""), model)
+            version = backend_version(rule, backend, model)
             if version is not None:
                 weights[version] = weights.get(version, 0) + int(backend.get("weight", 1))
     return weights
@@ -156,6 +156,20 @@ def version_of(service: str, model: str) -> str | None:
     return None
 
 
+def backend_version(rule: dict[str, Any], backend: dict[str, Any], model: str) -> str | None:
+    """The version a backend reaches: its predictor Service's, or in ModelMesh mode (one
+    modelmesh-serving Service for all) the InferenceService the path is rewritten to."""
+    if backend.get("name") != "modelmesh-serving":
+        return version_of(backend.get("name", ""), model)
+    for holder in (backend, rule):
+        for item in holder.get("filters") or []:
+            path = (item.get("urlRewrite") or {}).get("path") or {}
+            called = str(path.get("replacePrefixMatch") or "").removeprefix("/v2/models/")
+            if called.startswith(f"{model}-"):
+                return called[len(model) + 1 :]
+    return None
+
+
 def pinned_versions(route: dict[str, Any], model: str) -> set[str]:
     """Versions some requests reach by a header or query match (pins)."""
     found = set()
@@ -163,7 +177,7 @@ def pinned_versions(route: dict[str, Any], model: str) -> set[str]:
         if not any(m.get("headers") or m.get("queryParams") for m in rule.get("matches") or []):
             continue
         for backend in rule.get("backendRefs") or []:
-            version = version_of(backend.get("name", ""), model)
+            version = backend_version(rule, backend, model)
             if version is not None and int(backend.get("weight", 1)) > 0:
                 found.add(version)
     return found

@@ -15,9 +15,8 @@ from typing import Any
 
 from kubernetes import client, watch
 
-from modelpilot.api.kinds import DEPLOYMENT, HTTP_ROUTE, MANAGED_MODEL, Kind
-
-PREDICTOR_SUFFIX = "-predictor"
+from modelpilot.api.kinds import DEPLOYMENT, HTTP_ROUTE, INFERENCE_SERVICE, MANAGED_MODEL, Kind
+from tests.cluster.helpers import PREDICTOR_SUFFIX, split_weights
 
 
 @dataclass
@@ -35,6 +34,7 @@ class Recorder:
     namespace: str
     model: str
     records: list[Record] = field(default_factory=list)
+    model_mesh: bool = False  # also record InferenceServices: what ModelMesh had loaded
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -55,7 +55,10 @@ class Recorder:
 
         # Each kind is listed before the block runs (what a test does next cannot happen
         # before the recording starts), then watched from the listing's version.
-        for lister in (custom_lister(HTTP_ROUTE), deployments, custom_lister(MANAGED_MODEL)):
+        listers = [custom_lister(HTTP_ROUTE), deployments, custom_lister(MANAGED_MODEL)]
+        if self.model_mesh:
+            listers.append(custom_lister(INFERENCE_SERVICE))
+        for lister in listers:
             version = self._list(lister)
             thread = threading.Thread(target=self._watch, args=(lister, version), daemon=True)
             thread.start()
@@ -127,15 +130,7 @@ class Recorder:
             return list(self.records)
 
     def _weights(self, route: dict[str, Any]) -> dict[str, int]:
-        weights: dict[str, int] = {}
-        prefix = f"{self.model}-"
-        for rule in route["spec"].get("rules") or []:
-            if any(m.get("headers") for m in rule.get("matches") or []):
-                continue
-            for backend in rule.get("backendRefs") or []:
-                name = backend["name"][len(prefix) : -len(PREDICTOR_SUFFIX)]
-                weights[name] = int(backend.get("weight", 1))
-        return weights
+        return split_weights(route, self.model)
 
     def annotated_rv(self, key: str) -> int:
         """The first write of the model that carried the annotation."""
@@ -184,16 +179,22 @@ class Recorder:
         return next(rv for rv, found in self.route_weights() if rv > after and found == weights)
 
     def available_at(self, rv: int, version: str) -> int:
-        """Available predictor pods of a version when the object at rv was written."""
-        name = f"{self.model}-{version}{PREDICTOR_SUFFIX}"
-        ours = [r for r in self.snapshot() if r.kind == DEPLOYMENT.kind and r.name == name]
+        """Available predictor pods of a version when the object at rv was written (in
+        ModelMesh mode: 1 while its InferenceService's current model is loaded, else 0)."""
+        if self.model_mesh:
+            name = f"{self.model}-{version}"
+            kind, count = INFERENCE_SERVICE.kind, _loaded
+        else:
+            name = f"{self.model}-{version}{PREDICTOR_SUFFIX}"
+            kind, count = DEPLOYMENT.kind, _available
+        ours = [r for r in self.snapshot() if r.kind == kind and r.name == name]
         # A listed Deployment is what was in force when recording began, even when its
         # resourceVersion is newer than a route written before then: the start state.
-        state = next((_available(r) for r in ours if r.listed), 0)
+        state = next((count(r) for r in ours if r.listed), 0)
         for record in sorted((r for r in ours if not r.listed), key=lambda r: r.rv):
             if record.rv >= rv:
                 break
-            state = _available(record)
+            state = count(record)
         return state
 
     def assert_safe(self) -> list[dict[str, int]]:
@@ -208,6 +209,16 @@ class Recorder:
                         f"route at rv {rv} gave {weight}% to {version} with no available pod"
                     )
         return [weights for _, weights in sets]
+
+
+def _loaded(record: Record) -> int:
+    """ModelMesh serves the model of the InferenceService's current spec."""
+    status = record.obj.get("status") or {}
+    model = status.get("modelStatus") or {}
+    active = (model.get("states") or {}).get("activeModelState")
+    current = status.get("observedGeneration") == record.obj["metadata"].get("generation")
+    up_to_date = model.get("transitionStatus") == "UpToDate" and active in ("Loaded", "Standby")
+    return int(current and up_to_date)
 
 
 def _available(record: Record) -> int:

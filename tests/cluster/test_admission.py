@@ -84,7 +84,10 @@ def test_rendered_manifests_accepted(path: Path, namespace: str, dynamic: Dynami
     for obj in rendered.objects:
         apply(dynamic, obj, dry_run=True)  # raises on any field the schema lacks
         kinds.add(obj["kind"])
-    assert kinds == {"InferenceService", "HorizontalPodAutoscaler", "HTTPRoute"}
+    if model.spec.serving.deployment_mode == "ModelMesh":  # no HPA: ModelMesh scales
+        assert kinds == {"InferenceService", "HTTPRoute"}
+    else:
+        assert kinds == {"InferenceService", "HorizontalPodAutoscaler", "HTTPRoute"}
 
 
 def test_unknown_kserve_field_is_refused(namespace: str, dynamic: DynamicClient) -> None:
@@ -178,6 +181,47 @@ def violations(namespace: str) -> list[tuple[str, dict[str, Any], str]]:
         {"headers": [{"name": "Cookie", "value": "beta=(", "type": "RegularExpression"}]}
     ]
     cases.append(("regex", doc, "spec.rollout.match[0].headers[0]"))
+
+    def mesh() -> dict[str, Any]:
+        return sample(ROOT / "manifests/samples/iris-modelmesh.yaml", namespace)
+
+    doc = mesh()
+    doc["spec"]["gpu"] = {"count": 1}
+    cases.append(("mesh-gpu", doc, "request GPUs in the ServingRuntime"))
+
+    doc = mesh()
+    doc["spec"]["autoscaling"] = {"maxReplicas": 2}
+    cases.append(("mesh-autoscaling", doc, "ModelMesh scales model copies itself"))
+
+    doc = mesh()
+    doc["spec"]["versions"][1]["resources"] = {"requests": {"cpu": "1"}}
+    cases.append(("mesh-resources", doc, "the ServingRuntime sizes the shared pods"))
+
+    doc = mesh()
+    doc["spec"]["protocolVersion"] = "v1"
+    cases.append(("mesh-protocol", doc, "speaks the v2 protocol only"))
+
+    doc = mesh()
+    doc["spec"]["rollout"]["capacity"] = "Shared"
+    cases.append(("mesh-shared", doc, "share the runtime's pods: use Surge"))
+
+    doc = mesh()
+    doc["spec"]["rollout"]["strategy"] = "Shadow"
+    cases.append(("mesh-shadow", doc, "every version sits behind modelmesh-serving"))
+
+    doc = mesh()
+    doc["spec"]["rollout"]["analysis"] = {
+        "metrics": [{"name": "ok", "template": "success-rate", "min": 0.99}]
+    }
+    cases.append(("mesh-template", doc, "write a query instead"))
+
+    doc = mesh()
+    doc["spec"]["servedModelName"] = "Iris_2"
+    cases.append(("mesh-served-name", doc, "use a DNS-1123 label"))
+
+    doc = mesh()
+    doc["spec"]["serving"]["deploymentMode"] = "Knative"
+    cases.append(("mode-knative", doc, 'supported values: "Standard", "ModelMesh"'))
     return cases
 
 
@@ -191,6 +235,16 @@ def test_cel_rule_rejects(case: str, namespace: str, dynamic: DynamicClient) -> 
         apply(dynamic, document)
     assert caught.value.status == 422
     assert message in json.loads(caught.value.body)["message"]
+
+
+def test_the_deployment_mode_cannot_change(namespace: str, dynamic: DynamicClient) -> None:
+    apply(dynamic, iris(namespace))
+    moved = iris(namespace)
+    moved["spec"]["serving"] = {"deploymentMode": "ModelMesh"}
+    del moved["spec"]["resources"], moved["spec"]["autoscaling"]
+    with pytest.raises(DynamicApiError) as caught:
+        apply(dynamic, moved)
+    assert "deploymentMode cannot change" in json.loads(caught.value.body)["message"]
 
 
 def test_valid_iris_accepted_with_defaults(namespace: str, dynamic: DynamicClient) -> None:

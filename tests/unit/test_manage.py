@@ -156,6 +156,7 @@ class World:
             o["metadata"]["labels"][names.VERSION_LABEL]
             for o in self.cluster.of_kind(INFERENCE_SERVICE)
             if o["metadata"]["labels"].get(names.MODEL_LABEL) == NAME
+            and names.VERSION_LABEL in o["metadata"]["labels"]
         ]
 
     def model(self) -> dict[str, Any]:

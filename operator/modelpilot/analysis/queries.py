@@ -75,6 +75,8 @@ def fill(query: str, target: Target) -> str:
         "model": quoted(target.model),
         "version": quoted(target.version),
         "service": quoted(target.service),
+        # ModelMesh's own metrics name a model by its InferenceService.
+        "inference_service": quoted(names.inference_service_name(target.model, target.version)),
         "route": quoted(target.route),
         "window": target.window,  # a validated duration, used in range selectors
     }

@@ -24,7 +24,15 @@ from modelpilot.api.spec_base import (
 
 TEMPLATES = ("success-rate", "latency-p99", "predict-latency-p99")
 Template = Literal["success-rate", "latency-p99", "predict-latency-p99"]
-PLACEHOLDERS = ("namespace", "model", "version", "service", "route", "window")
+PLACEHOLDERS = (
+    "namespace",
+    "model",
+    "version",
+    "service",
+    "inference_service",
+    "route",
+    "window",
+)
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
 

@@ -67,3 +67,5 @@ KINDS_BY_NAME = {
 
 # KServe labels each predictor Deployment, Service and pod with its InferenceService.
 KSERVE_ISVC_LABEL = "serving.kserve.io/inferenceservice"
+# Which KServe controller handles an InferenceService (Standard, ModelMesh, ...).
+KSERVE_DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"

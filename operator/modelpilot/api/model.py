@@ -220,6 +220,8 @@ def check_rules(model: ManagedModel) -> list[Problem]:
         problems += _analysis_problems(spec.rollout.analysis)
     problems += _strategy_problems(spec.rollout)
     problems += _serving_problems(spec)
+    if spec.serving.deployment_mode == "ModelMesh":
+        problems += _model_mesh_problems(spec)
     for key in spec.serving.labels:
         if key in RESERVED_LABEL_KEYS or key.startswith(RESERVED_LABEL_PREFIX):
             problems.append(
@@ -253,6 +255,80 @@ def _serving_problems(spec: ManagedModelSpec) -> list[Problem]:
             Problem(
                 "spec.serving.deploymentStrategy.type",
                 f"{strategy!r} is not a Deployment strategy: use RollingUpdate or Recreate",
+            )
+        )
+    return problems
+
+
+def _model_mesh_problems(spec: ManagedModelSpec) -> list[Problem]:
+    """ModelMesh mode's rules (the CRD's MODEL_MESH_RULES), each on its own field."""
+    problems = []
+    if spec.gpu is not None:
+        problems.append(
+            Problem(
+                "spec.gpu",
+                "is for Standard mode: in ModelMesh mode the models share the "
+                "ServingRuntime's pods; request GPUs in the ServingRuntime",
+            )
+        )
+    if "autoscaling" in spec.model_fields_set:
+        problems.append(
+            Problem(
+                "spec.autoscaling",
+                "is for Standard mode: ModelMesh scales model copies itself; remove it",
+            )
+        )
+    sized = ["spec.resources"] if "resources" in spec.model_fields_set else []
+    sized += [f"spec.versions[{i}].resources" for i, v in enumerate(spec.versions) if v.resources]
+    for path in sized:
+        problems.append(
+            Problem(
+                path,
+                "is for Standard mode: in ModelMesh mode the ServingRuntime sizes the "
+                "shared pods; remove it",
+            )
+        )
+    if spec.protocol_version not in (None, "v2"):
+        problems.append(
+            Problem(
+                "spec.protocolVersion",
+                "ModelMesh's REST proxy speaks the v2 protocol only: set v2 or leave it unset",
+            )
+        )
+    if spec.rollout.capacity != "Surge":
+        problems.append(
+            Problem(
+                "spec.rollout.capacity",
+                "Shared shrinks a version's own pods; ModelMesh versions share the "
+                "runtime's pods: use Surge",
+            )
+        )
+    analysis = spec.rollout.analysis
+    for index, metric in enumerate(analysis.metrics if analysis is not None else []):
+        if metric.template is not None:
+            problems.append(
+                Problem(
+                    f"spec.rollout.analysis.metrics[{index}].template",
+                    "templates read a version's own Service's metrics; in ModelMesh mode "
+                    "every version sits behind modelmesh-serving: write a query instead "
+                    "(ModelMesh's metrics name the model by {{ inference_service }})",
+                )
+            )
+    if spec.rollout.strategy == "Shadow":
+        problems.append(
+            Problem(
+                "spec.rollout.strategy",
+                "Shadow mirrors requests to a version's own Service; in ModelMesh mode every "
+                "version sits behind modelmesh-serving: choose Canary, ABTest or BlueGreen",
+            )
+        )
+    served = spec.served_model_name
+    if served is not None and not (len(served) <= 63 and re.match(DNS1123_LABEL, served)):
+        problems.append(
+            Problem(
+                "spec.servedModelName",
+                "in ModelMesh mode it names an InferenceService (the model's stable name): "
+                "use a DNS-1123 label of at most 63 characters",
             )
         )
     return problems

@@ -13,6 +13,15 @@ FIELD_MANAGER = "modelpilot"
 VERSION_HEADER = "x-modelpilot-version"
 
 
+# ModelMesh mode: every model of a namespace is reached through one Service of
+# ModelMesh's, by the name of its InferenceService (REST in the path, gRPC in a header).
+MODEL_MESH_SERVICE = "modelmesh-serving"
+MODEL_MESH_REST_PORT = 8008
+# Marks the InferenceService that carries a ModelMesh model's stable name (the served
+# name, with no version in it) and says which version it serves.
+STABLE_NAME_LABEL = "modelpilot.io/stable-name-of"
+
+
 def inference_service_name(model: str, version: str) -> str:
     return f"{model}-{version}"
 

@@ -229,10 +229,24 @@ class Autoscaling(SpecModel):
     )
 
 
+DeploymentMode = Literal["Standard", "ModelMesh"]
+# KServe's names for modes modelpilot does not take (or takes under another name): each
+# with what to write instead.
+OTHER_MODE_NAMES = {
+    "RawDeployment": "RawDeployment is KServe's old name for Standard: write Standard "
+    "(run the operator with --kserve-legacy-raw-deployment for KServe before 0.16)",
+    "Serverless": "Knative (Serverless) mode is not supported yet: use Standard or ModelMesh",
+    "Knative": "Knative mode is not supported yet: use Standard or ModelMesh",
+}
+
+
 class Serving(SpecModel):
-    deployment_mode: Literal["Standard"] = Field(
+    deployment_mode: DeploymentMode = Field(
         default="Standard",
-        description="KServe deployment mode. Standard (plain Deployments) is the only one.",
+        description="KServe deployment mode. Standard: an InferenceService per version on "
+        "Deployments of its own, with an HPA. ModelMesh: an InferenceService per version "
+        "loaded into the shared pods of a multi-model ServingRuntime (legacy upstream: "
+        "modelmesh-serving is archived).",
     )
     service_account_name: str | None = Field(
         default=None, description="Service account for the predictor pods."
@@ -259,6 +273,13 @@ class Serving(SpecModel):
         description="Deployment strategy of the predictor, passed through; "
         "rollingUpdate.maxSurge 0 matters when no spare GPU exists.",
     )
+
+    @field_validator("deployment_mode", mode="before")
+    @classmethod
+    def _known_mode(cls, value: Any) -> Any:
+        if isinstance(value, str) and value in OTHER_MODE_NAMES:
+            raise ValueError(OTHER_MODE_NAMES[value])
+        return value
 
 
 class Toleration(SpecModel):
@@ -460,6 +481,68 @@ class Registry(SpecModel):
     )
 
 
+_MODEL_MESH = "has(self.serving) && self.serving.deploymentMode == 'ModelMesh'"
+# What ModelMesh mode cannot honour, refused rather than ignored: the models share the
+# pods of their ServingRuntime, which ModelMesh sizes and scales itself.
+MODEL_MESH_RULES = (
+    (
+        # A transition rule (oldSelf): checked on updates only. An absent serving is
+        # Standard, the default.
+        "(has(self.serving) ? self.serving.deploymentMode : 'Standard') == "
+        "(has(oldSelf.serving) ? oldSelf.serving.deploymentMode : 'Standard')",
+        "spec.serving.deploymentMode cannot change: KServe refuses to move an "
+        "InferenceService between modes; create a ManagedModel of the other mode beside "
+        "this one",
+    ),
+    (
+        f"!({_MODEL_MESH}) || !has(self.gpu)",
+        "spec.gpu is for Standard mode: in ModelMesh mode the models share the "
+        "ServingRuntime's pods; request GPUs in the ServingRuntime",
+    ),
+    (
+        f"!({_MODEL_MESH}) || !has(self.autoscaling)",
+        "spec.autoscaling is for Standard mode: ModelMesh scales model copies itself; remove it",
+    ),
+    (
+        f"!({_MODEL_MESH}) || (!has(self.resources) && "
+        "(!has(self.versions) || self.versions.all(v, !has(v.resources))))",
+        "resources are for Standard mode: in ModelMesh mode the ServingRuntime sizes the "
+        "shared pods; remove spec.resources and spec.versions[].resources",
+    ),
+    (
+        f"!({_MODEL_MESH}) || !has(self.protocolVersion) || self.protocolVersion == 'v2'",
+        "ModelMesh's REST proxy speaks the v2 protocol only: set spec.protocolVersion v2 "
+        "or leave it unset",
+    ),
+    (
+        f"!({_MODEL_MESH}) || !has(self.rollout) || !has(self.rollout.capacity) || "
+        "self.rollout.capacity == 'Surge'",
+        "spec.rollout.capacity Shared shrinks a version's own pods; ModelMesh versions "
+        "share the runtime's pods: use Surge",
+    ),
+    (
+        f"!({_MODEL_MESH}) || !has(self.rollout) || !has(self.rollout.analysis) || "
+        "self.rollout.analysis.metrics.all(m, !has(m.template))",
+        "analysis templates read a version's own Service's metrics; in ModelMesh mode "
+        "every version sits behind modelmesh-serving: write a query instead (ModelMesh's "
+        "metrics name the model by {{ inference_service }})",
+    ),
+    (
+        f"!({_MODEL_MESH}) || !has(self.rollout) || !has(self.rollout.strategy) || "
+        "self.rollout.strategy != 'Shadow'",
+        "strategy Shadow mirrors requests to a version's own Service; in ModelMesh mode "
+        "every version sits behind modelmesh-serving: choose Canary, ABTest or BlueGreen",
+    ),
+    (
+        f"!({_MODEL_MESH}) || !has(self.servedModelName) || "
+        "(size(self.servedModelName) <= 63 && "
+        "self.servedModelName.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'))",
+        "in ModelMesh mode servedModelName names an InferenceService (the model's stable "
+        "name): use a DNS-1123 label of at most 63 characters",
+    ),
+)
+
+
 class ManagedModelSpec(SpecModel):
     model_config = ConfigDict(
         json_schema_extra=rules(
@@ -486,6 +569,7 @@ class ManagedModelSpec(SpecModel):
                 "(has(self.rollout) && has(self.rollout.target))",
                 "rollout.target is required when there is more than one version",
             ),
+            *MODEL_MESH_RULES,
         )
     )
 

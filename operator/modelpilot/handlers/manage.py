@@ -315,6 +315,7 @@ class Reconcile:
             mirror_ready=False,
             legacy_raw_deployment=self.settings.legacy_raw_deployment,
             gateway_flavor=self.settings.gateway_flavor,
+            stable=plan.status.stable_version or model.spec.target,
         )
         try:
             ready = self._mirror_objects(mirror_object_name(model, state), seen)
@@ -441,6 +442,8 @@ class Reconcile:
         versions = {}
         for version, readiness in seen.readiness.items():
             replicas, available = replicas_of(seen.deployments.get(version))
+            if version in seen.copies:  # ModelMesh mode: loaded copies stand for pods
+                replicas = available = seen.copies[version]
             versions[version] = VersionObservation(
                 ready=readiness.ready,
                 message=readiness.message,
@@ -501,21 +504,25 @@ class Reconcile:
     def _in_place_update(self, obj: dict[str, Any], live: dict[str, Any] | None) -> list[Event]:
         if live is None or obj["kind"] != INFERENCE_SERVICE.kind:
             return []
-        version = obj["metadata"]["labels"][names.VERSION_LABEL]
-        if self.status.weights.get(version, 0) <= 0:
-            return []
+        version = obj["metadata"]["labels"].get(names.VERSION_LABEL)
+        if version is None or self.status.weights.get(version, 0) <= 0:
+            return []  # ModelMesh's stable name changes what it serves at each promotion
         want = obj["spec"]["predictor"]["model"]
         have = (live.get("spec") or {}).get("predictor", {}).get("model", {})
         if contains(have, want) and contains(want, have):
             return []
         changed = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
+        how = (
+            "ModelMesh loads the new model and switches to it"
+            if self.model.spec.serving.deployment_mode == "ModelMesh"
+            else "KServe restarts its pods in place"
+        )
         return [
             Event(
                 "Warning",
                 "InPlaceUpdate",
                 f"{version} carries traffic and its predictor changed ({', '.join(changed)}): "
-                "KServe restarts its pods in place, with no canary; publish a new version "
-                "name to roll it out instead",
+                f"{how}, with no canary; publish a new version name to roll it out instead",
             )
         ]
 

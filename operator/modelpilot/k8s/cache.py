@@ -17,7 +17,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from modelpilot.api.kinds import DEPLOYMENT, HTTP_ROUTE, INFERENCE_SERVICE, Kind
+from modelpilot.api.kinds import (
+    DEPLOYMENT,
+    HTTP_ROUTE,
+    INFERENCE_SERVICE,
+    KSERVE_DEPLOYMENT_MODE,
+    Kind,
+)
 from modelpilot.api.names import MODEL_LABEL
 from modelpilot.k8s.readiness import KSERVE_CONTAINER
 
@@ -35,8 +41,8 @@ def key_of(obj: Mapping[str, Any]) -> Key:
 def trim(obj: Mapping[str, Any]) -> dict[str, Any]:
     """What a reconcile reads of a child: its spec and the metadata above; of a
     Deployment only its replicas and model container; of the status, an
-    InferenceService's URL and Ready condition, a Deployment's replica counts, an
-    HTTPRoute's parents, nothing of an HPA's."""
+    InferenceService's URL and Ready condition (and ModelMesh's model states), a
+    Deployment's replica counts, an HTTPRoute's parents, nothing of an HPA's."""
     meta = obj.get("metadata") or {}
     kind, spec, status = obj.get("kind"), obj.get("spec") or {}, obj.get("status") or {}
     trimmed: dict[str, Any] = {
@@ -60,9 +66,24 @@ def trim(obj: Mapping[str, Any]) -> dict[str, Any]:
     elif kind == INFERENCE_SERVICE.kind:
         ready = [c for c in status.get("conditions") or [] if c.get("type") == "Ready"]
         trimmed["status"] = {"url": status.get("url"), "conditions": ready}
+        # ModelMesh's report on the model it serves (KServe writes one in Standard mode
+        # too, which modelpilot does not read: its changes wake nothing).
+        if (meta.get("annotations") or {}).get(KSERVE_DEPLOYMENT_MODE) == "ModelMesh":
+            trimmed["status"]["modelStatus"] = _model_status(status["modelStatus"])
+            trimmed["status"]["observedGeneration"] = status.get("observedGeneration")
     elif kind == HTTP_ROUTE.kind:
         trimmed["status"] = {"parents": status.get("parents") or []}
     return trimmed
+
+
+def _model_status(found: Mapping[str, Any]) -> dict[str, Any]:
+    failure = found.get("lastFailureInfo") or {}
+    return {
+        "transitionStatus": found.get("transitionStatus"),
+        "states": found.get("states") or {},
+        "copies": {"totalCopies": (found.get("copies") or {}).get("totalCopies")},
+        "lastFailureInfo": {k: failure[k] for k in ("reason", "message") if k in failure},
+    }
 
 
 def revision(obj: Mapping[str, Any]) -> int | None:

@@ -17,7 +17,13 @@ from modelpilot.api.kinds import (
     TRAEFIK_SERVICE,
 )
 from modelpilot.k8s.cluster import Cluster
-from modelpilot.k8s.readiness import Readiness, condition, version_readiness
+from modelpilot.k8s.readiness import (
+    Readiness,
+    condition,
+    model_copies,
+    model_mesh_readiness,
+    version_readiness,
+)
 
 
 @dataclass
@@ -30,10 +36,15 @@ class Snapshot:
     route: dict[str, Any] | None = None
     readiness: dict[str, Readiness] = field(default_factory=dict)
     mirror: dict[str, Any] | None = None  # a shadow's TraefikService, read fresh
+    stable_name: dict[str, Any] | None = None  # ModelMesh mode's stable-name InferenceService
+    copies: dict[str, int] = field(default_factory=dict)  # ModelMesh mode: loaded copies
 
     def live(self, obj: Mapping[str, Any]) -> dict[str, Any] | None:
         """The live counterpart of a desired child."""
-        version = (obj["metadata"].get("labels") or {}).get(names.VERSION_LABEL)
+        labels = obj["metadata"].get("labels") or {}
+        version = labels.get(names.VERSION_LABEL)
+        if names.STABLE_NAME_LABEL in labels:
+            return self.stable_name
         if obj["kind"] == HTTP_ROUTE.kind:
             return self.route
         if obj["kind"] == TRAEFIK_SERVICE.kind:
@@ -47,6 +58,8 @@ def snapshot(cluster: Cluster, model: ManagedModel, versions: list[str]) -> Snap
     """The model's children as read (from the operator's watch cache); pods, only for a
     version that is not ready, from the API."""
     ns, found = model.namespace, Snapshot()
+    if model.spec.serving.deployment_mode == "ModelMesh":
+        return _model_mesh_snapshot(cluster, model, versions)
     for version in versions:
         isvc_name = names.inference_service_name(model.name, version)
         isvc = cluster.cached(INFERENCE_SERVICE, isvc_name, ns)
@@ -68,6 +81,26 @@ def snapshot(cluster: Cluster, model: ManagedModel, versions: list[str]) -> Snap
     return found
 
 
+def _model_mesh_snapshot(cluster: Cluster, model: ManagedModel, versions: list[str]) -> Snapshot:
+    """ModelMesh mode: InferenceServices only (the runtime's pods are shared, not the
+    version's), and the stable name's."""
+    ns, found = model.namespace, Snapshot()
+    for version in versions:
+        isvc = cluster.cached(
+            INFERENCE_SERVICE, names.inference_service_name(model.name, version), ns
+        )
+        if isvc is not None:
+            found.isvcs[version] = isvc
+        found.readiness[version] = model_mesh_readiness(isvc)
+        found.copies[version] = model_copies(isvc)
+    # Whoever's it is: a name taken by another owner is refused at the write.
+    found.stable_name = cluster.cached(
+        INFERENCE_SERVICE, model.spec.served_model_name or model.name, ns
+    )
+    found.route = cluster.cached(HTTP_ROUTE, names.route_name(model.name), ns)
+    return found
+
+
 def _model_backends(
     route: Mapping[str, Any] | None, model: str, *, matched: bool
 ) -> Iterator[tuple[str, Mapping[str, Any]]]:
@@ -80,10 +113,27 @@ def _model_backends(
             continue
         for backend in rule.get("backendRefs") or []:
             name = str(backend.get("name", ""))
+            if name == names.MODEL_MESH_SERVICE:
+                # ModelMesh mode: the version is the InferenceService the path is
+                # rewritten to, by the backend's filter or else the rule's.
+                called = _rewritten_model(backend) or _rewritten_model(rule)
+                if called and called.startswith(prefix):
+                    yield called[len(prefix) :], backend
+                continue
             # A shadow's TraefikService stands for the stable version it sends all to.
             suffix = "-mirror" if backend.get("kind") == TRAEFIK_SERVICE.kind else "-predictor"
             if name.startswith(prefix) and name.endswith(suffix):
                 yield name[len(prefix) : -len(suffix)], backend
+
+
+def _rewritten_model(holder: Mapping[str, Any]) -> str | None:
+    """The model name a URLRewrite filter puts into /v2/models/<name> paths."""
+    for item in holder.get("filters") or []:
+        path = ((item.get("urlRewrite") or {}).get("path")) or {}
+        replaced = str(path.get("replacePrefixMatch") or "")
+        if item.get("type") == "URLRewrite" and replaced.startswith("/v2/models/"):
+            return replaced[len("/v2/models/") :]
+    return None
 
 
 def route_mirror(route: Mapping[str, Any] | None) -> str | None:

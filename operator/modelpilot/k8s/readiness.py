@@ -101,6 +101,53 @@ def version_readiness(
     return Readiness(False, f"InferenceService not Ready: {why}", url)
 
 
+# ModelMesh's states of a model that answers requests: Standby is registered but not in
+# memory (its first request waits for a load), yet served.
+SERVING_MODEL_STATES = ("Loaded", "Standby")
+
+
+def model_mesh_readiness(isvc: Mapping[str, Any] | None) -> Readiness:
+    """ModelMesh mode: ready when ModelMesh serves the model of the InferenceService's
+    current spec (transitionStatus UpToDate) and that model is loaded or on standby.
+    While a changed spec loads, ModelMesh keeps serving the previous model; that one is
+    not what the version now names, so the version waits. An InferenceService status
+    with an observedGeneration older than its spec is stale: the last verdict stands."""
+    if isvc is None:
+        return Readiness(False, "InferenceService not created yet")
+    status = isvc.get("status") or {}
+    url = str(status.get("url") or "")
+    generation = (isvc.get("metadata") or {}).get("generation")
+    observed = status.get("observedGeneration")
+    if observed is not None and generation is not None and observed < generation:
+        return Readiness(False, "ModelMesh has not seen the latest spec", url, stale=True)
+    model = status.get("modelStatus") or {}
+    states = model.get("states") or {}
+    active, target = states.get("activeModelState"), states.get("targetModelState")
+    transition = model.get("transitionStatus")
+    failure = model.get("lastFailureInfo") or {}
+    why = ": ".join(str(x) for x in (failure.get("reason"), failure.get("message")) if x)
+    if transition in ("BlockedByFailedLoad", "InvalidSpec") or active == "FailedToLoad":
+        said = f"ModelMesh: {transition if transition != 'UpToDate' else active}"
+        return Readiness(False, f"{said}; {why}" if why else said, url)
+    if transition is None:
+        return Readiness(False, "ModelMesh has not reported on the model yet", url)
+    if transition != "UpToDate":
+        return Readiness(False, f"ModelMesh is loading the new model ({target or 'Pending'})", url)
+    if active not in SERVING_MODEL_STATES:
+        return Readiness(False, f"ModelMesh model {active or 'Pending'}", url)
+    ready = condition(isvc, "Ready")
+    if ready is None or ready.get("status") != "True":
+        said = (ready or {}).get("message") or (ready or {}).get("reason") or "not reported"
+        return Readiness(False, f"InferenceService not Ready: {said}", url)
+    return Readiness(True, "", url)
+
+
+def model_copies(isvc: Mapping[str, Any] | None) -> int:
+    """ModelMesh mode: copies of the model loaded in runtime pods (its replicas)."""
+    copies = (((isvc or {}).get("status") or {}).get("modelStatus") or {}).get("copies") or {}
+    return int(copies.get("totalCopies") or 0)
+
+
 def _kserve_says(isvc: Mapping[str, Any]) -> str:
     """The first False condition that explains itself, Ready's last."""
     conditions = list((isvc.get("status") or {}).get("conditions") or [])

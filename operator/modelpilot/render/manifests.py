@@ -8,6 +8,7 @@ from typing import Any
 
 from modelpilot.api import ManagedModel, Problem, names
 from modelpilot.api.gateways import Mirror, traits_of
+from modelpilot.api.kinds import KSERVE_DEPLOYMENT_MODE
 from modelpilot.api.spec import Metric
 from modelpilot.api.strategies import RequestMatch
 from modelpilot.render.engine import RenderError, render_fragment, render_template
@@ -15,7 +16,7 @@ from modelpilot.render.predictor import Predictor, plan_predictor
 from modelpilot.render.state import RenderState
 from modelpilot.runtimes import ServingRuntimeInfo
 
-DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
+DEPLOYMENT_MODE = KSERVE_DEPLOYMENT_MODE
 AUTOSCALER_CLASS = "serving.kserve.io/autoscalerClass"
 STOP = "serving.kserve.io/stop"
 DEFAULT_GPU_METRIC = "DCGM_FI_DEV_GPU_UTIL"
@@ -87,25 +88,61 @@ def render_inference_service(
     """served: the predictor's model section when already rendered (plan_serving)."""
     spec = model.spec
     version_state = state.of(predictor.version)
-    annotations = {
-        **spec.serving.annotations,
-        DEPLOYMENT_MODE: "RawDeployment" if state.legacy_raw_deployment else "Standard",
-        AUTOSCALER_CLASS: "external",
-    }
-    if version_state.stopped:
-        annotations[STOP] = "true"
+    if model_mesh(model):
+        # ModelMesh sizes the shared runtime pods itself and has no stop: a stopped
+        # version stays registered, loaded only while ModelMesh has room for it.
+        annotations = {**spec.serving.annotations, DEPLOYMENT_MODE: "ModelMesh"}
+    else:
+        annotations = {
+            **spec.serving.annotations,
+            DEPLOYMENT_MODE: "RawDeployment" if state.legacy_raw_deployment else "Standard",
+            AUTOSCALER_CLASS: "external",
+        }
+        if version_state.stopped:
+            annotations[STOP] = "true"
     return render_template(
         "inference_service.yaml.j2",
         name=names.inference_service_name(model.name, predictor.version),
         namespace=model.namespace,
         labels={**spec.serving.labels, **names.common_labels(model.name, predictor.version)},
         annotations=annotations,
+        model_mesh=model_mesh(model),
         min_replicas=version_state.min_replicas or spec.autoscaling.min_replicas,
         max_replicas=version_state.max_replicas or spec.autoscaling.max_replicas,
         timeout=spec.serving.timeout,
         deployment_strategy=spec.serving.deployment_strategy,
         p=predictor,
         served=served if served is not None else render_served_model(predictor),
+    )
+
+
+def model_mesh(model: ManagedModel) -> bool:
+    return model.spec.serving.deployment_mode == "ModelMesh"
+
+
+def stable_name(model: ManagedModel) -> str:
+    """ModelMesh mode: the InferenceService clients of modelmesh-serving call the model
+    by, with no version in its name (the served name)."""
+    return model.spec.served_model_name or model.name
+
+
+def render_stable_name(model: ManagedModel, stable: str, served: dict[str, Any]) -> dict[str, Any]:
+    """ModelMesh mode: the stable name's InferenceService serves the stable version. A
+    promotion changes what it serves, and ModelMesh keeps serving the model it had until
+    the new one is loaded, so callers of the stable name never meet an unloaded model.
+    It also serves the weighted split on gateways that drop per-backend rewrites."""
+    return render_template(
+        "inference_service.yaml.j2",
+        name=stable_name(model),
+        namespace=model.namespace,
+        labels={
+            **model.spec.serving.labels,
+            **names.common_labels(model.name),
+            names.STABLE_NAME_LABEL: stable,
+        },
+        annotations={**model.spec.serving.annotations, DEPLOYMENT_MODE: "ModelMesh"},
+        model_mesh=True,
+        served=served,
     )
 
 
@@ -144,24 +181,32 @@ def render_route(model: ManagedModel, state: RenderState) -> dict[str, Any]:
     weights = state.weights
     if sum(weights.values()) != 100:
         raise RenderError(f"route weights must sum to 100, got {weights}")
+    way = _Way(model)
     order = [v.name for v in spec.versions]
+    # A header naming the version on each weighted backend: harmless to the model
+    # server, and on Envoy Gateway it gives each backend its own cluster and stats.
+    tagged = traits_of(state.gateway_flavor).split_backends_for_metrics
     backends = [
-        {"service": names.predictor_name(model.name, v), "weight": weights[v], "version": v}
+        {
+            "service": way.service(v),
+            "weight": weights[v],
+            "filters": way.filters(v) + (_version_header(v) if tagged else []),
+        }
         for v in order
         if v in weights
     ]
     matched = state.matched if state.matched and not state.of(state.matched).stopped else None
-    ab_matches = [_route_match(m) for m in spec.rollout.match] if matched else []
+    ab_matches = [way.match(_route_match(m)) for m in spec.rollout.match] if matched else []
     pins = []
     for v in order:
         if state.of(v).pinned and not state.of(v).stopped:
             pin = {"type": "Exact", "name": spec.traffic.pin_header, "value": v}
             # The pin wins over an A/B match: Gateway API ranks a match with more
             # header conditions first, so each A/B match is repeated with the pin added.
-            matches = [{"headers": [pin]}] + [
+            matches = [way.match({"headers": [pin]})] + [
                 {**m, "headers": [pin, *m.get("headers", [])]} for m in ab_matches
             ]
-            pins.append({"matches": matches, "service": names.predictor_name(model.name, v)})
+            pins.append({"matches": matches, "service": way.service(v), "filters": way.filters(v)})
     mirror = _mirror(model, state)
     if mirror == "TraefikService" and not state.mirror_ready:
         mirror = None
@@ -175,23 +220,71 @@ def render_route(model: ManagedModel, state: RenderState) -> dict[str, Any]:
         labels=names.common_labels(model.name),
         gateway=gateway,
         hostnames=spec.traffic.hostnames,
+        port=way.port,
         pins=pins,
-        ab_matches=ab_matches,
-        matched_service=names.predictor_name(model.name, matched) if matched else None,
-        backends=backends,
-        timeout=f"{spec.serving.timeout}s" if spec.serving.timeout else None,
-        # A header naming the version on each weighted backend: harmless to the model
-        # server, and on Envoy Gateway it gives each backend its own cluster and stats.
-        backend_header=(
-            names.VERSION_HEADER
-            if traits_of(state.gateway_flavor).split_backends_for_metrics
+        matched=(
+            {
+                "matches": ab_matches,
+                "service": way.service(matched),
+                "filters": way.filters(matched),
+            }
+            if matched
             else None
         ),
+        split_matches=[way.match({})],
+        backends=backends,
+        timeout=f"{spec.serving.timeout}s" if spec.serving.timeout else None,
         mirror_filter=_mirror_filter(model, state) if mirror == "RequestMirror" else None,
         traefik_mirror=(
             names.mirror_name(model.name, _stable_of(state)) if mirror == "TraefikService" else None
         ),
     )
+
+
+class _Way:
+    """How a route reaches a version. Standard: its predictor Service, any path. ModelMesh:
+    the namespace's modelmesh-serving Service, which serves every model and picks one by
+    the name in the path, so the route matches the served name's paths and rewrites the
+    name to the version's InferenceService (clients keep calling the served name)."""
+
+    def __init__(self, model: ManagedModel) -> None:
+        self.model = model
+        self.mesh = model_mesh(model)
+        self.port = names.MODEL_MESH_REST_PORT if self.mesh else 80
+        self.prefix = f"/v2/models/{stable_name(model)}"
+
+    def service(self, version: str) -> str:
+        if self.mesh:
+            return names.MODEL_MESH_SERVICE
+        return names.predictor_name(self.model.name, version)
+
+    def match(self, match: dict[str, Any]) -> dict[str, Any]:
+        path = self.prefix if self.mesh else "/"
+        if not self.mesh and match:
+            return match  # no path: Gateway API's default, every path
+        return {"path": {"type": "PathPrefix", "value": path}, **match}
+
+    def filters(self, version: str) -> list[dict[str, Any]]:
+        if not self.mesh:
+            return []
+        rewritten = f"/v2/models/{names.inference_service_name(self.model.name, version)}"
+        return [
+            {
+                "type": "URLRewrite",
+                "urlRewrite": {
+                    "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": rewritten}
+                },
+            }
+        ]
+
+
+def _version_header(version: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": "RequestHeaderModifier",
+            "requestHeaderModifier": {"set": [{"name": names.VERSION_HEADER, "value": version}]},
+        }
+    ]
 
 
 def _mirror(model: ManagedModel, state: RenderState) -> Mirror | None:
@@ -264,19 +357,23 @@ def render_model(
     serving: ServingPlan | None = None,
 ) -> Rendered:
     """Every child of the model, in a stable order: per version its InferenceService and
-    HPA (none while stopped), then a shadow's TraefikService, then the HTTPRoute.
+    HPA (none while stopped; none in ModelMesh mode), then ModelMesh mode's stable name,
+    then a shadow's TraefikService, then the HTTPRoute.
     serving: planned already (then runtimes are not consulted again)."""
     serving = serving or plan_serving(model, runtimes)
     predictors = serving.predictors
     objects: list[dict[str, Any]] = []
     warnings: list[str] = []
+    mesh = model_mesh(model)
     for version in model.spec.versions:
         predictor = predictors[version.name]
         warnings += predictor.warnings
         served = serving.served[version.name]
         objects.append(render_inference_service(model, predictor, state, served))
-        if not state.of(version.name).stopped:
+        if not state.of(version.name).stopped and not mesh:
             objects.append(render_autoscaler(model, version.name, state))
+    if mesh and state.stable in serving.served:
+        objects.append(render_stable_name(model, state.stable, serving.served[state.stable]))
     if state.route and state.weights:
         mirror = render_mirror(model, state)
         if mirror is not None:

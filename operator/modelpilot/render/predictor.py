@@ -45,6 +45,7 @@ def plan_predictor(
     env = _merge_env(spec, version)
     warnings: list[str] = []
     served = spec.served_model_name or model.name
+    model_mesh = spec.serving.deployment_mode == "ModelMesh"
 
     resolution = resolve_runtime(
         runtimes,
@@ -52,6 +53,7 @@ def plan_predictor(
         model_format_version=format_version,
         protocol=spec.protocol_version,
         runtime_name=runtime_name,
+        multi_model=model_mesh,
     )
     runtime = resolution.runtime
     where = f"spec.versions[{index}] ({version.name})"
@@ -72,6 +74,16 @@ def plan_predictor(
     elif runtime is None:
         path = f"spec.versions[{index}].runtime" if version.runtime else where
         return Problem(path, resolution.error)
+    elif model_mesh:
+        # ModelMesh names each model after its InferenceService, and its runtime pods
+        # are shared: a model's own arguments and environment reach no process.
+        runtime_name = runtime.name  # the one validated here, not ModelMesh's own pick
+        if args or env:
+            warnings.append(
+                f"{where}: ModelMesh mode passes no args or env to the shared runtime "
+                "pods; set them in the ServingRuntime"
+            )
+        args, env = [], []
     elif runtime.naming.kind == "arg":
         flag = runtime.naming.key.rstrip("=")
         if not any(a == flag or a.startswith(f"{flag}=") for a in args):

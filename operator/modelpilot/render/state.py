@@ -35,6 +35,8 @@ class RenderState:
     # Traefik: the mirroring TraefikService has existed long enough for the route to
     # name it (see Settings.mirror_settle); until then it is written, not routed to.
     mirror_ready: bool = True
+    # The version the rollout holds stable: ModelMesh mode's stable name serves it.
+    stable: str | None = None
 
     def of(self, version: str) -> VersionState:
         return self.versions.get(version, VersionState())
@@ -58,6 +60,7 @@ def default_render_state(
             v.name: VersionState(weight=chosen.get(v.name, 0), pinned=True)
             for v in model.spec.versions
         },
+        stable=max(chosen, key=lambda v: chosen[v]),
         legacy_raw_deployment=legacy_raw_deployment,
         gateway_flavor=gateway_flavor,
     )
