@@ -13,8 +13,9 @@ import pytest
 from modelpilot.analysis.queries import fill, target_of
 from modelpilot.api import InvalidManagedModel, names, parse_managed_model
 from modelpilot.api.kinds import AUTOSCALER, HTTP_ROUTE, INFERENCE_SERVICE
+from modelpilot.k8s.cache import trim
 from modelpilot.k8s.observe import route_pinned, route_weights
-from modelpilot.k8s.readiness import model_mesh_readiness
+from modelpilot.k8s.readiness import model_copies, model_mesh_readiness
 from modelpilot.render import default_render_state, render_model
 from modelpilot.runtimes import default_runtimes, resolve_runtime
 from modelpilot_dev.memory_cluster import MemoryCluster
@@ -226,6 +227,20 @@ def test_a_version_is_ready_when_modelmesh_serves_its_current_spec(
 ) -> None:
     found = model_mesh_readiness(isvc_with(**model_status))
     assert found.ready is ready and words in found.message
+
+
+def test_the_cache_keeps_modelmeshs_report_and_copes_before_there_is_one() -> None:
+    isvc = rendered({"v1": 100})[0]
+    assert trim(isvc)["status"]["modelStatus"]["states"] == {}  # nothing reported yet
+    assert not model_mesh_readiness(trim(isvc)).ready
+    isvc["metadata"]["generation"] = 1
+    isvc["status"] = isvc_with(
+        transitionStatus="UpToDate",
+        states={"activeModelState": "Loaded"},
+        copies={"totalCopies": 2, "failedCopies": 0},
+    )["status"]
+    kept = trim(isvc)
+    assert model_mesh_readiness(kept).ready and model_copies(kept) == 2
 
 
 def test_a_status_older_than_the_spec_is_stale() -> None:

@@ -69,7 +69,7 @@ def trim(obj: Mapping[str, Any]) -> dict[str, Any]:
         # ModelMesh's report on the model it serves (KServe writes one in Standard mode
         # too, which modelpilot does not read: its changes wake nothing).
         if (meta.get("annotations") or {}).get(KSERVE_DEPLOYMENT_MODE) == "ModelMesh":
-            trimmed["status"]["modelStatus"] = _model_status(status["modelStatus"])
+            trimmed["status"]["modelStatus"] = _model_status(status.get("modelStatus") or {})
             trimmed["status"]["observedGeneration"] = status.get("observedGeneration")
     elif kind == HTTP_ROUTE.kind:
         trimmed["status"] = {"parents": status.get("parents") or []}
