@@ -15,8 +15,12 @@ and what of it is played here:
   selects every runtime pod by `modelmesh-service: modelmesh-serving`. A client names the
   model, which is the InferenceService's name, in the request path or in the
   `mm-vmodel-id` header. Here the Deployment is real (kwok runs its pods, the scheduler
-  places them), but its one container `mm` is a placeholder that serves nothing: no
-  request reaches any model this round.
+  places them), but its one container `mm` is a placeholder that serves nothing. With a
+  model store (`model_store=`), models from the store are loaded into a real KServe
+  model server per namespace (`modelpilot_dev.mesh_servers`, load before switch
+  included), and `modelmesh-serving` is made without a selector and points at that
+  process: requests reach them by name, as through ModelMesh. Other models are only
+  simulated.
 - Which runtime: `spec.predictor.model.runtime` names a ServingRuntime of the namespace,
   else a ClusterServingRuntime; it must be multi-model, enabled and list the model's
   format. If it is not, the model fails with reason RuntimeNotRecognized (or
@@ -65,11 +69,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from kubernetes import client
 
 from modelpilot.api.kinds import CLUSTER_SERVING_RUNTIME, SERVING_RUNTIME
+from modelpilot_dev.mesh_servers import MeshServers
 from modelpilot_dev.standins import DEPLOYMENTS, KSERVE, _Controller, is_model_mesh
 from modelpilot_dev.store_servers import ignore_missing
 
@@ -186,9 +192,13 @@ class ModelMeshStandIn(_Controller):
         instant: bool = False,
         load_seconds: float = 1.0,
         pods_per_runtime: int = PODS_PER_RUNTIME,
+        model_store: Path | None = None,
     ) -> None:
         super().__init__(api)
         self.instant = instant
+        # With a model store, its models are loaded into real servers (mesh_servers) and
+        # modelmesh-serving points at them instead of selecting the runtime pods.
+        self.servers = MeshServers(self.custom, model_store)
         self.load_seconds = load_seconds
         self.pods_per_runtime = pods_per_runtime
         self._index_lock = threading.Lock()
@@ -278,6 +288,8 @@ class ModelMeshStandIn(_Controller):
                 self._services.discard(namespace)
         if timer is not None:
             timer.cancel()
+        if known is not None:
+            self.servers.unload(namespace, name)
 
     def _wake(self, key: tuple[str, str], delay: float) -> None:
         """Handle key again after delay: no event says when a load is done."""
@@ -301,6 +313,7 @@ class ModelMeshStandIn(_Controller):
         for timer in timers:
             timer.cancel()
         super().stop()
+        self.servers.stop_all()
 
     # --- reconcile ------------------------------------------------------------------------
 
@@ -338,7 +351,9 @@ class ModelMeshStandIn(_Controller):
                 self.instant
                 or int(((deployment or {}).get("status") or {}).get("availableReplicas") or 0) > 0
             )
-            self._advance((namespace, name), model, revision, available, _is_broken(model_spec))
+            broken = _is_broken(model_spec)
+            stored = self.servers.stored(model_spec)
+            self._advance((namespace, name), model, revision, available, broken, stored)
             view = self._view(model, revision, runtime["metadata"]["name"])
         self._write_status(isvc, view)
 
@@ -406,9 +421,16 @@ class ModelMeshStandIn(_Controller):
         return runtime, None
 
     def _advance(
-        self, key: tuple[str, str], model: _Model, revision: str, available: bool, broken: bool
+        self,
+        key: tuple[str, str],
+        model: _Model,
+        revision: str,
+        available: bool,
+        broken: bool,
+        stored: Path | None = None,
     ) -> None:
-        """Move the model's load along: start it, wait for it, finish it."""
+        """Move the model's load along: start it, wait for it, finish it (into the
+        namespace's real server when the model is in the store)."""
         if revision == model.loaded:
             # Also a spec set back to the model serving: whatever was on its way is dropped.
             model.target = model.since = model.failed = model.failure = None
@@ -427,11 +449,15 @@ class ModelMeshStandIn(_Controller):
         if remaining > 0:
             self._wake(key, remaining)
             return
-        if broken:
+        failed = None
+        if stored is not None and not broken:
+            failed = self.servers.load(key[0], key[1], stored, SERVICE_NAME)
+        if broken or failed:
             model.failed = revision
             model.failure = {
                 "reason": "ModelLoadFailed",
-                "message": "the model's storage holds no loadable model (simulated: its "
+                "message": failed
+                or "the model's storage holds no loadable model (simulated: its "
                 f"storageUri ends in /{BROKEN})",
                 "modelRevisionName": f"{key[1]}__isvc-{revision}",
                 "time": _now(),
@@ -571,7 +597,7 @@ class ModelMeshStandIn(_Controller):
         with self._index_lock:
             if namespace in self._services:
                 return
-        service = {
+        service: dict[str, Any] = {
             "apiVersion": "v1",
             "kind": "Service",
             "metadata": {
@@ -581,13 +607,14 @@ class ModelMeshStandIn(_Controller):
             },
             "spec": {
                 "clusterIP": "None",
-                "selector": {SERVICE_LABEL: SERVICE_NAME},
                 "ports": [
                     {"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc"},
                     {"name": "http", "port": REST_PORT, "targetPort": "http"},
                 ],
             },
         }
+        if self.servers.model_store is None:
+            service["spec"]["selector"] = {SERVICE_LABEL: SERVICE_NAME}
         # kubernetes' types want a V1Service; the client accepts (and sends) a dict as is.
         ignore_missing(lambda: self.core.create_namespaced_service(namespace, service))  # type: ignore[arg-type]
         with self._index_lock:

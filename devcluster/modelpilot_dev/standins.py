@@ -516,7 +516,7 @@ class StandIns:
         from modelpilot_dev.modelmesh import ModelMeshStandIn
 
         self.kserve = KServeStandIn(api, instant=instant, model_store=model_store)
-        self.modelmesh = ModelMeshStandIn(api, instant=instant)
+        self.modelmesh = ModelMeshStandIn(api, instant=instant, model_store=model_store)
         self.gateway = GatewayStandIn(api)
 
     def start(self) -> StandIns:

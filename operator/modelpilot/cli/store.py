@@ -1,4 +1,4 @@
-"""`modelpilot store build|list|serve`: the sample model store."""
+"""`modelpilot store build|list|serve|serve-repository`: the sample model store."""
 
 from __future__ import annotations
 
@@ -53,6 +53,20 @@ def add_commands(commands: Any) -> None:
     serve.add_argument("--name", help="the name clients call (default: the model's name)")
     serve.set_defaults(handler=guarded(run_serve))
 
+    many = sub.add_parser(
+        "serve-repository",
+        help="serve many versions in one server, each loaded on request (as ModelMesh)",
+        description="Serve the stored versions linked in DIRECTORY (each entry a link to "
+        "<store>/<model>/<version>, named as clients call it) with KServe's model server, "
+        "each once asked to: POST /v2/repository/models/NAME/load (again to swap in what "
+        "the link names now, the old one serving until the new one is loaded), then "
+        "/v2/models/NAME/infer. Needs the serve extra.",
+    )
+    many.add_argument("directory", help="directory of links to stored versions")
+    many.add_argument("--port", type=int, default=DEFAULT_PORT, help="HTTP port (8080)")
+    many.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    many.set_defaults(handler=guarded(run_serve_repository))
+
 
 def _root_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", help="store directory")
@@ -104,6 +118,19 @@ def run_list(args: argparse.Namespace) -> int:
         print(f"no models in {store.root}; run `modelpilot store build`", file=sys.stderr)
         return 0
     sys.stdout.write(format_table(versions))
+    return 0
+
+
+def run_serve_repository(args: argparse.Namespace) -> int:
+    if not 0 < args.port < 65536:
+        raise UsageProblem([f"--port {args.port} is not a TCP port"])
+    try:
+        from modelpilot.store.serve import serve_repository
+    except ImportError as err:
+        raise UsageProblem(
+            [f"serving needs the serve extra: pip install 'modelpilot[serve]' ({err})"]
+        ) from None
+    serve_repository(args.directory, port=args.port, host=args.host)
     return 0
 
 

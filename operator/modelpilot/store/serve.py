@@ -17,11 +17,12 @@ import json
 import math
 import sys
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from modelpilot.store.layout import StoredVersion
+from modelpilot.store.layout import ModelStore, StoredVersion
 
 # kserve parses sys.argv when imported (its model_server module reads its own flags);
 # modelpilot's arguments are none of its business.
@@ -148,3 +149,37 @@ def serve(stored: StoredVersion, *, name: str, port: int, host: str = "127.0.0.1
     model.load()
     server = _Server(host, http_port=port, enable_grpc=False, workers=1)
     server.start([model])
+
+
+class StoreRepository(kserve.ModelRepository):  # type: ignore[misc]
+    """Many stored versions in one server, as a multi-model runtime pod holds them: each
+    entry of `directory` (a link to a stored version's directory, named as clients call
+    it) is loaded on request through the v2 repository extension
+    (`POST /v2/repository/models/NAME/load`). Loading a name again swaps in the version
+    its link names now only once that one is loaded: requests meanwhile get the old one,
+    as ModelMesh serves the previous model until the new one is loaded."""
+
+    def __init__(self, directory: str) -> None:
+        super().__init__(models_dir=directory)
+
+    def load(self, name: str) -> bool:
+        # The link names the version: <store root>/<model>/<version>.
+        target = (Path(self.models_dir) / name).resolve()
+        stored = ModelStore(target.parent.parent).get(target.parent.name, target.name)
+        model = StoredModel(name, stored)
+        model.load()
+        self.update(model)
+        return bool(model.ready)
+
+
+def serve_repository(directory: str, *, port: int, host: str = "127.0.0.1") -> None:
+    """Serve the versions linked in `directory` as they are loaded (blocks)."""
+    warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
+    server = _Server(
+        host,
+        http_port=port,
+        enable_grpc=False,
+        workers=1,
+        registered_models=StoreRepository(directory),
+    )
+    server.start([])

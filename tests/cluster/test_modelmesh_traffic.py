@@ -1,0 +1,110 @@
+"""ModelMesh mode under real requests: Traefik (a real Gateway API data plane) routes by
+the operator's HTTPRoute to `modelmesh-serving`, behind which the ModelMesh stand-in
+runs a real KServe model server holding every model of the namespace by its
+InferenceService's name (iris v1 and v2 from the model store, and the stable name).
+
+Traefik applies a rule's filters but not a backend's (its Gateway API provider reads
+only rule filters), so here the weighted split reaches the stable name unrewritten: the
+stable version, then the promoted one once ModelMesh (here: the stand-in's server) has
+loaded it. A pinned client is rewritten to its version at the rule. Both hold through a
+promotion with no failed request. The weighted split's per-version rewrite is proven by
+the render tests (tests/unit/test_model_mesh.py), not by requests.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from modelpilot.api.kinds import MANAGED_MODEL
+from modelpilot.handlers.runner import OperatorThread
+from modelpilot.k8s.client import Kube
+from modelpilot_dev.gateway import TRAEFIK_SETTINGS, LocalGateway
+from modelpilot_dev.load import Load
+from modelpilot_dev.standins import StandIns
+from tests.cluster.helpers import annotate, describe_model, eventually, sample
+
+pytestmark = pytest.mark.cluster
+RATE = 50.0  # requests per second, per client
+
+
+def status_of(kube: Kube, namespace: str) -> dict[str, Any]:
+    return ((kube.get(MANAGED_MODEL, "iris", namespace) or {}).get("status")) or {}
+
+
+def test_a_promotion_in_modelmesh_mode_moves_real_traffic_with_no_failed_request(
+    kube: Kube, namespace: str, standins: StandIns, gateway: LocalGateway
+) -> None:
+    document = sample("iris-modelmesh", namespace)
+    host = f"iris.{namespace}.example.com"
+    document["spec"]["versions"] = [
+        {"name": "v1", "storageUri": "pvc://model-store/iris/v1"},
+        {"name": "v2", "storageUri": "pvc://model-store/iris/v2"},
+    ]
+    document["spec"]["traffic"] = {
+        "gatewayRef": {"name": gateway.name, "namespace": gateway.namespace},
+        "hostnames": [host],
+    }
+    document["spec"]["rollout"] = {"target": "v1", "stepWeights": [50], "interval": "2s"}
+    explain = lambda: describe_model(kube, namespace, "iris")  # noqa: E731
+    with OperatorThread(kube, TRAEFIK_SETTINGS, namespaces=[namespace]):
+        kube.apply(document, manager="test-user")
+        eventually(
+            lambda: status_of(kube, namespace).get("phase") == "Stable",
+            timeout=120,
+            what="iris stable on v1",
+            explain=explain,
+        )
+        eventually(
+            lambda: gateway.request("/v2/models/iris/ready", host=host)[0] == 200,
+            timeout=60,
+            what="the gateway serving iris through modelmesh-serving",
+        )
+        pinned = Load(
+            gateway.url, host=host, model="iris", rate=RATE, seconds=240,
+            headers={"x-model-version": "v2"},
+        )  # fmt: skip
+        with Load(gateway.url, host=host, model="iris", rate=RATE, seconds=240) as load, pinned:
+            load.wait_answers(load.started, 100)
+            pinned.wait_answers(pinned.started, 100)
+            changed = copy.deepcopy(document)
+            changed["spec"]["rollout"]["target"] = "v2"
+            kube.apply(changed, manager="test-user")
+            eventually(
+                lambda: status_of(kube, namespace).get("phase") == "WaitingPromotion",
+                timeout=90,
+                what="the last step",
+                explain=explain,
+            )
+            before_promotion = load.tally(load.started)
+            annotate(kube, changed, "modelpilot.io/promote", "v2")
+            eventually(
+                lambda: status_of(kube, namespace).get("stableVersion") == "v2",
+                timeout=60,
+                what="v2 promoted",
+                explain=explain,
+            )
+            # The stable name turns to v2 once the server has loaded it for that name.
+            switched = eventually(
+                lambda: next(
+                    (a.at for a in reversed(load.answers[-20:]) if a.version == "v2"), None
+                ),
+                timeout=60,
+                what="the stable name answering as v2",
+            )
+            after = load.wait_answers(switched + 1.0, 100)
+        total, pinned_total = load.tally(), pinned.tally()
+
+    print(
+        f"\nunpinned: {total.line()} (before promotion: {before_promotion.line()}; after the "
+        f"switch: {after.line()}), p99 {total.p99_ms} ms\npinned to v2: {pinned_total.line()}"
+    )
+    assert total.failed + total.errors == 0, total.statuses
+    assert pinned_total.failed + pinned_total.errors == 0, pinned_total.statuses
+    # Before the promotion the split (no per-backend rewrite on Traefik) is all the
+    # stable name's, v1; after the switch all v2; the pin is v2 all along.
+    assert before_promotion.by_version == {"v1": before_promotion.requests}
+    assert after.by_version == {"v2": after.requests}
+    assert pinned_total.by_version == {"v2": pinned_total.requests}
