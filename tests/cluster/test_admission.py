@@ -86,6 +86,8 @@ def test_rendered_manifests_accepted(path: Path, namespace: str, dynamic: Dynami
         kinds.add(obj["kind"])
     if model.spec.serving.deployment_mode == "ModelMesh":  # no HPA: ModelMesh scales
         assert kinds == {"InferenceService", "HTTPRoute"}
+    elif model.spec.serving.deployment_mode == "Knative":  # KServe's ingress, Knative's scaling
+        assert kinds == {"InferenceService"}
     else:
         assert kinds == {"InferenceService", "HorizontalPodAutoscaler", "HTTPRoute"}
 
@@ -220,8 +222,31 @@ def violations(namespace: str) -> list[tuple[str, dict[str, Any], str]]:
     cases.append(("mesh-served-name", doc, "use a DNS-1123 label"))
 
     doc = mesh()
-    doc["spec"]["serving"]["deploymentMode"] = "Knative"
-    cases.append(("mode-knative", doc, 'supported values: "Standard", "ModelMesh"'))
+    doc["spec"]["serving"]["deploymentMode"] = "Serverless"
+    cases.append(("mode-serverless", doc, 'supported values: "Standard", "ModelMesh", "Knative"'))
+
+    def knative() -> dict[str, Any]:
+        return sample(ROOT / "manifests/samples/iris-knative.yaml", namespace)
+
+    doc = iris(namespace)
+    doc["spec"]["autoscaling"]["minReplicas"] = 0
+    cases.append(("zero-outside-knative", doc, "minReplicas 0 (scale to zero) needs"))
+
+    doc = knative()
+    doc["spec"]["traffic"] = iris(namespace)["spec"]["traffic"]
+    cases.append(("knative-traffic", doc, "with no HTTPRoute: remove spec.traffic"))
+
+    doc = iris(namespace)
+    del doc["spec"]["traffic"]
+    cases.append(("traffic-required", doc, "spec.traffic is required"))
+
+    doc = knative()
+    doc["spec"]["rollout"]["strategy"] = "Shadow"
+    cases.append(("knative-strategy", doc, "by weight only: use strategy Canary"))
+
+    doc = knative()
+    doc["spec"]["autoscaling"]["behavior"] = {"scaleDown": {"stabilizationWindowSeconds": 60}}
+    cases.append(("knative-behavior", doc, "Knative mode has no HPA"))
     return cases
 
 

@@ -114,7 +114,8 @@ def test_min_replicas_not_above_max(doc: Doc) -> None:
 
 def test_min_replicas_at_least_one(doc: Doc) -> None:
     assert problems(doc(autoscaling={"minReplicas": 0, "maxReplicas": 2})) == [
-        "spec.autoscaling.minReplicas: must be at least 1: an HPA cannot scale to zero"
+        "spec.autoscaling.minReplicas: must be at least 1: an HPA cannot scale to zero "
+        "(0, scale to zero, needs deploymentMode Knative)"
     ]
 
 
@@ -169,7 +170,9 @@ def test_wrong_type_names_field(doc: Doc) -> None:
 def test_missing_required_field(doc: Doc) -> None:
     document = doc()
     del document["spec"]["traffic"]
-    assert problems(document) == ["spec.traffic: required"]
+    assert problems(document) == [
+        "spec.traffic: required: the Gateway the HTTPRoute attaches to"
+    ]
 
 
 def test_bad_duration(doc: Doc) -> None:

@@ -33,7 +33,12 @@ def test_samples_validate_and_render(capsys: pytest.CaptureFixture[str], sample:
     kinds = [d["kind"] for d in yaml.safe_load_all(out)]
     spec = yaml.safe_load(sample.read_text())["spec"]
     versions = len(spec["versions"])
-    if spec.get("serving", {}).get("deploymentMode") == "ModelMesh":
+    mode = spec.get("serving", {}).get("deploymentMode")
+    if mode == "Knative":
+        # One InferenceService for the model; Knative scales it; KServe's ingress serves it.
+        assert kinds == ["InferenceService"]
+        return
+    if mode == "ModelMesh":
         # One more for the stable name; ModelMesh scales the shared pods, no HPA.
         assert kinds.count("InferenceService") == versions + 1
         assert kinds.count("HorizontalPodAutoscaler") == 0

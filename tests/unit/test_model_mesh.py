@@ -85,9 +85,8 @@ def test_shared_capacity_and_shadow_are_refused_in_model_mesh_mode() -> None:
     ("mode", "words"),
     [
         ("RawDeployment", "write Standard"),
-        ("Serverless", "not supported yet"),
-        ("Knative", "not supported yet"),
-        ("Triton", "'Standard' or 'ModelMesh'"),
+        ("Serverless", "write Knative"),
+        ("Triton", "'Standard', 'ModelMesh' or 'Knative'"),
     ],
 )
 def test_other_mode_names_say_what_to_write(mode: str, words: str) -> None:

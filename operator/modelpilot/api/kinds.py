@@ -69,3 +69,5 @@ KINDS_BY_NAME = {
 KSERVE_ISVC_LABEL = "serving.kserve.io/inferenceservice"
 # Which KServe controller handles an InferenceService (Standard, ModelMesh, ...).
 KSERVE_DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
+# Knative's label on a revision's Deployment: the revision it runs.
+KNATIVE_REVISION_LABEL = "serving.knative.dev/revision"

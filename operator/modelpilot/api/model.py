@@ -222,6 +222,7 @@ def check_rules(model: ManagedModel) -> list[Problem]:
     problems += _serving_problems(spec)
     if spec.serving.deployment_mode == "ModelMesh":
         problems += _model_mesh_problems(spec)
+    problems += _knative_problems(name, spec)
     for key in spec.serving.labels:
         if key in RESERVED_LABEL_KEYS or key.startswith(RESERVED_LABEL_PREFIX):
             problems.append(
@@ -258,6 +259,79 @@ def _serving_problems(spec: ManagedModelSpec) -> list[Problem]:
             )
         )
     return problems
+
+
+# Knative names a revision `<model>-predictor-00001`, a label value: at most 63.
+MAX_KNATIVE_MODEL_NAME = 63 - len("-predictor-00001")
+
+
+def _knative_problems(name: str, spec: ManagedModelSpec) -> list[Problem]:
+    """Knative mode's rules (the CRD's KNATIVE_RULES), and the traffic rule of the others."""
+    knative = spec.serving.deployment_mode == "Knative"
+    scaling, rollout = spec.autoscaling, spec.rollout
+    problems = []
+    if spec.traffic is None and not knative:
+        problems.append(Problem("spec.traffic", "required: the Gateway the HTTPRoute attaches to"))
+    if not knative:
+        if scaling.min_replicas < 1:
+            problems.append(
+                Problem(
+                    "spec.autoscaling.minReplicas",
+                    "must be at least 1: an HPA cannot scale to zero (0, scale to zero, "
+                    "needs deploymentMode Knative)",
+                )
+            )
+        for field in ("scale_metric", "scale_target"):
+            if getattr(scaling, field) is not None:
+                problems.append(
+                    Problem(
+                        f"spec.autoscaling.{_camel(field)}",
+                        "is Knative's autoscaler's: set deploymentMode Knative, or use "
+                        "autoscaling.metrics (an HPA's)",
+                    )
+                )
+        return problems
+    if spec.traffic is not None:
+        problems.append(
+            Problem(
+                "spec.traffic",
+                "Knative mode is served at its InferenceService's URL by KServe's ingress, "
+                "with no HTTPRoute: remove it",
+            )
+        )
+    if scaling.behavior is not None:
+        problems.append(
+            Problem("spec.autoscaling.behavior", "is an HPA's; Knative mode has no HPA: remove it")
+        )
+    if rollout.strategy != "Canary":
+        problems.append(
+            Problem(
+                "spec.rollout.strategy",
+                "Knative mode splits traffic between revisions by KServe's "
+                "canaryTrafficPercent, by weight only: use Canary",
+            )
+        )
+    if rollout.capacity != "Surge":
+        problems.append(
+            Problem(
+                "spec.rollout.capacity",
+                "Knative's autoscaler sizes each revision: Shared does not apply; use Surge",
+            )
+        )
+    if len(name) > MAX_KNATIVE_MODEL_NAME:
+        problems.append(
+            Problem(
+                "metadata.name",
+                f"Knative names the model's revisions '{name}-predictor-00001', longer than "
+                f"63 characters: keep the name within {MAX_KNATIVE_MODEL_NAME}",
+            )
+        )
+    return problems
+
+
+def _camel(field: str) -> str:
+    head, *rest = field.split("_")
+    return head + "".join(part.title() for part in rest)
 
 
 def _model_mesh_problems(spec: ManagedModelSpec) -> list[Problem]:
@@ -435,8 +509,6 @@ def _from_pydantic(error: Any) -> Problem:
         return Problem(path, f"unknown field{hint}")
     if kind == "missing":
         return Problem(path, "required")
-    if path.endswith("minReplicas") and kind == "greater_than_equal":
-        return Problem(path, "must be at least 1: an HPA cannot scale to zero")
     message = str(error["msg"])
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]

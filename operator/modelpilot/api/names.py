@@ -22,6 +22,17 @@ MODEL_MESH_REST_PORT = 8008
 STABLE_NAME_LABEL = "modelpilot.io/stable-name-of"
 
 
+# Knative mode: on the model's InferenceService, the version its spec carries; KServe
+# copies it onto every revision (and the revision's Deployment), so a revision says
+# which version it runs.
+SERVES_LABEL = "modelpilot.io/serves"
+
+
+def knative_service_name(model: str) -> str:
+    """Knative mode: the model's one InferenceService."""
+    return model
+
+
 def inference_service_name(model: str, version: str) -> str:
     return f"{model}-{version}"
 

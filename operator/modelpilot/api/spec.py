@@ -213,9 +213,10 @@ class Autoscaling(SpecModel):
 
     min_replicas: int = Field(
         default=1,
-        ge=1,
+        ge=0,
         le=INT32_MAX,
-        description="Fewest pods per version, at least 1 (an HPA cannot scale to zero).",
+        description="Fewest pods per version, at least 1 (an HPA cannot scale to zero); 0 "
+        "(scale to zero) in Knative mode only.",
     )
     max_replicas: int = Field(default=1, ge=1, le=INT32_MAX, description="Most pods per version.")
     metrics: list[Metric] = Field(
@@ -227,16 +228,27 @@ class Autoscaling(SpecModel):
         default=None,
         description="HPA scaling behavior in the autoscaling/v2 shape, passed through.",
     )
+    scale_metric: Literal["concurrency", "rps", "cpu", "memory"] | None = Field(
+        default=None,
+        description="Knative mode: what Knative's autoscaler scales on (KServe's default: "
+        "concurrency).",
+    )
+    scale_target: int | None = Field(
+        default=None,
+        ge=1,
+        le=INT32_MAX,
+        description="Knative mode: the target per pod of scaleMetric (e.g. 10 requests in flight).",
+    )
 
 
-DeploymentMode = Literal["Standard", "ModelMesh"]
+DeploymentMode = Literal["Standard", "ModelMesh", "Knative"]
 # KServe's names for modes modelpilot does not take (or takes under another name): each
 # with what to write instead.
 OTHER_MODE_NAMES = {
     "RawDeployment": "RawDeployment is KServe's old name for Standard: write Standard "
     "(run the operator with --kserve-legacy-raw-deployment for KServe before 0.16)",
-    "Serverless": "Knative (Serverless) mode is not supported yet: use Standard or ModelMesh",
-    "Knative": "Knative mode is not supported yet: use Standard or ModelMesh",
+    "Serverless": "Serverless is KServe's old name for Knative: write Knative (run the "
+    "operator with --kserve-legacy-raw-deployment for KServe before 0.16)",
 }
 
 
@@ -246,7 +258,9 @@ class Serving(SpecModel):
         description="KServe deployment mode. Standard: an InferenceService per version on "
         "Deployments of its own, with an HPA. ModelMesh: an InferenceService per version "
         "loaded into the shared pods of a multi-model ServingRuntime (legacy upstream: "
-        "modelmesh-serving is archived).",
+        "modelmesh-serving is archived). Knative: one InferenceService for the model, its "
+        "versions Knative revisions split by canaryTrafficPercent, scaled by Knative (to "
+        "zero with autoscaling.minReplicas 0), served at its URL by KServe's ingress.",
     )
     service_account_name: str | None = Field(
         default=None, description="Service account for the predictor pods."
@@ -482,6 +496,48 @@ class Registry(SpecModel):
 
 
 _MODEL_MESH = "has(self.serving) && self.serving.deploymentMode == 'ModelMesh'"
+_KNATIVE = "has(self.serving) && self.serving.deploymentMode == 'Knative'"
+# Knative mode: the model is one InferenceService whose revisions KServe splits by a
+# percentage, scaled by Knative's autoscaler and reached through KServe's ingress.
+KNATIVE_RULES = (
+    (
+        f"has(self.traffic) || ({_KNATIVE})",
+        "spec.traffic is required: the Gateway the model's HTTPRoute attaches to (only "
+        "Knative mode, served at its InferenceService's URL, has none)",
+    ),
+    (
+        f"!has(self.traffic) || !({_KNATIVE})",
+        "Knative mode is served at its InferenceService's URL by KServe's ingress, with no "
+        "HTTPRoute: remove spec.traffic",
+    ),
+    (
+        f"!has(self.autoscaling) || !has(self.autoscaling.minReplicas) || "
+        f"self.autoscaling.minReplicas >= 1 || ({_KNATIVE})",
+        "autoscaling.minReplicas 0 (scale to zero) needs deploymentMode Knative: an HPA "
+        "cannot scale to zero",
+    ),
+    (
+        f"!has(self.autoscaling) || (!has(self.autoscaling.scaleMetric) && "
+        f"!has(self.autoscaling.scaleTarget)) || ({_KNATIVE})",
+        "autoscaling.scaleMetric and scaleTarget are Knative's autoscaler's: set "
+        "deploymentMode Knative, or use autoscaling.metrics (an HPA's)",
+    ),
+    (
+        f"!({_KNATIVE}) || !has(self.autoscaling) || !has(self.autoscaling.behavior)",
+        "autoscaling.behavior is an HPA's; Knative mode has no HPA: remove it",
+    ),
+    (
+        f"!({_KNATIVE}) || !has(self.rollout) || !has(self.rollout.strategy) || "
+        "self.rollout.strategy == 'Canary'",
+        "Knative mode splits traffic between revisions by KServe's canaryTrafficPercent, by "
+        "weight only: use strategy Canary",
+    ),
+    (
+        f"!({_KNATIVE}) || !has(self.rollout) || !has(self.rollout.capacity) || "
+        "self.rollout.capacity == 'Surge'",
+        "Knative's autoscaler sizes each revision: capacity Shared does not apply; use Surge",
+    ),
+)
 # What ModelMesh mode cannot honour, refused rather than ignored: the models share the
 # pods of their ServingRuntime, which ModelMesh sizes and scales itself.
 MODEL_MESH_RULES = (
@@ -570,6 +626,7 @@ class ManagedModelSpec(SpecModel):
                 "rollout.target is required when there is more than one version",
             ),
             *MODEL_MESH_RULES,
+            *KNATIVE_RULES,
         )
     )
 
@@ -614,7 +671,11 @@ class ManagedModelSpec(SpecModel):
         default_factory=Autoscaling, description="Per-version horizontal autoscaling."
     )
     serving: Serving = Field(default_factory=Serving, description="How KServe runs the model.")
-    traffic: Traffic = Field(description="How clients reach the model through a Gateway.")
+    traffic: Traffic | None = Field(
+        default=None,
+        description="How clients reach the model through a Gateway. Required, except in "
+        "Knative mode (KServe's ingress serves the InferenceService's URL; no HTTPRoute).",
+    )
     served_model_name: str | None = Field(
         default=None,
         max_length=253,

@@ -62,7 +62,7 @@ from modelpilot.render import (
 from modelpilot.rollout import Observations, Plan, VersionObservation, decide, parse_commands, stamp
 from modelpilot.rollout.commands import unknown_commands
 from modelpilot.rollout.durations import seconds_since
-from modelpilot.rollout.machine import ROLLING
+from modelpilot.rollout.machine import HALTED, ROLLING
 from modelpilot.rollout.registry import disagreement
 from modelpilot.rollout.slots import RolloutSlots, wants_to_start
 
@@ -269,7 +269,7 @@ class Reconcile:
         known = [v.name for v in model.spec.versions]
         seen = snapshot(self.cluster, model, known)
         # Weight on the live route counts too: status may already be ahead of it.
-        carried = {**route_weights(seen.route, model.name), **self.status.weights}
+        carried = {**self._live_weights(seen), **self.status.weights}
         in_use = sorted(v for v, w in carried.items() if w > 0 and v not in known)
         if in_use:
             return self._degrade(
@@ -316,6 +316,7 @@ class Reconcile:
             legacy_raw_deployment=self.settings.legacy_raw_deployment,
             gateway_flavor=self.settings.gateway_flavor,
             stable=plan.status.stable_version or model.spec.target,
+            **self._knative_state(plan, seen),
         )
         try:
             ready = self._mirror_objects(mirror_object_name(model, state), seen)
@@ -339,6 +340,32 @@ class Reconcile:
             self.checks.request(self.key, model, plan.check, seen.route)
         return self.outcome
 
+    def _live_weights(self, seen: Snapshot) -> dict[str, int]:
+        """Where requests go now, per version: the route's split, or in Knative mode
+        KServe's traffic over the revisions (empty while a revision is not known)."""
+        if seen.knative is not None:
+            return dict(seen.knative.weights or {})
+        return route_weights(seen.route, self.model.name)
+
+    def _knative_state(self, plan: Plan, seen: Snapshot) -> dict[str, Any]:
+        """Knative mode: which version the InferenceService carries and the canary's
+        percent. A canary (rolling, or halted: KServe's abort and rollback are its
+        percent set to 0, the candidate kept) is carried with its weight; at rest the
+        stable version alone. A halted candidate stays carried at 0% once the rollout
+        settles back: carrying the stable version again would make a new revision, and
+        until it is ready Knative would route to the latest ready one, the candidate."""
+        if seen.knative is None:
+            return {}
+        status = plan.status
+        canary = status.canary_version
+        if canary and status.phase in ROLLING | HALTED:
+            return {"latest": canary, "canary_percent": plan.weights.get(canary, 0)}
+        carried = seen.knative.carried
+        stable = status.stable_version or self.model.spec.target
+        if carried and carried != stable and self.model.spec.version(carried) is not None:
+            return {"latest": carried, "canary_percent": 0}
+        return {"latest": stable, "canary_percent": None}
+
     def _ceiling(self, floor: int | None) -> int | None:
         """An HPA's max must not fall below a raised min."""
         spec_max = self.model.spec.autoscaling.max_replicas
@@ -356,7 +383,8 @@ class Reconcile:
         a gateway's data plane switches some time after it reports the route accepted.
         Status keeps when that began, so a restart does not start the delay over."""
         newly = plan.stopped - {v.name for v in self.status.versions if v.stopped}
-        if not newly:
+        if not newly or seen.knative is not None:
+            # Knative mode stops nothing: Knative scales unrouted revisions to zero.
             return frozenset()
         still_routed = route_pinned(seen.route, self.model.name) | set(
             route_weights(seen.route, self.model.name)
@@ -450,8 +478,13 @@ class Reconcile:
                 available_replicas=available,
                 replicas=replicas,
             )
-        accepted = route_accepted(seen.route)
-        if accepted and route_weights(seen.route, self.model.name) != self.status.weights:
+        if seen.knative is not None:
+            # KServe's traffic is the route: reconciled for the spec written last, and
+            # splitting as status says it was told to.
+            accepted: bool | None = seen.knative.current
+        else:
+            accepted = route_accepted(seen.route)
+        if accepted and self._live_weights(seen) != self.status.weights:
             accepted = False  # accepted, but not the weights status says we sent
         return Observations(
             versions=versions,
@@ -760,10 +793,16 @@ class Reconcile:
     def _url(self) -> str | None:
         """The model's address through the gateway: its first hostname, else the
         Gateway's first address."""
-        hostnames = self.model.spec.traffic.hostnames
+        traffic = self.model.spec.traffic
+        if traffic is None:  # Knative mode: KServe's ingress serves its URL
+            isvc = self.cluster.cached(
+                INFERENCE_SERVICE, names.knative_service_name(self.model.name), self.model.namespace
+            )
+            return str(((isvc or {}).get("status") or {}).get("url") or "") or None
+        hostnames = traffic.hostnames
         if hostnames:
             return f"http://{hostnames[0]}"
-        ref = self.model.spec.traffic.gateway_ref
+        ref = traffic.gateway_ref
         gateway = self.cluster.get(GATEWAY, ref.name, ref.namespace or self.model.namespace)
         addresses = ((gateway or {}).get("status") or {}).get("addresses") or []
         return f"http://{addresses[0]['value']}" if addresses else None

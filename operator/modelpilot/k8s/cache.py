@@ -68,12 +68,33 @@ def trim(obj: Mapping[str, Any]) -> dict[str, Any]:
         trimmed["status"] = {"url": status.get("url"), "conditions": ready}
         # ModelMesh's report on the model it serves (KServe writes one in Standard mode
         # too, which modelpilot does not read: its changes wake nothing).
-        if (meta.get("annotations") or {}).get(KSERVE_DEPLOYMENT_MODE) == "ModelMesh":
+        mode = (meta.get("annotations") or {}).get(KSERVE_DEPLOYMENT_MODE)
+        if mode == "ModelMesh":
             trimmed["status"]["modelStatus"] = _model_status(status.get("modelStatus") or {})
+            trimmed["status"]["observedGeneration"] = status.get("observedGeneration")
+        elif mode in ("Knative", "Serverless"):  # its revisions and their traffic
+            predictor = (status.get("components") or {}).get("predictor") or {}
+            trimmed["status"]["components"] = {
+                "predictor": {
+                    **{k: predictor[k] for k in KNATIVE_REVISIONS if k in predictor},
+                    "traffic": [
+                        {k: t[k] for k in ("revisionName", "percent") if k in t}
+                        for t in predictor.get("traffic") or []
+                    ],
+                }
+            }
             trimmed["status"]["observedGeneration"] = status.get("observedGeneration")
     elif kind == HTTP_ROUTE.kind:
         trimmed["status"] = {"parents": status.get("parents") or []}
     return trimmed
+
+
+KNATIVE_REVISIONS = (
+    "latestCreatedRevision",
+    "latestReadyRevision",
+    "latestRolledoutRevision",
+    "previousRolledoutRevision",
+)
 
 
 def _model_status(found: Mapping[str, Any]) -> dict[str, Any]:

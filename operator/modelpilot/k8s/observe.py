@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from modelpilot.api import ManagedModel, names
@@ -12,16 +12,19 @@ from modelpilot.api.kinds import (
     DEPLOYMENT,
     HTTP_ROUTE,
     INFERENCE_SERVICE,
+    KNATIVE_REVISION_LABEL,
     KSERVE_ISVC_LABEL,
     POD,
     TRAEFIK_SERVICE,
 )
 from modelpilot.k8s.cluster import Cluster
+from modelpilot.k8s.knative import KnativeView, knative_view, predictor_status
 from modelpilot.k8s.readiness import (
     Readiness,
     condition,
     model_copies,
     model_mesh_readiness,
+    unschedulable_reason,
     version_readiness,
 )
 
@@ -37,6 +40,7 @@ class Snapshot:
     readiness: dict[str, Readiness] = field(default_factory=dict)
     mirror: dict[str, Any] | None = None  # a shadow's TraefikService, read fresh
     stable_name: dict[str, Any] | None = None  # ModelMesh mode's stable-name InferenceService
+    knative: KnativeView | None = None  # Knative mode: the model's InferenceService, read
     copies: dict[str, int] = field(default_factory=dict)  # ModelMesh mode: loaded copies
 
     def live(self, obj: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -45,6 +49,8 @@ class Snapshot:
         version = labels.get(names.VERSION_LABEL)
         if names.STABLE_NAME_LABEL in labels:
             return self.stable_name
+        if names.SERVES_LABEL in labels:  # Knative mode's one InferenceService
+            return next(iter(self.isvcs.values()), None)
         if obj["kind"] == HTTP_ROUTE.kind:
             return self.route
         if obj["kind"] == TRAEFIK_SERVICE.kind:
@@ -60,6 +66,8 @@ def snapshot(cluster: Cluster, model: ManagedModel, versions: list[str]) -> Snap
     ns, found = model.namespace, Snapshot()
     if model.spec.serving.deployment_mode == "ModelMesh":
         return _model_mesh_snapshot(cluster, model, versions)
+    if model.spec.serving.deployment_mode == "Knative":
+        return _knative_snapshot(cluster, model, versions)
     for version in versions:
         isvc_name = names.inference_service_name(model.name, version)
         isvc = cluster.cached(INFERENCE_SERVICE, isvc_name, ns)
@@ -98,6 +106,40 @@ def _model_mesh_snapshot(cluster: Cluster, model: ManagedModel, versions: list[s
         INFERENCE_SERVICE, model.spec.served_model_name or model.name, ns
     )
     found.route = cluster.cached(HTTP_ROUTE, names.route_name(model.name), ns)
+    return found
+
+
+def _knative_snapshot(cluster: Cluster, model: ManagedModel, versions: list[str]) -> Snapshot:
+    """Knative mode: the model's InferenceService, and its revisions' Deployments (they
+    carry the model's labels, as KServe copies them): no route, no HPA."""
+    ns, found = model.namespace, Snapshot()
+    isvc = cluster.cached(INFERENCE_SERVICE, names.knative_service_name(model.name), ns)
+    children = cluster.cached_children(ns, {names.MODEL_LABEL: model.name})
+    revisions = [
+        d
+        for d in children
+        if d["kind"] == DEPLOYMENT.kind
+        and KNATIVE_REVISION_LABEL in (d["metadata"].get("labels") or {})
+    ]
+    view = knative_view(isvc, revisions, versions)
+    if isvc is not None:  # under "" when not ours: the write then says whose it is
+        found.isvcs[view.carried or ""] = isvc
+    by_version = {
+        view.revisions.get(d["metadata"]["labels"][KNATIVE_REVISION_LABEL]): d for d in revisions
+    }
+    for version in versions:
+        readiness = view.readiness[version]
+        if readiness.waiting_for_pods:
+            # Only a revision short of pods costs a pod list: the scheduler's reason.
+            created = str(predictor_status(isvc).get("latestCreatedRevision") or "")
+            pods = cluster.list_objects(POD, ns, {KNATIVE_REVISION_LABEL: created})
+            reason = unschedulable_reason(pods)
+            if reason:
+                readiness = replace(readiness, message=f"{readiness.message}; {reason}")
+        found.readiness[version] = readiness
+        if version in by_version:
+            found.deployments[version] = by_version[version]
+    found.knative = view
     return found
 
 

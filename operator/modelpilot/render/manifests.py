@@ -106,7 +106,7 @@ def render_inference_service(
         namespace=model.namespace,
         labels={**spec.serving.labels, **names.common_labels(model.name, predictor.version)},
         annotations=annotations,
-        model_mesh=model_mesh(model),
+        mode=model.spec.serving.deployment_mode,
         min_replicas=version_state.min_replicas or spec.autoscaling.min_replicas,
         max_replicas=version_state.max_replicas or spec.autoscaling.max_replicas,
         timeout=spec.serving.timeout,
@@ -118,6 +118,46 @@ def render_inference_service(
 
 def model_mesh(model: ManagedModel) -> bool:
     return model.spec.serving.deployment_mode == "ModelMesh"
+
+
+def knative(model: ManagedModel) -> bool:
+    return model.spec.serving.deployment_mode == "Knative"
+
+
+def render_knative_service(
+    model: ManagedModel, predictor: Predictor, state: RenderState, served: dict[str, Any]
+) -> dict[str, Any]:
+    """Knative mode: the model's one InferenceService, named after it, carrying the
+    version the rollout put last (the canary, or the stable version at rest). KServe
+    makes a revision of each predictor it carries and sends canaryTrafficPercent of the
+    requests to the latest one, the rest to the one rolled out before; without it, all
+    to the latest. The version label reaches each revision (KServe copies the
+    InferenceService's labels onto them), which says which version a revision runs."""
+    spec = model.spec
+    scaling = spec.autoscaling
+    return render_template(
+        "inference_service.yaml.j2",
+        name=names.knative_service_name(model.name),
+        namespace=model.namespace,
+        labels={
+            **spec.serving.labels,
+            **names.common_labels(model.name),
+            names.SERVES_LABEL: predictor.version,
+        },
+        annotations={
+            **spec.serving.annotations,
+            DEPLOYMENT_MODE: "Serverless" if state.legacy_raw_deployment else "Knative",
+        },
+        mode="Knative",
+        min_replicas=scaling.min_replicas,
+        max_replicas=scaling.max_replicas,
+        scale_metric=scaling.scale_metric,
+        scale_target=scaling.scale_target,
+        canary_percent=state.canary_percent,
+        timeout=spec.serving.timeout,
+        p=predictor,
+        served=served,
+    )
 
 
 def stable_name(model: ManagedModel) -> str:
@@ -141,7 +181,7 @@ def render_stable_name(model: ManagedModel, stable: str, served: dict[str, Any])
             names.STABLE_NAME_LABEL: stable,
         },
         annotations={**model.spec.serving.annotations, DEPLOYMENT_MODE: "ModelMesh"},
-        model_mesh=True,
+        mode="ModelMesh",
         served=served,
     )
 
@@ -178,6 +218,9 @@ def _hpa_metric(metric: Metric) -> dict[str, Any]:
 
 def render_route(model: ManagedModel, state: RenderState) -> dict[str, Any]:
     spec = model.spec
+    if spec.traffic is None:
+        raise RenderError("a route needs spec.traffic (Knative mode has none)")
+    traffic = spec.traffic
     weights = state.weights
     if sum(weights.values()) != 100:
         raise RenderError(f"route weights must sum to 100, got {weights}")
@@ -200,7 +243,7 @@ def render_route(model: ManagedModel, state: RenderState) -> dict[str, Any]:
     pins = []
     for v in order:
         if state.of(v).pinned and not state.of(v).stopped:
-            pin = {"type": "Exact", "name": spec.traffic.pin_header, "value": v}
+            pin = {"type": "Exact", "name": traffic.pin_header, "value": v}
             # The pin wins over an A/B match: Gateway API ranks a match with more
             # header conditions first, so each A/B match is repeated with the pin added.
             matches = [way.match({"headers": [pin]})] + [
@@ -212,14 +255,13 @@ def render_route(model: ManagedModel, state: RenderState) -> dict[str, Any]:
         mirror = None
     if mirror == "TraefikService":
         backends = []  # the TraefikService sends them all to stable, a copy to the shadow
-    gateway = spec.traffic.gateway_ref
     return render_template(
         "route.yaml.j2",
         name=names.route_name(model.name),
         namespace=model.namespace,
         labels=names.common_labels(model.name),
-        gateway=gateway,
-        hostnames=spec.traffic.hostnames,
+        gateway=traffic.gateway_ref,
+        hostnames=traffic.hostnames,
         port=way.port,
         pins=pins,
         matched=(
@@ -364,6 +406,15 @@ def render_model(
     predictors = serving.predictors
     objects: list[dict[str, Any]] = []
     warnings: list[str] = []
+    if knative(model):
+        latest = state.latest or model.spec.target
+        predictor = predictors[latest]
+        service = render_knative_service(model, predictor, state, serving.served[latest])
+        return Rendered(
+            objects=[service],
+            warnings=predictor.warnings,
+            runtimes={name: p.resolved_runtime for name, p in predictors.items()},
+        )
     mesh = model_mesh(model)
     for version in model.spec.versions:
         predictor = predictors[version.name]

@@ -37,6 +37,10 @@ class RenderState:
     mirror_ready: bool = True
     # The version the rollout holds stable: ModelMesh mode's stable name serves it.
     stable: str | None = None
+    # Knative mode: the version the InferenceService carries (its latest revision's), and
+    # the percent of requests KServe sends that revision (None: all of them).
+    latest: str | None = None
+    canary_percent: int | None = None
 
     def of(self, version: str) -> VersionState:
         return self.versions.get(version, VersionState())
@@ -55,12 +59,17 @@ def default_render_state(
 ) -> RenderState:
     """At rest: the target carries 100% (or the given weights); every version is pinned."""
     chosen = dict(weights) if weights else {model.spec.target: 100}
+    stable = max(chosen, key=lambda v: chosen[v])
+    canary = next((v for v in chosen if v != stable and chosen[v] > 0), None)
     return RenderState(
         versions={
             v.name: VersionState(weight=chosen.get(v.name, 0), pinned=True)
             for v in model.spec.versions
         },
-        stable=max(chosen, key=lambda v: chosen[v]),
+        stable=stable,
+        # Knative: a split is a canary on the latest revision; at rest the target alone.
+        latest=canary or stable,
+        canary_percent=chosen[canary] if canary else None,
         legacy_raw_deployment=legacy_raw_deployment,
         gateway_flavor=gateway_flavor,
     )
