@@ -170,9 +170,7 @@ def test_wrong_type_names_field(doc: Doc) -> None:
 def test_missing_required_field(doc: Doc) -> None:
     document = doc()
     del document["spec"]["traffic"]
-    assert problems(document) == [
-        "spec.traffic: required: the Gateway the HTTPRoute attaches to"
-    ]
+    assert problems(document) == ["spec.traffic: required: the Gateway the HTTPRoute attaches to"]
 
 
 def test_bad_duration(doc: Doc) -> None:

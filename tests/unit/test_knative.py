@@ -74,6 +74,15 @@ def test_knative_mode_has_no_route_and_only_canary_steps() -> None:
     assert "required" in problems(no_route)["spec.traffic"]
 
 
+def test_analysis_is_refused_in_knative_mode_for_now() -> None:
+    metric = {"name": "ok", "query": "up", "min": 1}
+    rollout = {**KNATIVE["spec"]["rollout"], "analysis": {"metrics": [metric]}}
+    assert (
+        "not supported in Knative mode yet"
+        in problems(knative(rollout=rollout))["spec.rollout.analysis"]
+    )
+
+
 def test_a_name_too_long_for_knatives_revision_names_is_refused() -> None:
     doc = knative()
     doc["metadata"]["name"] = "m" * 48

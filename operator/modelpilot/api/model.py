@@ -318,6 +318,14 @@ def _knative_problems(name: str, spec: ManagedModelSpec) -> list[Problem]:
                 "Knative's autoscaler sizes each revision: Shared does not apply; use Surge",
             )
         )
+    if rollout.analysis is not None:
+        problems.append(
+            Problem(
+                "spec.rollout.analysis",
+                "is not supported in Knative mode yet (its metrics are per revision, not per "
+                "version): remove it, or use Standard mode",
+            )
+        )
     if len(name) > MAX_KNATIVE_MODEL_NAME:
         problems.append(
             Problem(

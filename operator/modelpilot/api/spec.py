@@ -533,6 +533,11 @@ KNATIVE_RULES = (
         "weight only: use strategy Canary",
     ),
     (
+        f"!({_KNATIVE}) || !has(self.rollout) || !has(self.rollout.analysis)",
+        "analysis is not supported in Knative mode yet (its metrics are per revision, not "
+        "per version): remove rollout.analysis, or use Standard mode",
+    ),
+    (
         f"!({_KNATIVE}) || !has(self.rollout) || !has(self.rollout.capacity) || "
         "self.rollout.capacity == 'Surge'",
         "Knative's autoscaler sizes each revision: capacity Shared does not apply; use Surge",
