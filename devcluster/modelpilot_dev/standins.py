@@ -25,7 +25,11 @@ selects kwok's pods: no traffic can reach them.
 
 An InferenceService annotated `serving.kserve.io/deploymentMode: ModelMesh` is left
 alone here, as KServe's own controller leaves it to ModelMesh's: `modelpilot_dev.modelmesh`
-plays that one, and `StandIns` runs it too.
+plays that one, and `StandIns` runs it too. So is one annotated `Knative` (or `Serverless`,
+its older name): KServe serves those through Knative Services, which
+`modelpilot_dev.knative` plays (revisions, traffic split, scale to zero), also run by
+`StandIns`. Here, unlike upstream, an InferenceService without the annotation is in
+Standard mode (upstream's default is configurable and ships as Knative).
 
 The gateway stand-in marks every HTTPRoute Accepted for its current generation, except
 on parents that are a real gateway's (a Gateway of class `traefik`, see
@@ -79,6 +83,56 @@ def _now() -> str:
 def is_model_mesh(isvc: dict[str, Any]) -> bool:
     annotations = (isvc.get("metadata") or {}).get("annotations") or {}
     return annotations.get(KSERVE_DEPLOYMENT_MODE) == "ModelMesh"
+
+
+# KServe's name for the Knative mode, and the one it had before (still accepted upstream).
+KNATIVE_MODES = ("Knative", "Serverless")
+# The label Knative puts on a revision's Deployment and pods.
+KNATIVE_REVISION_LABEL = "serving.knative.dev/revision"
+
+
+def is_knative(isvc: dict[str, Any]) -> bool:
+    annotations = (isvc.get("metadata") or {}).get("annotations") or {}
+    return annotations.get(KSERVE_DEPLOYMENT_MODE) in KNATIVE_MODES
+
+
+def owner_references(isvc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The InferenceService as the controlling owner of what KServe makes for it."""
+    meta = isvc["metadata"]
+    return [
+        {
+            "apiVersion": isvc["apiVersion"],
+            "kind": "InferenceService",
+            "name": meta["name"],
+            "uid": meta["uid"],
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+
+
+def predictor_pod_spec(predictor: dict[str, Any]) -> dict[str, Any]:
+    """The pod spec KServe builds from spec.predictor, in every mode: the model's container
+    `kserve-container` (args, literal env, resources, GPUs included) and the predictor's
+    nodeSelector and tolerations. The image is a placeholder: kwok runs no container."""
+    model = predictor.get("model") or {}
+    container: dict[str, Any] = {
+        "name": "kserve-container",
+        "image": STANDIN_IMAGE,
+        "args": list(model.get("args") or []),
+        "env": [e for e in model.get("env") or [] if "value" in e],
+        # The typed client takes quantities as strings only.
+        "resources": {
+            kind: {k: str(v) for k, v in values.items()}
+            for kind, values in (model.get("resources") or {}).items()
+        },
+        "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+    }
+    pod_spec: dict[str, Any] = {"containers": [container]}
+    for key in ("nodeSelector", "tolerations"):
+        if predictor.get(key):
+            pod_spec[key] = predictor[key]
+    return pod_spec
 
 
 class _Controller:
@@ -213,7 +267,10 @@ class KServeStandIn(_Controller):
         meta = obj.get("metadata") or {}
         if obj.get("kind") == "InferenceService":
             return meta.get("namespace"), meta.get("name")
-        return meta.get("namespace"), (meta.get("labels") or {}).get(KSERVE_ISVC_LABEL)
+        labels = meta.get("labels") or {}
+        if KNATIVE_REVISION_LABEL in labels:
+            return None, None  # a Knative revision's: the Knative stand-in's to handle
+        return meta.get("namespace"), labels.get(KSERVE_ISVC_LABEL)
 
     def handle(self, namespace: str, name: str) -> None:
         group, version, plural = KSERVE
@@ -225,9 +282,10 @@ class KServeStandIn(_Controller):
         if isvc is None or isvc["metadata"].get("deletionTimestamp"):
             self.store_servers.stop((namespace, name))
             return  # the garbage collector removes what it owned
-        if is_model_mesh(isvc):
-            # KServe skips these: ModelMesh's controller serves them in its shared runtime
-            # pods (modelpilot_dev.modelmesh), so no predictor Deployment and no status here.
+        if is_model_mesh(isvc) or is_knative(isvc):
+            # KServe's Standard mode skips these: ModelMesh's controller serves the first in
+            # its shared runtime pods (modelpilot_dev.modelmesh), Knative Services the others
+            # (modelpilot_dev.knative); so no predictor Deployment and no status here.
             return
         predictor = f"{name}-predictor"
         stopped = (isvc["metadata"].get("annotations") or {}).get(STOP) == "true"
@@ -284,17 +342,7 @@ class KServeStandIn(_Controller):
         self.store_servers.stop_all()
 
     def _owner(self, isvc: dict[str, Any]) -> list[dict[str, Any]]:
-        meta = isvc["metadata"]
-        return [
-            {
-                "apiVersion": isvc["apiVersion"],
-                "kind": "InferenceService",
-                "name": meta["name"],
-                "uid": meta["uid"],
-                "controller": True,
-                "blockOwnerDeletion": True,
-            }
-        ]
+        return owner_references(isvc)
 
     def _predictor_metadata(self, isvc: dict[str, Any]) -> dict[str, Any]:
         """Metadata of the Deployment and the Service KServe names after the predictor."""
@@ -317,23 +365,7 @@ class KServeStandIn(_Controller):
 
     def _deployment(self, isvc: dict[str, Any]) -> dict[str, Any]:
         spec = isvc["spec"]["predictor"]
-        model = spec.get("model") or {}
-        container: dict[str, Any] = {
-            "name": "kserve-container",
-            "image": STANDIN_IMAGE,
-            "args": list(model.get("args") or []),
-            "env": [e for e in model.get("env") or [] if "value" in e],
-            # The typed client takes quantities as strings only.
-            "resources": {
-                kind: {k: str(v) for k, v in values.items()}
-                for kind, values in (model.get("resources") or {}).items()
-            },
-            "ports": [{"containerPort": 8080, "protocol": "TCP"}],
-        }
-        pod_spec: dict[str, Any] = {"containers": [container]}
-        for key in ("nodeSelector", "tolerations"):
-            if spec.get(key):
-                pod_spec[key] = spec[key]
+        pod_spec = predictor_pod_spec(spec)
         labels = self._labels(isvc)
         deployment: dict[str, Any] = {
             "apiVersion": "apps/v1",
@@ -506,22 +538,25 @@ class GatewayStandIn(_Controller):
 
 
 class StandIns:
-    """The stand-ins for KServe (Standard mode and ModelMesh) and the gateway, started and
-    stopped together."""
+    """The stand-ins for KServe (Standard mode, ModelMesh and Knative) and the gateway,
+    started and stopped together."""
 
     def __init__(
         self, api: client.ApiClient, *, instant: bool = False, model_store: Path | None = None
     ) -> None:
-        # Imported here: modelmesh builds on this module's _Controller.
+        # Imported here: modelmesh and knative build on this module's _Controller.
+        from modelpilot_dev.knative import KnativeStandIn
         from modelpilot_dev.modelmesh import ModelMeshStandIn
 
         self.kserve = KServeStandIn(api, instant=instant, model_store=model_store)
         self.modelmesh = ModelMeshStandIn(api, instant=instant, model_store=model_store)
+        self.knative = KnativeStandIn(api, instant=instant)
         self.gateway = GatewayStandIn(api)
 
     def start(self) -> StandIns:
         self.kserve.start()
         self.modelmesh.start()
+        self.knative.start()
         self.gateway.start()
         return self
 
@@ -530,7 +565,7 @@ class StandIns:
         # at once, not one after another.
         stoppers = [
             threading.Thread(target=standin.stop, name=f"{standin.name}-stop", daemon=True)
-            for standin in (self.kserve, self.modelmesh, self.gateway)
+            for standin in (self.kserve, self.modelmesh, self.knative, self.gateway)
         ]
         for stopper in stoppers:
             stopper.start()
