@@ -8,6 +8,7 @@ where a missing tool is a failure.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import uuid
@@ -209,3 +210,11 @@ def cli(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Cli:
     return make_cli(control_plane, api_client, tmp_path_factory)
+
+
+@pytest.fixture
+def no_operator_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """The operator logs no error in the test (a module asks for it with usefixtures)."""
+    caplog.set_level(logging.ERROR, logger="modelpilot")
+    yield
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
@@ -209,3 +210,25 @@ def wait_carried(kube: Kube, namespace: str, name: str, timeout: float = 120.0) 
         what=f"{name}'s versions ready and its route carrying its status",
         explain=lambda: describe_model(kube, namespace, name),
     )
+
+
+USER = "test-user"  # the field manager of a test's own writes, as a person's kubectl
+
+
+def apply_as_user(kube: Kube, document: dict[str, Any]) -> None:
+    kube.apply(document, manager=USER)
+
+
+def retarget(kube: Kube, document: dict[str, Any], target: str, **rollout: Any) -> dict[str, Any]:
+    """The document with spec.rollout.target (and any other rollout field) changed, applied."""
+    document = copy.deepcopy(document)
+    document["spec"]["rollout"].update(target=target, **rollout)
+    apply_as_user(kube, document)
+    return document
+
+
+def command(kubeconfig: Path, namespace: str, *argv: str) -> None:
+    """A `modelpilot` CLI command against the test's namespace."""
+    from modelpilot.cli import main as cli
+
+    assert cli([*argv, "-n", namespace, "--kubeconfig", str(kubeconfig)]) == 0

@@ -11,9 +11,6 @@ revision before it was ready.
 
 from __future__ import annotations
 
-import copy
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,28 +25,23 @@ from modelpilot.api.kinds import (
     INFERENCE_SERVICE,
     KNATIVE_REVISION_LABEL,
 )
-from modelpilot.cli import main as cli
 from modelpilot.handlers.runner import OperatorThread
 from modelpilot.k8s.client import Kube
 from modelpilot.k8s.knative import knative_view
 from modelpilot_dev.standins import StandIns
 from modelpilot_dev.watch import Timeline
-from tests.cluster.helpers import describe_model, eventually, model, sample
+from tests.cluster.helpers import apply_as_user as apply
+from tests.cluster.helpers import (
+    command,
+    describe_model,
+    eventually,
+    model,
+    retarget,
+    sample,
+)
 
-pytestmark = pytest.mark.cluster
-USER = "test-user"
+pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("no_operator_errors")]
 FAST = {"interval": "1s", "progressDeadline": "60s", "scaleDownDelay": "10m"}
-
-
-@pytest.fixture(autouse=True)
-def no_operator_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
-    caplog.set_level(logging.ERROR, logger="modelpilot")
-    yield
-    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
-
-
-def apply(kube: Kube, document: dict[str, Any]) -> None:
-    kube.apply(document, manager=USER)
 
 
 def status(kube: Kube, namespace: str) -> dict[str, Any]:
@@ -84,17 +76,6 @@ def stable_iris(kube: Kube, namespace: str, **spec: Any) -> dict[str, Any]:
     settled(kube, namespace, "Stable", "v1")
     eventually(lambda: traffic(kube, namespace) == {"v1": 100}, what="KServe's traffic on v1")
     return document
-
-
-def retarget(kube: Kube, document: dict[str, Any], target: str, **rollout: Any) -> dict[str, Any]:
-    document = copy.deepcopy(document)
-    document["spec"]["rollout"].update(target=target, **rollout)
-    apply(kube, document)
-    return document
-
-
-def command(kubeconfig: Path, namespace: str, *argv: str) -> None:
-    assert cli([*argv, "-n", namespace, "--kubeconfig", str(kubeconfig)]) == 0
 
 
 def written(timeline: Timeline) -> list[tuple[str | None, int | None]]:

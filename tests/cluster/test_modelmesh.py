@@ -10,9 +10,6 @@ whose InferenceService's current model was not loaded at that moment.
 
 from __future__ import annotations
 
-import copy
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,28 +18,23 @@ from kubernetes import client
 
 from modelpilot.api import names
 from modelpilot.api.kinds import AUTOSCALER, DEPLOYMENT, INFERENCE_SERVICE, MANAGED_MODEL
-from modelpilot.cli import main as cli
 from modelpilot.handlers.runner import OperatorThread
 from modelpilot.k8s.client import Kube
-from tests.cluster.helpers import describe_model, eventually, model, sample, wait_carried
+from tests.cluster.helpers import apply_as_user as apply
+from tests.cluster.helpers import (
+    command,
+    describe_model,
+    eventually,
+    model,
+    retarget,
+    sample,
+    wait_carried,
+)
 from tests.cluster.recorder import Recorder
 
-pytestmark = pytest.mark.cluster
-USER = "test-user"
+pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("no_operator_errors")]
 FAST = {"interval": "1s", "progressDeadline": "60s", "scaleDownDelay": "10m"}
 RUNTIME_PODS = "modelmesh-service=modelmesh-serving"
-
-
-@pytest.fixture(autouse=True)
-def no_operator_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
-    """ModelMesh's statuses (and their absence before it reports) never break a reconcile."""
-    caplog.set_level(logging.ERROR, logger="modelpilot")
-    yield
-    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
-
-
-def apply(kube: Kube, document: dict[str, Any]) -> None:
-    kube.apply(document, manager=USER)
 
 
 def status(kube: Kube, namespace: str, name: str = "iris") -> dict[str, Any]:
@@ -70,13 +62,6 @@ def stable_iris(kube: Kube, namespace: str, **rollout: Any) -> dict[str, Any]:
     return document
 
 
-def retarget(kube: Kube, document: dict[str, Any], target: str) -> dict[str, Any]:
-    document = copy.deepcopy(document)
-    document["spec"]["rollout"]["target"] = target
-    apply(kube, document)
-    return document
-
-
 def stable_name_serves(kube: Kube, namespace: str, version: str) -> bool:
     """The stable name's InferenceService names the version and ModelMesh has loaded
     that version's model for it."""
@@ -90,10 +75,6 @@ def stable_name_serves(kube: Kube, namespace: str, version: str) -> bool:
         and model_status.get("transitionStatus") == "UpToDate"
         and stable["status"].get("observedGeneration") == stable["metadata"]["generation"]
     )
-
-
-def command(kubeconfig: Path, namespace: str, *argv: str) -> None:
-    assert cli([*argv, "-n", namespace, "--kubeconfig", str(kubeconfig)]) == 0
 
 
 def test_a_rollout_promotes_through_modelmesh_and_the_stable_name_follows(

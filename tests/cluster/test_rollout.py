@@ -23,21 +23,16 @@ from modelpilot.api.kinds import (
     MANAGED_MODEL,
     POD,
 )
-from modelpilot.cli import main as cli
 from modelpilot.handlers.runner import OperatorThread
 from modelpilot.k8s.client import Kube
 from modelpilot.k8s.observe import route_weights
 from modelpilot_dev.standins import StandIns
-from tests.cluster.helpers import condition, eventually, model, sample
+from tests.cluster.helpers import apply_as_user as apply
+from tests.cluster.helpers import command, condition, eventually, model, retarget, sample
 from tests.cluster.recorder import Recorder
 
 pytestmark = pytest.mark.cluster
-USER = "test-user"
 FAST = {"interval": "2s", "progressDeadline": "60s", "scaleDownDelay": "10m"}
-
-
-def apply(kube: Kube, document: dict[str, Any]) -> None:
-    kube.apply(document, manager=USER)
 
 
 def status(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
@@ -65,20 +60,9 @@ def stable_iris(kube: Kube, namespace: str, **rollout: Any) -> dict[str, Any]:
     return document
 
 
-def retarget(kube: Kube, document: dict[str, Any], target: str) -> dict[str, Any]:
-    document = copy.deepcopy(document)
-    document["spec"]["rollout"]["target"] = target
-    apply(kube, document)
-    return document
-
-
 def with_annotation(document: dict[str, Any], key: str, value: str) -> dict[str, Any]:
     metadata = {**document["metadata"], "annotations": {key: value}}
     return {**document, "metadata": metadata}
-
-
-def command(kubeconfig: Path, namespace: str, *argv: str) -> None:
-    assert cli([*argv, "-n", namespace, "--kubeconfig", str(kubeconfig)]) == 0
 
 
 def live_weights(kube: Kube, namespace: str, name: str) -> dict[str, int]:

@@ -18,9 +18,7 @@ import hashlib
 import json
 from typing import Any
 
-import pytest
-
-from modelpilot.api import InvalidManagedModel, names, parse_managed_model
+from modelpilot.api import names, parse_managed_model
 from modelpilot.api.kinds import (
     AUTOSCALER,
     DEPLOYMENT,
@@ -33,6 +31,7 @@ from modelpilot.render import default_render_state, render_model
 from modelpilot.runtimes import default_runtimes
 from modelpilot_dev.memory_cluster import MemoryCluster
 from tests.unit.test_manage import MODEL, NAME, NS, World
+from tests.unit.test_model_mesh import problems
 
 KNATIVE: dict[str, Any] = copy.deepcopy(MODEL)
 KNATIVE["spec"]["serving"] = {"deploymentMode": "Knative"}
@@ -43,12 +42,6 @@ def knative(**spec: Any) -> dict[str, Any]:
     doc = copy.deepcopy(KNATIVE)
     doc["spec"].update(spec)
     return doc
-
-
-def problems(doc: dict[str, Any]) -> dict[str, str]:
-    with pytest.raises(InvalidManagedModel) as refused:
-        parse_managed_model(doc)
-    return {p.path: p.message for p in refused.value.problems}
 
 
 # --- the rules ------------------------------------------------------------------------------
