@@ -74,6 +74,11 @@ def test_analysis_templates_are_refused_and_queries_name_the_inference_service()
     assert fill(query["query"], target) == 'up{model_id="iris-v2"}'
 
 
+def test_the_stable_name_may_not_be_a_versions_name() -> None:
+    found = problems(mesh(servedModelName="iris-v1"))
+    assert "needs one of its own" in found["spec.servedModelName"]
+
+
 def test_shared_capacity_and_shadow_are_refused_in_model_mesh_mode() -> None:
     rollout = {**MESH["spec"]["rollout"], "capacity": "Shared"}
     assert "use Surge" in problems(mesh(rollout=rollout))["spec.rollout.capacity"]

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from modelpilot.api.analysis import PLACEHOLDERS, Analysis, unknown_placeholders
 from modelpilot.api.kinds import KSERVE_ISVC_LABEL, MANAGED_MODEL
-from modelpilot.api.names import MANAGED_BY
+from modelpilot.api.names import MANAGED_BY, inference_service_name, stable_name
 from modelpilot.api.spec import (
     MAX_MODEL_PLUS_VERSION,
     REGISTRY_VERSION_ROOM,
@@ -222,6 +222,15 @@ def check_rules(model: ManagedModel) -> list[Problem]:
     problems += _serving_problems(spec)
     if spec.serving.deployment_mode == "ModelMesh":
         problems += _model_mesh_problems(spec)
+        stable = stable_name(name, spec.served_model_name)
+        if any(inference_service_name(name, v.name) == stable for v in spec.versions):
+            problems.append(
+                Problem(
+                    "spec.servedModelName",
+                    f"{stable!r} is also a version's InferenceService name; the stable name "
+                    "needs one of its own: choose another served name",
+                )
+            )
     problems += _knative_problems(name, spec)
     for key in spec.serving.labels:
         if key in RESERVED_LABEL_KEYS or key.startswith(RESERVED_LABEL_PREFIX):

@@ -28,6 +28,12 @@ STABLE_NAME_LABEL = "modelpilot.io/stable-name-of"
 SERVES_LABEL = "modelpilot.io/serves"
 
 
+def stable_name(model: str, served: str | None) -> str:
+    """ModelMesh mode: the InferenceService clients of modelmesh-serving call the model
+    by, with no version in its name: the served name."""
+    return served or model
+
+
 def knative_service_name(model: str) -> str:
     """Knative mode: the model's one InferenceService."""
     return model

@@ -103,7 +103,7 @@ def _model_mesh_snapshot(cluster: Cluster, model: ManagedModel, versions: list[s
         found.copies[version] = model_copies(isvc)
     # Whoever's it is: a name taken by another owner is refused at the write.
     found.stable_name = cluster.cached(
-        INFERENCE_SERVICE, model.spec.served_model_name or model.name, ns
+        INFERENCE_SERVICE, names.stable_name(model.name, model.spec.served_model_name), ns
     )
     found.route = cluster.cached(HTTP_ROUTE, names.route_name(model.name), ns)
     return found

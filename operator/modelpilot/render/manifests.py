@@ -161,9 +161,7 @@ def render_knative_service(
 
 
 def stable_name(model: ManagedModel) -> str:
-    """ModelMesh mode: the InferenceService clients of modelmesh-serving call the model
-    by, with no version in its name (the served name)."""
-    return model.spec.served_model_name or model.name
+    return names.stable_name(model.name, model.spec.served_model_name)
 
 
 def render_stable_name(model: ManagedModel, stable: str, served: dict[str, Any]) -> dict[str, Any]:
