@@ -104,6 +104,13 @@ def test_one_inference_service_carries_the_canary_with_its_percent() -> None:
     assert at_rest["metadata"]["labels"][names.SERVES_LABEL] == "v1"
 
 
+def test_the_legacy_switch_writes_serverless() -> None:
+    model = parse_managed_model(knative())
+    state = default_render_state(model, legacy_raw_deployment=True)
+    isvc = render_model(model, state, default_runtimes()).objects[0]
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Serverless"
+
+
 # --- the reads -------------------------------------------------------------------------------
 
 

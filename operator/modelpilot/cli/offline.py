@@ -40,7 +40,8 @@ def add_commands(commands: Any) -> None:
     render.add_argument(
         "--kserve-legacy-raw-deployment",
         action="store_true",
-        help="write deploymentMode RawDeployment, as KServe older than 0.16 needs",
+        help="write KServe's old deploymentMode names (RawDeployment for Standard, "
+        "Serverless for Knative), as KServe older than 0.16 needs",
     )
     render.add_argument(
         "--gateway-flavor",
