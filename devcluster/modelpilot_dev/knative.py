@@ -54,9 +54,18 @@ Knative Serving's revisions and routes), and what of it is played here:
 - Scale from zero: upstream, Knative's activator holds a request for a revision at zero,
   has it scaled up and forwards the request once a pod is ready. `request()` plays the
   arrival of a request: it marks the routed revisions active and returns once each
-  routed revision with weight above 0 has an available pod. No request is served: no model
-  server runs behind this mode (kwok's pods answer nothing), and no Service or route is
-  made for it.
+  routed revision with weight above 0 has an available pod. Without a model store no
+  request is served (kwok's pods answer nothing), and no Service or route is made.
+- Real requests (`model_store=`): a revision whose model is in the store
+  (`storageUri: pvc://model-store/<model>/<version>`, kept on its Deployment as
+  `STORAGE_URI`) is served by KServe's model server (`LocalServer`, one process per
+  revision on a loopback port, the served name as modelpilot_dev.store_servers derives
+  it) while its Deployment has replicas; the server is stopped when the revision scales
+  to zero, as Knative removes its pods. Such a revision has an available pod only once
+  its server also answers ready (for its first readiness and for `request()`). An
+  ingress with Knative's activator (modelpilot_dev.knative_ingress, at `ingress_url`)
+  takes requests for `<isvc>.<ns>.example.com`, splits them by the traffic written to
+  the status and holds those for a revision at zero until it is served again.
 - Status, in KServe's InferenceService schema: `url` http://<isvc>.<ns>.example.com and
   `address.url` http://<isvc>.<ns>.svc.cluster.local (KServe's default domain template
   with its Istio virtual host; with disableIstioVirtualHost KServe reports the
@@ -84,11 +93,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from kubernetes import client
 
 from modelpilot.api.kinds import KSERVE_ISVC_LABEL
+from modelpilot_dev.local_server import LocalServer
 from modelpilot_dev.modelmesh import _removing
 from modelpilot_dev.standins import (
     DEPLOYMENTS,
@@ -99,7 +110,10 @@ from modelpilot_dev.standins import (
     owner_references,
     predictor_pod_spec,
 )
-from modelpilot_dev.store_servers import ignore_missing
+from modelpilot_dev.store_servers import StoreServers, ignore_missing
+
+if TYPE_CHECKING:  # it builds on this module
+    from modelpilot_dev.knative_ingress import KnativeIngress
 
 SERVICE_LABEL = "serving.knative.dev/service"
 CONFIGURATION_LABEL = "serving.knative.dev/configuration"
@@ -107,6 +121,9 @@ MIN_SCALE = "autoscaling.knative.dev/min-scale"
 # The stand-in's own marks on a revision's Deployment, which plays the Revision.
 TEMPLATE_HASH = "knative-standin.modelpilot.io/template-hash"
 READY = "knative-standin.modelpilot.io/ready"  # "true" once it had an available pod
+# The predictor's storageUri: upstream it goes to the storage initializer, which the pod
+# spec here leaves out; kept to know which model a revision's server loads.
+STORAGE_URI = "knative-standin.modelpilot.io/storage-uri"
 DEPLOYMENT_SUFFIX = "-deployment"  # Knative's: <revision>-deployment
 DOMAIN = "example.com"  # Knative's default domain, as in KServe's docs
 CANARY = "canaryTrafficPercent"
@@ -251,21 +268,57 @@ class _Service:
 
     uid: str
     clocks: dict[str, _Clock] = field(default_factory=dict)
+    # revision -> percent, as last written to status.components.predictor.traffic: what
+    # the ingress splits requests by.
+    weights: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Server:
+    """A revision's model server, and whether it answered ready yet."""
+
+    server: LocalServer
+    ready: bool = False
 
 
 class KnativeStandIn(_Controller):
     name = "knative-standin"
 
     def __init__(
-        self, api: client.ApiClient, *, instant: bool = False, idle_seconds: float = IDLE_SECONDS
+        self,
+        api: client.ApiClient,
+        *,
+        instant: bool = False,
+        idle_seconds: float = IDLE_SECONDS,
+        model_store: Path | None = None,
     ) -> None:
         super().__init__(api)
         self.instant = instant
         self.idle_seconds = idle_seconds
+        self.model_store = model_store
+        # Only for store_model(): a revision's model and served name, derived as the
+        # KServe stand-in derives them. Its servers are per InferenceService; these are
+        # per revision, in _servers.
+        self._store = StoreServers(self.custom, model_store)
         self._state_lock = threading.Lock()
         self._services: dict[Key, _Service] = {}
         # key -> (when due, monotonic; the timer): the next idle check of a service.
         self._timers: dict[Key, tuple[float, threading.Timer]] = {}
+        # (namespace, revision) -> its model server, while it has replicas.
+        self._servers: dict[Key, _Server] = {}
+        self.ingress: KnativeIngress | None = None
+
+    @property
+    def ingress_url(self) -> str | None:
+        """http://127.0.0.1:PORT of the ingress (with a model store, once started)."""
+        return self.ingress.url if self.ingress is not None else None
+
+    def start(self) -> None:
+        from modelpilot_dev.knative_ingress import KnativeIngress  # it builds on this module
+
+        super().start()
+        if self.model_store is not None:
+            self.ingress = KnativeIngress(self).start()
 
     # --- watches and keys ---------------------------------------------------------------
 
@@ -312,6 +365,7 @@ class KnativeStandIn(_Controller):
             timer = self._timers.pop(key, None)
         if timer is not None:
             timer[1].cancel()
+        self._drop_servers(key, keep=set())
 
     def _wake(self, key: Key, delay: float) -> None:
         """Handle key again after delay: no event says when a revision goes idle. One timer
@@ -341,18 +395,29 @@ class KnativeStandIn(_Controller):
             timers, self._timers = list(self._timers.values()), {}
         for _, timer in timers:
             timer.cancel()
+        if self.ingress is not None:
+            self.ingress.stop()
         super().stop()
+        with self._state_lock:
+            servers, self._servers = list(self._servers.values()), {}
+        for running in servers:
+            running.server.close()
 
     # --- the activator --------------------------------------------------------------------
 
-    def request(self, namespace: str, isvc: str, timeout: float = 30.0) -> bool:
+    def request(
+        self, namespace: str, isvc: str, timeout: float = 30.0, revision: str | None = None
+    ) -> bool:
         """A request arriving for the InferenceService, as Knative's activator sees it: the
         revisions it routes to are marked active (their idle clocks start again), a routed
         one at zero replicas is scaled back to max(1, minReplicas), and this returns True
-        once each routed revision with weight above 0 has an available pod; False if that
-        takes longer than timeout (or there is no such InferenceService). While it waits
-        the revisions count as active, as a request held by the activator keeps them.
-        Nothing is served: no model server runs behind Knative mode here."""
+        once each routed revision with weight above 0 has an available pod (with a model
+        store: and its server answers ready); False if that takes longer than timeout (or
+        there is no such InferenceService). While it waits the revisions count as active,
+        as a request held by the activator keeps them. With `revision` (the ingress's
+        pick), only that one is woken and waited for; False at once if it is not routed
+        (any more): the caller picks again. This serves nothing itself: the ingress
+        forwards the request it holds once this returns."""
         key = (namespace, isvc)
         group, version, plural = KSERVE
         deadline = time.monotonic() + timeout
@@ -367,12 +432,19 @@ class KnativeStandIn(_Controller):
                 (((found or {}).get("status") or {}).get("components") or {}).get("predictor") or {}
             ).get("traffic") or []
             routed = sorted({t["revisionName"] for t in traffic if int(t.get("percent") or 0)})
+            if revision is not None:
+                if found is not None and revision not in routed:
+                    return False
+                routed = [revision]
             if found is not None and routed:
                 self._touch(key, found["metadata"]["uid"], routed)
                 if self.instant:
                     return True  # no pods in instant mode: ready at once
-                shown = [self._revision_deployment(namespace, revision) for revision in routed]
-                if all(int((d.get("status") or {}).get("availableReplicas") or 0) for d in shown):
+                shown = [self._revision_deployment(namespace, name) for name in routed]
+                if all(
+                    (r := _Revision.of(d)) is not None and self._has_pod(namespace, r)
+                    for d in shown
+                ):
                     self._touch(key, found["metadata"]["uid"], routed)  # served now
                     return True
                 asleep = any(not (d.get("spec") or {}).get("replicas") for d in shown)
@@ -398,6 +470,101 @@ class KnativeStandIn(_Controller):
         with self._state_lock:
             for revision in revisions:
                 service.clocks.setdefault(revision, _Clock(now)).active_at = now
+
+    # --- for the ingress --------------------------------------------------------------------
+
+    def routes(self, namespace: str, isvc: str) -> dict[str, int] | None:
+        """Revision -> percent as last written to the InferenceService's status (percent 0
+        included); None for an InferenceService not in Knative mode here."""
+        with self._state_lock:
+            service = self._services.get((namespace, isvc))
+            return dict(service.weights) if service is not None else None
+
+    def touch(self, namespace: str, isvc: str, revision: str) -> None:
+        """A request went to the revision: its idle clock starts again."""
+        with self._state_lock:
+            service = self._services.get((namespace, isvc))
+            clock = service.clocks.get(revision) if service is not None else None
+            if clock is not None:
+                clock.active_at = time.monotonic()
+
+    def server(self, namespace: str, revision: str) -> LocalServer | None:
+        """The revision's model server once it answered ready; None while it has none."""
+        key = (namespace, revision)
+        with self._state_lock:
+            running = self._servers.get(key)
+        return running.server if running is not None and self._server_ready(key) else None
+
+    def servers(self) -> dict[Key, LocalServer]:
+        """(namespace, revision) -> model server, of every revision that has one."""
+        with self._state_lock:
+            return {key: running.server for key, running in self._servers.items()}
+
+    # --- model servers --------------------------------------------------------------------
+
+    def _store_model(self, revision: _Revision) -> tuple[str, str, str] | None:
+        """(model, version, served name) when the revision's model is in the store."""
+        if self.model_store is None:
+            return None
+        containers = revision.deployment["spec"]["template"]["spec"].get("containers") or [{}]
+        model = {
+            "storageUri": revision.annotations.get(STORAGE_URI),
+            "args": containers[0].get("args"),
+        }
+        return self._store.store_model({"spec": {"predictor": {"model": model}}})
+
+    def _server_ready(self, key: Key) -> bool:
+        """The revision's server is up and answered ready (probed until it once did)."""
+        with self._state_lock:
+            running = self._servers.get(key)
+        if running is None or not running.server.alive():
+            return False
+        if not running.ready:
+            running.ready = running.server.is_ready()
+        return running.ready
+
+    def _has_pod(self, namespace: str, revision: _Revision) -> bool:
+        """An available pod, as the routing sees it: with a real server, one that answers."""
+        if not revision.available:
+            return False
+        return self._store_model(revision) is None or self._server_ready((namespace, revision.name))
+
+    def _sync_server(self, namespace: str, revision: _Revision) -> bool:
+        """Start the revision's server while its Deployment has replicas (again if it
+        died), stop it at zero. True while a server runs that is not ready yet: no event
+        says when it is, so the caller looks again shortly."""
+        key = (namespace, revision.name)
+        wanted = self._store_model(revision) if revision.replicas else None
+        with self._state_lock:
+            running = self._servers.get(key)
+            if running is not None and (wanted is None or not running.server.alive()):
+                del self._servers[key]
+                # In the background: a worker must not wait for a server's grace period.
+                threading.Thread(target=running.server.close, daemon=True).start()
+                running = None
+            if wanted is not None and running is None:
+                model, version, served = wanted
+                server = LocalServer(model, version, root=self.model_store, name=served)
+                running = self._servers[key] = _Server(server.start())
+        return running is not None and not self._server_ready(key)
+
+    def _drop_servers(self, key: Key, keep: set[str]) -> None:
+        """Stop the servers of the InferenceService's revisions not in keep (gone)."""
+        namespace, isvc = key
+        prefix = f"{service_name(isvc)}-"
+        with self._state_lock:
+            gone = [
+                (k, running)
+                for k, running in self._servers.items()
+                if k[0] == namespace
+                and k[1].startswith(prefix)
+                and k[1][len(prefix) :].isdigit()
+                and k[1] not in keep
+            ]
+            for k, _ in gone:
+                del self._servers[k]
+        for _, running in gone:
+            threading.Thread(target=running.server.close, daemon=True).start()
 
     # --- reconcile ------------------------------------------------------------------------
 
@@ -437,7 +604,10 @@ class KnativeStandIn(_Controller):
 
         now = time.monotonic()
         latest = revisions[-1]
-        ready = [r for r in revisions if self.instant or r.marked_ready or r.available]
+        self._drop_servers(key, keep={r.name for r in revisions})
+        ready = [
+            r for r in revisions if self.instant or r.marked_ready or self._has_pod(namespace, r)
+        ]
         latest_ready = ready[-1].name if ready else None
         with self._state_lock:
             clocks = service.clocks
@@ -454,6 +624,8 @@ class KnativeStandIn(_Controller):
         for target in traffic:
             revision = target["revisionName"]
             weights[revision] = weights.get(revision, 0) + int(target["percent"])
+        with self._state_lock:
+            service.weights = weights
 
         wake: float | None = None
         for r in revisions:
@@ -469,6 +641,8 @@ class KnativeStandIn(_Controller):
             if due is not None:
                 wake = due if wake is None else min(wake, due)
             self._update(namespace, r, replicas=replicas, ready=r in ready)
+            if self._sync_server(namespace, r):  # loading: look again shortly
+                wake = 0.3 if wake is None else min(wake, 0.3)
         if wake is not None:
             self._wake(key, wake + 0.05)
 
@@ -579,6 +753,9 @@ class KnativeStandIn(_Controller):
             TEMPLATE_HASH: digest,
             MIN_SCALE: str(DEFAULT_MIN_REPLICAS if min_replicas is None else int(min_replicas)),
         }
+        storage_uri = (predictor.get("model") or {}).get("storageUri")
+        if storage_uri:
+            annotations[STORAGE_URI] = str(storage_uri)
         if self.instant:
             annotations[READY] = "true"  # no pods to wait for
         return {

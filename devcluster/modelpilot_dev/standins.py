@@ -550,7 +550,7 @@ class StandIns:
 
         self.kserve = KServeStandIn(api, instant=instant, model_store=model_store)
         self.modelmesh = ModelMeshStandIn(api, instant=instant, model_store=model_store)
-        self.knative = KnativeStandIn(api, instant=instant)
+        self.knative = KnativeStandIn(api, instant=instant, model_store=model_store)
         self.gateway = GatewayStandIn(api)
 
     def start(self) -> StandIns:

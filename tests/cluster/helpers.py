@@ -232,3 +232,33 @@ def command(kubeconfig: Path, namespace: str, *argv: str) -> None:
     from modelpilot.cli import main as cli
 
     assert cli([*argv, "-n", namespace, "--kubeconfig", str(kubeconfig)]) == 0
+
+
+def settled(
+    kube: Kube, namespace: str, phase: str, stable: str, name: str = "iris", timeout: float = 90.0
+) -> None:
+    """Until the model's status is in `phase` with `stable` as its stable version."""
+    eventually(
+        lambda: (
+            (found := (kube.get(MANAGED_MODEL, name, namespace) or {}).get("status") or {}).get(
+                "phase"
+            )
+            == phase
+            and found.get("stableVersion") == stable
+        ),
+        timeout=timeout,
+        what=f"{name} {phase} on {stable}",
+        explain=lambda: describe_model(kube, namespace, name),
+    )
+
+
+def knative_traffic(
+    kube: Kube, namespace: str, name: str = "iris", versions: tuple[str, ...] = ("v1", "v2")
+) -> dict[str, int] | None:
+    """Knative mode: where KServe (here: the stand-in) sends requests, per version."""
+    from modelpilot.api.kinds import DEPLOYMENT, INFERENCE_SERVICE, KNATIVE_REVISION_LABEL
+    from modelpilot.k8s.knative import knative_view
+
+    isvc = kube.get(INFERENCE_SERVICE, name, namespace)
+    revisions = kube.list(DEPLOYMENT, namespace, {KNATIVE_REVISION_LABEL: None})
+    return knative_view(isvc, revisions, list(versions)).weights

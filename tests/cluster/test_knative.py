@@ -23,21 +23,20 @@ from modelpilot.api.kinds import (
     DEPLOYMENT,
     HTTP_ROUTE,
     INFERENCE_SERVICE,
-    KNATIVE_REVISION_LABEL,
 )
 from modelpilot.handlers.runner import OperatorThread
 from modelpilot.k8s.client import Kube
-from modelpilot.k8s.knative import knative_view
 from modelpilot_dev.standins import StandIns
 from modelpilot_dev.watch import Timeline
 from tests.cluster.helpers import apply_as_user as apply
 from tests.cluster.helpers import (
     command,
-    describe_model,
     eventually,
+    knative_traffic,
     model,
     retarget,
     sample,
+    settled,
 )
 
 pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("no_operator_errors")]
@@ -48,25 +47,6 @@ def status(kube: Kube, namespace: str) -> dict[str, Any]:
     return model(kube, namespace, "iris").get("status") or {}
 
 
-def settled(kube: Kube, namespace: str, phase: str, stable: str, timeout: float = 90) -> None:
-    eventually(
-        lambda: (
-            (found := status(kube, namespace)).get("phase") == phase
-            and found.get("stableVersion") == stable
-        ),
-        timeout=timeout,
-        what=f"iris {phase} on {stable}",
-        explain=lambda: describe_model(kube, namespace, "iris"),
-    )
-
-
-def traffic(kube: Kube, namespace: str) -> dict[str, int] | None:
-    """Where KServe (here: the stand-in) sends requests, per version."""
-    isvc = kube.get(INFERENCE_SERVICE, "iris", namespace)
-    revisions = kube.list(DEPLOYMENT, namespace, {KNATIVE_REVISION_LABEL: None})
-    return knative_view(isvc, revisions, ["v1", "v2"]).weights
-
-
 def stable_iris(kube: Kube, namespace: str, **spec: Any) -> dict[str, Any]:
     document = sample("iris-knative", namespace)
     document["spec"]["autoscaling"] = {"minReplicas": 1, "maxReplicas": 2}
@@ -74,7 +54,9 @@ def stable_iris(kube: Kube, namespace: str, **spec: Any) -> dict[str, Any]:
     document["spec"].update(spec)
     apply(kube, document)
     settled(kube, namespace, "Stable", "v1")
-    eventually(lambda: traffic(kube, namespace) == {"v1": 100}, what="KServe's traffic on v1")
+    eventually(
+        lambda: knative_traffic(kube, namespace) == {"v1": 100}, what="KServe's traffic on v1"
+    )
     return document
 
 
@@ -101,7 +83,9 @@ def test_a_canary_steps_through_kserves_percent_and_promotes(
     isvcs = Timeline(api_client, namespace, INFERENCE_SERVICE).start()
     retarget(kube, document, "v2", promotion="auto")
     settled(kube, namespace, "Stable", "v2")
-    eventually(lambda: traffic(kube, namespace) == {"v2": 100}, what="KServe's traffic on v2")
+    eventually(
+        lambda: knative_traffic(kube, namespace) == {"v2": 100}, what="KServe's traffic on v2"
+    )
     isvcs.stop()
     # Promoting sends the canary 100% (all to the latest revision), then at rest KServe's
     # percent goes: the promoted revision is the rolled-out one.
@@ -121,20 +105,20 @@ def test_abort_and_rollback_are_kserves_percent_zero(
 ) -> None:
     document = stable_iris(kube, namespace, rollout={**FAST, "target": "v1", "interval": "10m"})
     document = retarget(kube, document, "v2")
-    eventually(lambda: traffic(kube, namespace) == {"v1": 90, "v2": 10}, what="v2 at 10%")
+    eventually(lambda: knative_traffic(kube, namespace) == {"v1": 90, "v2": 10}, what="v2 at 10%")
     command(kubeconfig, namespace, "abort", "iris")
     settled(kube, namespace, "Aborted", "v1")
-    eventually(lambda: traffic(kube, namespace) == {"v1": 100}, what="all back on v1")
+    eventually(lambda: knative_traffic(kube, namespace) == {"v1": 100}, what="all back on v1")
     isvc = kube.get(INFERENCE_SERVICE, "iris", namespace)
     assert isvc is not None and isvc["spec"]["predictor"]["canaryTrafficPercent"] == 0
 
     document = retarget(kube, document, "v2", promotion="auto", stepWeights=[50], interval="1s")
     command(kubeconfig, namespace, "retry", "iris")
     settled(kube, namespace, "Stable", "v2")
-    eventually(lambda: traffic(kube, namespace) == {"v2": 100}, what="v2 promoted")
+    eventually(lambda: knative_traffic(kube, namespace) == {"v2": 100}, what="v2 promoted")
     command(kubeconfig, namespace, "rollback", "iris")
     settled(kube, namespace, "Aborted", "v1")
-    eventually(lambda: traffic(kube, namespace) == {"v1": 100}, what="rolled back to v1")
+    eventually(lambda: knative_traffic(kube, namespace) == {"v1": 100}, what="rolled back to v1")
     assert status(kube, namespace)["history"][-1]["result"] == "RolledBack"
 
 
@@ -168,6 +152,6 @@ def test_a_canary_that_cannot_be_scheduled_fails_with_the_schedulers_reason(
     }
     retarget(kube, document, "v2")
     settled(kube, namespace, "Failed", "v1", timeout=60)
-    assert traffic(kube, namespace) == {"v1": 100}
+    assert knative_traffic(kube, namespace) == {"v1": 100}
     v2 = next(v for v in status(kube, namespace)["versions"] if v["name"] == "v2")
     assert "Insufficient cpu" in v2["message"], v2

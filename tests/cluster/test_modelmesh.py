@@ -23,11 +23,11 @@ from modelpilot.k8s.client import Kube
 from tests.cluster.helpers import apply_as_user as apply
 from tests.cluster.helpers import (
     command,
-    describe_model,
     eventually,
     model,
     retarget,
     sample,
+    settled,
     wait_carried,
 )
 from tests.cluster.recorder import Recorder
@@ -39,18 +39,6 @@ RUNTIME_PODS = "modelmesh-service=modelmesh-serving"
 
 def status(kube: Kube, namespace: str, name: str = "iris") -> dict[str, Any]:
     return model(kube, namespace, name).get("status") or {}
-
-
-def settled(kube: Kube, namespace: str, phase: str, stable: str, name: str = "iris") -> None:
-    eventually(
-        lambda: (
-            (found := status(kube, namespace, name)).get("phase") == phase
-            and found.get("stableVersion") == stable
-        ),
-        timeout=90,
-        what=f"{name} {phase} on {stable}",
-        explain=lambda: describe_model(kube, namespace, name),
-    )
 
 
 def stable_iris(kube: Kube, namespace: str, **rollout: Any) -> dict[str, Any]:
