@@ -86,6 +86,9 @@ def test_a_canary_steps_through_kserves_percent_and_promotes(
     eventually(
         lambda: knative_traffic(kube, namespace) == {"v2": 100}, what="KServe's traffic on v2"
     )
+    # Status (the decision) is written before the InferenceService that carries it out:
+    # wait for the write that drops the percent before the recording stops.
+    eventually(lambda: written(isvcs)[-1] == ("v2", None), what="the percent dropped")
     isvcs.stop()
     # Promoting sends the canary 100% (all to the latest revision), then at rest KServe's
     # percent goes: the promoted revision is the rolled-out one.

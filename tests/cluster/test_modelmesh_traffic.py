@@ -24,7 +24,7 @@ from modelpilot.k8s.client import Kube
 from modelpilot_dev.gateway import TRAEFIK_SETTINGS, LocalGateway
 from modelpilot_dev.load import Load
 from modelpilot_dev.standins import StandIns
-from tests.cluster.helpers import annotate, describe_model, eventually, sample
+from tests.cluster.helpers import annotate, describe_model, eventually, sample, wait_carried
 
 pytestmark = pytest.mark.cluster
 RATE = 50.0  # requests per second, per client
@@ -62,6 +62,9 @@ def test_a_promotion_in_modelmesh_mode_moves_real_traffic_with_no_failed_request
             timeout=60,
             what="the gateway serving iris through modelmesh-serving",
         )
+        # v2 turns ready (loaded) after v1's Stable, and its pin rule reaches the route in a
+        # later write: until then a pinned request falls to the split, the stable name.
+        wait_carried(kube, namespace, "iris")
         pinned = Load(
             gateway.url, host=host, model="iris", rate=RATE, seconds=240,
             headers={"x-model-version": "v2"},
