@@ -29,7 +29,7 @@ from typing import Any
 from kubernetes import client
 
 from modelpilot_dev.procs import Process, free_port
-from modelpilot_dev.store_servers import ENDPOINT_SLICES, STORE_URI, ignore_missing
+from modelpilot_dev.store_servers import STORE_URI, point_at_loopback
 
 log = logging.getLogger(__name__)
 START_TIMEOUT = 60.0  # seconds for a server to answer live (it imports kserve)
@@ -135,46 +135,12 @@ class MeshServers:
                     server.close()
                 server = self._servers[namespace] = MeshServer(namespace)
         server.wait_live()
-        self._point(namespace, service, server.port)
-        return server
-
-    def _point(self, namespace: str, service: str, port: int) -> None:
-        """The selectorless Service's EndpointSlice: the server's port on 127.0.0.1 (as an
-        FQDN: an IPv4 slice may not hold a loopback address), named as the Service's port."""
-        group, version, plural = ENDPOINT_SLICES
-        name = f"{service}-local"
-        ports = [{"name": "http", "port": port, "protocol": "TCP"}]
-        current = ignore_missing(
-            lambda: self.custom.get_namespaced_custom_object(
-                group, version, namespace, plural, name
-            )
+        point_at_loopback(
+            self.custom,
+            namespace,
+            service,
+            "http",
+            server.port,
+            managed_by="modelpilot-dev.modelmesh-standin",
         )
-        if current is not None and current.get("ports") == ports:
-            return
-        body = {
-            "apiVersion": f"{group}/{version}",
-            "kind": "EndpointSlice",
-            "metadata": {
-                "name": name,
-                "namespace": namespace,
-                "labels": {
-                    "kubernetes.io/service-name": service,
-                    "endpointslice.kubernetes.io/managed-by": "modelpilot-dev.modelmesh-standin",
-                },
-            },
-            "addressType": "FQDN",
-            "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}],
-            "ports": ports,
-        }
-        if current is None:
-            ignore_missing(
-                lambda: self.custom.create_namespaced_custom_object(
-                    group, version, namespace, plural, body
-                )
-            )
-        else:
-            ignore_missing(
-                lambda: self.custom.patch_namespaced_custom_object(
-                    group, version, namespace, plural, name, {"ports": ports}
-                )
-            )
+        return server

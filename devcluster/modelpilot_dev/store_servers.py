@@ -146,45 +146,67 @@ class StoreServers:
     def _ensure_endpoints(
         self, isvc: dict[str, Any], server: LocalServer, owner: list[dict[str, Any]]
     ) -> None:
-        """An EndpointSlice for the selectorless predictor Service: the server's port on
-        127.0.0.1 (as an FQDN: an IPv4 slice may not hold a loopback address)."""
+        """The selectorless predictor Service's EndpointSlice: the server's port."""
         meta = isvc["metadata"]
-        name = f"{meta['name']}-predictor-local"
-        group, version, plural = ENDPOINT_SLICES
-        current = ignore_missing(
-            lambda: self.custom.get_namespaced_custom_object(
-                group, version, meta["namespace"], plural, name
+        point_at_loopback(
+            self.custom,
+            meta["namespace"],
+            f"{meta['name']}-predictor",
+            str(SERVICE_PORT["name"]),
+            server.port,
+            managed_by="modelpilot-dev.kserve-standin",
+            owner=owner,
+        )
+
+
+def point_at_loopback(
+    custom: client.CustomObjectsApi,
+    namespace: str,
+    service: str,
+    port_name: str,
+    port: int,
+    *,
+    managed_by: str,
+    owner: list[dict[str, Any]] | None = None,
+) -> None:
+    """A selectorless Service's EndpointSlice `<service>-local`: a port on 127.0.0.1 (as
+    an FQDN: an IPv4 slice may not hold a loopback address). The port name must be the
+    Service port's: that is how a gateway pairs them."""
+    name = f"{service}-local"
+    group, version, plural = ENDPOINT_SLICES
+    current = ignore_missing(
+        lambda: custom.get_namespaced_custom_object(group, version, namespace, plural, name)
+    )
+    ports = [{"name": port_name, "port": port, "protocol": "TCP"}]
+    if current is not None and current.get("ports") == ports:
+        return
+    metadata: dict[str, Any] = {
+        "name": name,
+        "namespace": namespace,
+        "labels": {
+            "kubernetes.io/service-name": service,
+            "endpointslice.kubernetes.io/managed-by": managed_by,
+        },
+    }
+    if owner:
+        metadata["ownerReferences"] = owner
+    endpoint_slice = {
+        "apiVersion": f"{group}/{version}",
+        "kind": "EndpointSlice",
+        "metadata": metadata,
+        "addressType": "FQDN",
+        "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}],
+        "ports": ports,
+    }
+    if current is None:
+        ignore_missing(
+            lambda: custom.create_namespaced_custom_object(
+                group, version, namespace, plural, endpoint_slice
             )
         )
-        port = {"name": SERVICE_PORT["name"], "port": server.port, "protocol": "TCP"}
-        if current is not None and current.get("ports") == [port]:
-            return
-        endpoint_slice = {
-            "apiVersion": f"{group}/{version}",
-            "kind": "EndpointSlice",
-            "metadata": {
-                "name": name,
-                "namespace": meta["namespace"],
-                "labels": {
-                    "kubernetes.io/service-name": f"{meta['name']}-predictor",
-                    "endpointslice.kubernetes.io/managed-by": "modelpilot-dev.kserve-standin",
-                },
-                "ownerReferences": owner,
-            },
-            "addressType": "FQDN",
-            # The port name must be the Service port's: that is how a gateway pairs them.
-            "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}],
-            "ports": [port],
-        }
-        if current is None:
-            ignore_missing(
-                lambda: self.custom.create_namespaced_custom_object(
-                    group, version, meta["namespace"], plural, endpoint_slice
-                )
+    else:
+        ignore_missing(
+            lambda: custom.patch_namespaced_custom_object(
+                group, version, namespace, plural, name, {"ports": ports}
             )
-        else:
-            ignore_missing(
-                lambda: self.custom.patch_namespaced_custom_object(
-                    group, version, meta["namespace"], plural, name, {"ports": [port]}
-                )
-            )
+        )

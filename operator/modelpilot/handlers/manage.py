@@ -298,6 +298,7 @@ class Reconcile:
         revisions = {v: content_hash(m) for v, m in serving.served.items()}
         plan = decide(model.spec, self.status, self._observations(seen, revisions), self.now)
         self.stopped = plan.stopped - self._stops_waiting_for_the_route(plan, seen)
+        stable = plan.status.stable_version or model.spec.target
         state = RenderState(
             versions={
                 v: VersionState(
@@ -315,8 +316,8 @@ class Reconcile:
             mirror_ready=False,
             legacy_raw_deployment=self.settings.legacy_raw_deployment,
             gateway_flavor=self.settings.gateway_flavor,
-            stable=plan.status.stable_version or model.spec.target,
-            **self._knative_state(plan, seen),
+            stable=stable,
+            **self._knative_state(plan, seen, stable),
         )
         try:
             ready = self._mirror_objects(mirror_object_name(model, state), seen)
@@ -347,7 +348,7 @@ class Reconcile:
             return dict(seen.knative.weights or {})
         return route_weights(seen.route, self.model.name)
 
-    def _knative_state(self, plan: Plan, seen: Snapshot) -> dict[str, Any]:
+    def _knative_state(self, plan: Plan, seen: Snapshot, stable: str) -> dict[str, Any]:
         """Knative mode: which version the InferenceService carries and the canary's
         percent. A canary (rolling, or halted: KServe's abort and rollback are its
         percent set to 0, the candidate kept) is carried with its weight; at rest the
@@ -361,7 +362,6 @@ class Reconcile:
         if canary and status.phase in ROLLING | HALTED:
             return {"latest": canary, "canary_percent": plan.weights.get(canary, 0)}
         carried = seen.knative.carried
-        stable = status.stable_version or self.model.spec.target
         if carried and carried != stable and self.model.spec.version(carried) is not None:
             return {"latest": carried, "canary_percent": 0}
         return {"latest": stable, "canary_percent": None}

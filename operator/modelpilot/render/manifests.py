@@ -16,7 +16,6 @@ from modelpilot.render.predictor import Predictor, plan_predictor
 from modelpilot.render.state import RenderState
 from modelpilot.runtimes import ServingRuntimeInfo
 
-DEPLOYMENT_MODE = KSERVE_DEPLOYMENT_MODE
 AUTOSCALER_CLASS = "serving.kserve.io/autoscalerClass"
 STOP = "serving.kserve.io/stop"
 DEFAULT_GPU_METRIC = "DCGM_FI_DEV_GPU_UTIL"
@@ -91,11 +90,11 @@ def render_inference_service(
     if model_mesh(model):
         # ModelMesh sizes the shared runtime pods itself and has no stop: a stopped
         # version stays registered, loaded only while ModelMesh has room for it.
-        annotations = {**spec.serving.annotations, DEPLOYMENT_MODE: "ModelMesh"}
+        annotations = {**spec.serving.annotations, KSERVE_DEPLOYMENT_MODE: "ModelMesh"}
     else:
         annotations = {
             **spec.serving.annotations,
-            DEPLOYMENT_MODE: "RawDeployment" if state.legacy_raw_deployment else "Standard",
+            KSERVE_DEPLOYMENT_MODE: "RawDeployment" if state.legacy_raw_deployment else "Standard",
             AUTOSCALER_CLASS: "external",
         }
         if version_state.stopped:
@@ -146,7 +145,7 @@ def render_knative_service(
         },
         annotations={
             **spec.serving.annotations,
-            DEPLOYMENT_MODE: "Serverless" if state.legacy_raw_deployment else "Knative",
+            KSERVE_DEPLOYMENT_MODE: "Serverless" if state.legacy_raw_deployment else "Knative",
         },
         mode="Knative",
         min_replicas=scaling.min_replicas,
@@ -178,7 +177,7 @@ def render_stable_name(model: ManagedModel, stable: str, served: dict[str, Any])
             **names.common_labels(model.name),
             names.STABLE_NAME_LABEL: stable,
         },
-        annotations={**model.spec.serving.annotations, DEPLOYMENT_MODE: "ModelMesh"},
+        annotations={**model.spec.serving.annotations, KSERVE_DEPLOYMENT_MODE: "ModelMesh"},
         mode="ModelMesh",
         served=served,
     )
