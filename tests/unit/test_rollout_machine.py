@@ -288,6 +288,39 @@ def test_set_weight_holds_until_next_command() -> None:
     assert plan.weights == {"v1": 50, "v2": 50}  # the first step above 30%
 
 
+def test_step_weights_edited_mid_rollout_never_lower_the_canary() -> None:
+    run = stable_on_v1()
+    run.step()
+    run.step(61)
+    plan = run.step(61)
+    assert plan.weights == {"v1": 50, "v2": 50} and run.status.step_index == 2
+    # The edit puts 40 at the current index: the canary holds 50 for its interval,
+    # then goes on to the first step above it.
+    run.spec = spec(stepWeights=[10, 20, 40, 60, 80])
+    plan = run.step(1)
+    assert plan.weights == {"v1": 50, "v2": 50} and run.status.step_index == 2
+    plan = run.step(61)
+    assert plan.weights == {"v1": 40, "v2": 60} and run.status.step_index == 3
+    # Every step now below the canary: it holds as its last step, then promotion waits.
+    run.spec = spec(stepWeights=[10, 20])
+    plan = run.step(1)
+    assert plan.weights == {"v1": 40, "v2": 60} and run.status.step_index == 1
+    plan = run.step(61)
+    assert plan.weights == {"v1": 40, "v2": 60} and run.phase == "WaitingPromotion"
+
+
+def test_step_weights_edit_to_the_current_weight_keeps_its_interval() -> None:
+    run = stable_on_v1()
+    run.step()
+    plan = run.step(61)
+    assert plan.weights == {"v1": 75, "v2": 25}
+    run.spec = spec(stepWeights=[5, 25, 70])
+    plan = run.step(30)
+    assert plan.weights == {"v1": 75, "v2": 25} and run.status.step_index == 1
+    plan = run.step(31)
+    assert plan.weights == {"v1": 30, "v2": 70} and run.status.step_index == 2
+
+
 def test_malformed_set_weight_refused() -> None:
     run = stable_on_v1()
     run.step()

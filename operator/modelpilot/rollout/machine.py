@@ -372,8 +372,7 @@ def _progress(w: Working) -> None:
     deadline = parse_duration(rollout.progress_deadline)
     canary = w.canary or ""
     _hold_unready_at_zero(w)
-    w.step = min(w.step, len(w.steps) - 1)
-    wanted = w.steps[w.step]
+    wanted = _current_step_weight(w)
     if not _ready_or_waiting(w, deadline):
         return
     if w.shared and w.weight < wanted:
@@ -407,6 +406,23 @@ def _progress(w: Working) -> None:
         _progress(w)
     else:
         _last_step_done(w, f"{canary} passed every step at {w.weight}%")
+
+
+def _current_step_weight(w: Working) -> int:
+    """The weight of the step the canary is on. A resume already lines the step up with
+    the weight, so a weight above its step means stepWeights were edited mid-rollout.
+    Traffic never moves back to the stable version within a rollout unless a person or
+    the analysis says so: the canary holds its weight as the step before the first
+    higher one (or as the last step), and its interval there runs out as usual."""
+    w.step = min(w.step, len(w.steps) - 1)
+    if w.weight <= w.steps[w.step]:
+        return w.steps[w.step]
+    higher = [i for i, s in enumerate(w.steps) if s >= w.weight]
+    if higher and w.steps[higher[0]] == w.weight:
+        w.step = higher[0]
+    else:
+        w.step = (higher[0] if higher else len(w.steps)) - 1
+    return w.weight
 
 
 def _last_step_done(w: Working, summary: str) -> None:
