@@ -36,6 +36,7 @@ GATEWAY = Kind("gateway.networking.k8s.io", "v1", "Gateway", "gateways")
 DEPLOYMENT = Kind("apps", "v1", "Deployment", "deployments")
 POD = Kind("", "v1", "Pod", "pods")
 SERVICE = Kind("", "v1", "Service", "services")
+EVENT = Kind("", "v1", "Event", "events")
 # Traefik's own service kind: how the operator mirrors on --gateway-flavor traefik. Not
 # watched (its CRD exists only where Traefik's CRD provider runs): read fresh.
 TRAEFIK_SERVICE = Kind("traefik.io", "v1alpha1", "TraefikService", "traefikservices")

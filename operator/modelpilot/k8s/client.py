@@ -150,6 +150,20 @@ class Kube:
         )
         return self._retry(call) if dry_run else self._write(call)
 
+    def create_once(self, kind: Kind, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """One fenced try, no retries: for what may be lost (an Event), never for what
+        must land."""
+        resource = self.resource(kind.api_version, kind.kind)
+        namespace = obj["metadata"].get("namespace")
+        with self.fenced():
+            try:
+                created: dict[str, Any] = resource.create(
+                    body=dict(obj), namespace=namespace, serializer=_plain
+                )
+            except DynamicApiError as err:
+                raise ApiError(int(getattr(err, "status", 0) or 0), _reason(err)) from None
+        return created
+
     def delete(self, kind: Kind, name: str, namespace: str | None) -> None:
         resource = self.resource(kind.api_version, kind.kind)
         with contextlib.suppress(NotFoundError):

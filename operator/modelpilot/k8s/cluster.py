@@ -123,5 +123,4 @@ class KubeCluster:
             self.models.wrote(written)
 
     def post_event(self, model: Mapping[str, Any], event: Event) -> None:
-        with self.kube.fenced():
-            post_event(self.kube.api, model, event, self.identity)
+        post_event(self.kube, model, event, self.identity)
