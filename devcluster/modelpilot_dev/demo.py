@@ -255,6 +255,7 @@ class Demo:
                 ).start()
                 cleanup.callback(self.prometheus.stop)
                 standins.kserve.store_servers.report_to(self.prometheus)
+                standins.knative.report_to(self.prometheus)
                 settings = replace(TRAEFIK_SETTINGS, prometheus_url=self.prometheus.url)
                 self.note(
                     f"Prometheus {tools.prometheus_version()} scrapes the gateway and the "

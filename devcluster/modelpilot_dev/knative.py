@@ -66,6 +66,9 @@ Knative Serving's revisions and routes), and what of it is played here:
   ingress with Knative's activator (modelpilot_dev.knative_ingress, at `ingress_url`)
   takes requests for `<isvc>.<ns>.example.com`, splits them by the traffic written to
   the status and holds those for a revision at zero until it is served again.
+- Metrics (`report_to(prometheus)`): the ingress counts and times every request it
+  forwards per revision under queue-proxy's names and labels, and each revision's model
+  server is scraped labelled `namespace` and `revision`.
 - Status, in KServe's InferenceService schema: `url` http://<isvc>.<ns>.example.com and
   `address.url` http://<isvc>.<ns>.svc.cluster.local (KServe's default domain template
   with its Istio virtual host; with disableIstioVirtualHost KServe reports the
@@ -114,6 +117,7 @@ from modelpilot_dev.store_servers import StoreServers, ignore_missing
 
 if TYPE_CHECKING:  # it builds on this module
     from modelpilot_dev.knative_ingress import KnativeIngress
+    from modelpilot_dev.prometheus import LocalPrometheus
 
 SERVICE_LABEL = "serving.knative.dev/service"
 CONFIGURATION_LABEL = "serving.knative.dev/configuration"
@@ -307,6 +311,7 @@ class KnativeStandIn(_Controller):
         # (namespace, revision) -> its model server, while it has replicas.
         self._servers: dict[Key, _Server] = {}
         self.ingress: KnativeIngress | None = None
+        self.prometheus: LocalPrometheus | None = None
 
     @property
     def ingress_url(self) -> str | None:
@@ -402,6 +407,28 @@ class KnativeStandIn(_Controller):
             servers, self._servers = list(self._servers.values()), {}
         for running in servers:
             running.server.close()
+
+    def report_to(self, prometheus: LocalPrometheus) -> None:
+        """Have Prometheus scrape the ingress's queue-proxy metrics and every revision's
+        model server, labelled `namespace` and `revision` (as a scrape of KServe's pods
+        keeping their serving.knative.dev/revision label would), those running and those
+        to come."""
+        with self._state_lock:
+            self.prometheus = prometheus
+            if self.ingress is not None:
+                prometheus.add_target(self.ingress.address, {"component": "queue-proxy"})
+            for key, running in self._servers.items():
+                self._scrape(key, running.server)
+
+    def _scrape(self, key: Key, server: LocalServer, *, stop: bool = False) -> None:
+        """Called with _state_lock held."""
+        if self.prometheus is None:
+            return
+        address = f"127.0.0.1:{server.port}"
+        if stop:
+            self.prometheus.remove_target(address)
+        else:
+            self.prometheus.add_target(address, {"namespace": key[0], "revision": key[1]})
 
     # --- the activator --------------------------------------------------------------------
 
@@ -539,6 +566,7 @@ class KnativeStandIn(_Controller):
             running = self._servers.get(key)
             if running is not None and (wanted is None or not running.server.alive()):
                 del self._servers[key]
+                self._scrape(key, running.server, stop=True)
                 # In the background: a worker must not wait for a server's grace period.
                 threading.Thread(target=running.server.close, daemon=True).start()
                 running = None
@@ -546,6 +574,7 @@ class KnativeStandIn(_Controller):
                 model, version, served = wanted
                 server = LocalServer(model, version, root=self.model_store, name=served)
                 running = self._servers[key] = _Server(server.start())
+                self._scrape(key, server)
         return running is not None and not self._server_ready(key)
 
     def _drop_servers(self, key: Key, keep: set[str]) -> None:
@@ -561,8 +590,9 @@ class KnativeStandIn(_Controller):
                 and k[1][len(prefix) :].isdigit()
                 and k[1] not in keep
             ]
-            for k, _ in gone:
+            for k, running in gone:
                 del self._servers[k]
+                self._scrape(k, running.server, stop=True)
         for _, running in gone:
             threading.Thread(target=running.server.close, daemon=True).start()
 

@@ -15,10 +15,16 @@ pod, then forwards it. Here one small HTTP server plays both:
   stand-in's `request()`, and the request is held until the server answers ready, at
   most `hold_seconds` (then 503, as the activator times out);
 - every request marks its revision active, so a revision under load is not scaled to
-  zero.
+  zero;
+- each forwarded request is counted and timed as Knative's queue-proxy does in front of
+  the revision's pods (`revision_request_count`, `revision_request_latencies` in ms,
+  labelled namespace_name, configuration_name, service_name, revision_name,
+  response_code, response_code_class; Knative's serving docs, "Service metrics"),
+  exposed at `/metrics` for a Host that is not an InferenceService's. A request held
+  until the activator gives up never reached a queue-proxy and is not counted.
 
-Queue-proxy, concurrency-based scaling above the floor, retries after a request was sent
-and HTTP/2 are not played.
+Concurrency-based scaling above the floor, retries after a request was sent and HTTP/2
+are not played; one exposition stands in for every revision pod's own.
 """
 
 from __future__ import annotations
@@ -73,10 +79,65 @@ def pick(weights: dict[str, int]) -> str | None:
     return random.choices(list(routed), weights=list(routed.values()))[0]
 
 
+# Milliseconds; the upper bounds of revision_request_latencies' buckets.
+LATENCY_BUCKETS = (5, 10, 20, 40, 60, 80, 100, 150, 200, 250, 300, 400, 500, 1000, 2000, 5000)
+Series = tuple[str, str, str, str]  # namespace, isvc, revision, response code
+
+
+class QueueProxyMetrics:
+    """Per revision request counts and latencies, in Prometheus' text format."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[Series, int] = {}
+        self._buckets: dict[Series, list[int]] = {}
+        self._sums: dict[Series, float] = {}
+
+    def observe(self, namespace: str, isvc: str, revision: str, code: int, ms: float) -> None:
+        series = (namespace, isvc, revision, str(code))
+        with self._lock:
+            self._counts[series] = self._counts.get(series, 0) + 1
+            buckets = self._buckets.setdefault(series, [0] * len(LATENCY_BUCKETS))
+            for index, bound in enumerate(LATENCY_BUCKETS):
+                if ms <= bound:
+                    buckets[index] += 1
+            self._sums[series] = self._sums.get(series, 0.0) + ms
+
+    def exposition(self) -> str:
+        with self._lock:
+            counts, buckets, sums = dict(self._counts), dict(self._buckets), dict(self._sums)
+        lines = ["# TYPE revision_request_count counter"]
+        for series, count in sorted(counts.items()):
+            lines.append(f"revision_request_count{{{_labels(series)}}} {count}")
+        lines.append("# TYPE revision_request_latencies histogram")
+        for series, cumulative in sorted(buckets.items()):
+            labels = _labels(series)
+            for bound, count in zip(LATENCY_BUCKETS, cumulative, strict=True):
+                lines.append(f'revision_request_latencies_bucket{{{labels},le="{bound}"}} {count}')
+            lines.append(
+                f'revision_request_latencies_bucket{{{labels},le="+Inf"}} {counts[series]}'
+            )
+            lines.append(f"revision_request_latencies_sum{{{labels}}} {sums[series]}")
+            lines.append(f"revision_request_latencies_count{{{labels}}} {counts[series]}")
+        return "\n".join(lines) + "\n"
+
+
+def _labels(series: Series) -> str:
+    namespace, isvc, revision, code = series
+    # Names are DNS labels and codes digits: nothing to escape.
+    configuration = f"{isvc}-predictor"
+    return (
+        f'namespace_name="{namespace}",configuration_name="{configuration}",'
+        f'service_name="{configuration}",revision_name="{revision}",'
+        f'response_code="{code}",response_code_class="{code[0]}xx"'
+    )
+
+
 class KnativeIngress:
     def __init__(self, standin: KnativeStandIn, *, hold_seconds: float = HOLD_SECONDS) -> None:
         self.standin = standin
         self.hold_seconds = hold_seconds
+        self.metrics = QueueProxyMetrics()
         self.port = free_port()
         self._http = _Server(("127.0.0.1", self.port), _Handler)
         self._http.ingress = self
@@ -87,6 +148,11 @@ class KnativeIngress:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def address(self) -> str:
+        """What Prometheus scrapes (`/metrics`)."""
+        return f"127.0.0.1:{self.port}"
 
     def start(self) -> KnativeIngress:
         self._thread.start()
@@ -102,6 +168,9 @@ class KnativeIngress:
         host = next((value for key, value in headers if key.lower() == "host"), "")
         found = service_of(host)
         weights = self.standin.routes(*found) if found is not None else None
+        if found is None and path == "/metrics":
+            exposition = self.metrics.exposition().encode()
+            return 200, [("Content-Type", "text/plain; version=0.0.4")], exposition
         if found is None or weights is None:
             return _text(404, f"no InferenceService in Knative mode for host {host!r}")
         namespace, isvc = found
@@ -112,10 +181,15 @@ class KnativeIngress:
                 self.standin.touch(namespace, isvc, revision)
                 server = self.standin.server(namespace, revision)
                 if server is not None:
+                    started = time.monotonic()
                     try:
-                        return self._forward(server.port, method, path, headers, body)
+                        answer = self._forward(server.port, method, path, headers, body)
                     except ConnectionRefusedError:
                         pass  # not sent: the server just went; hold it as for one at zero
+                    else:
+                        ms = (time.monotonic() - started) * 1000
+                        self.metrics.observe(namespace, isvc, revision, answer[0], ms)
+                        return answer
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return _text(503, f"no revision of {namespace}/{isvc} came up in time")

@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                 prometheus.start()
                 if standins is not None:
                     standins.kserve.store_servers.report_to(prometheus)
+                    standins.knative.report_to(prometheus)
                 print(
                     f"real: Prometheus {tools.prometheus_version()} at {prometheus.url}, "
                     "scraping the gateway and the model servers each second",

@@ -175,6 +175,7 @@ def prometheus(
     with LocalPrometheus(control_plane.log_dir, gateway_metrics=gateway.metrics_url) as running:
         running.start()
         standins.kserve.store_servers.report_to(running)
+        standins.knative.report_to(running)
         yield running
 
 

@@ -247,6 +247,12 @@ def violations(namespace: str) -> list[tuple[str, dict[str, Any], str]]:
     doc = knative()
     doc["spec"]["autoscaling"]["behavior"] = {"scaleDown": {"stabilizationWindowSeconds": 60}}
     cases.append(("knative-behavior", doc, "Knative mode has no HPA"))
+
+    doc = iris(namespace)
+    doc["spec"]["rollout"]["analysis"] = {
+        "metrics": [{"name": "q", "query": "x{r=~{{revision}}}", "min": 1}]
+    }
+    cases.append(("revision-outside-knative", doc, "only in deploymentMode Knative"))
     return cases
 
 

@@ -20,13 +20,16 @@ from typing import Any
 
 import pytest
 
-from modelpilot.api.kinds import DEPLOYMENT, INFERENCE_SERVICE
+from modelpilot.api.kinds import DEPLOYMENT, INFERENCE_SERVICE, MANAGED_MODEL
+from modelpilot.handlers.manage import Settings
 from modelpilot.handlers.runner import OperatorThread
 from modelpilot.k8s.client import Kube
 from modelpilot_dev.load import IRIS_ROWS, Load
+from modelpilot_dev.prometheus import LocalPrometheus
 from modelpilot_dev.standins import StandIns
 from tests.cluster.helpers import (
     annotate,
+    condition,
     describe_model,
     eventually,
     knative_traffic,
@@ -177,3 +180,86 @@ def test_a_canary_splits_real_requests_by_kserves_percent_and_fails_none(
     assert failed == [], f"{len(failed)} failed, first: {failed[:3]}"
     assert abs(split.share("v2") - 50.0) <= TOLERANCE, split.line()
     assert after.by_version.keys() == {"v2"}, after.line()
+
+
+def test_analysis_judges_revisions_on_their_queue_proxy_metrics(
+    kube: Kube, namespace: str, standins: StandIns, prometheus: LocalPrometheus
+) -> None:
+    """A good candidate is promoted on what Prometheus scraped of its revision; a broken
+    one (iris/v3 fails a third of real inputs) is rolled back by KServe's percent 0."""
+    knative = standins.knative
+    assert knative.ingress_url is not None
+    rollout = {
+        "target": "v1",
+        "stepWeights": [20, 50],
+        "interval": "6s",
+        "progressDeadline": "90s",
+        "promotion": "auto",
+        "analysis": {
+            "metrics": [
+                {"name": "success", "template": "success-rate", "min": 95},
+                {"name": "p99", "template": "latency-p99", "max": 2000},
+            ],
+            "minRequests": 20,
+            "threshold": 2,
+        },
+    }
+    document = iris(namespace, autoscaling={"minReplicas": 1, "maxReplicas": 2}, rollout=rollout)
+    document["spec"]["versions"].append({"name": "v3", "storageUri": "pvc://model-store/iris/v3"})
+    settings = Settings(prometheus_url=prometheus.url)
+    every = ("v1", "v2", "v3")
+    with OperatorThread(kube, settings, namespaces=[namespace]):
+        apply(kube, document)
+        settled(kube, namespace, "Stable", "v1")
+        with Load(
+            knative.ingress_url, host=host(kube, namespace), model="iris", rate=RATE, seconds=600
+        ) as load:
+            load.wait_answers(load.started, 40)
+            good = copy.deepcopy(document)
+            good["spec"]["rollout"]["target"] = "v2"
+            started = time.monotonic()
+            apply(kube, good)
+            settled(kube, namespace, "Stable", "v2", timeout=120)
+            promoted_s = time.monotonic() - started
+            promoted = kube.get(MANAGED_MODEL, "iris", namespace) or {}
+            entry = promoted["status"]["history"][-1]
+            assert (entry["version"], entry["result"], entry.get("analysis")) == (
+                "v2", "Promoted", None
+            )  # fmt: skip
+
+            broken = copy.deepcopy(document)
+            broken["spec"]["rollout"]["target"] = "v3"
+            started = time.monotonic()
+            apply(kube, broken)
+            eventually(
+                lambda: (
+                    (kube.get(MANAGED_MODEL, "iris", namespace) or {})
+                    .get("status", {})
+                    .get("phase")
+                    == "Failed"
+                ),
+                timeout=120,
+                what="v3 rolled back by its analysis",
+                explain=lambda: describe_model(kube, namespace, "iris"),
+            )
+            failed_s = time.monotonic() - started
+            eventually(
+                lambda: knative_traffic(kube, namespace, versions=every) == {"v2": 100},
+                what="KServe's traffic back on v2",
+            )
+            after = load.wait_answers(time.monotonic() + SETTLE, 200)
+        total = load.tally()
+    status = (kube.get(MANAGED_MODEL, "iris", namespace) or {})["status"]
+    print(f"\nclients: {total.line()}; failed {total.failed}; after rollback {after.line()}")
+    print(f"v2 promoted on its metrics in {promoted_s:.1f} s, v3 failed in {failed_s:.1f} s")
+    print(f"analysis: {status['analysis']}")
+    assert status["history"][-1]["version"] == "v3"
+    assert status["history"][-1]["result"] == "Failed"
+    assert status["analysis"]["failedChecks"] == 2
+    degraded = condition({"status": status}, "Degraded")
+    assert degraded is not None and degraded["reason"] == "AnalysisFailed"
+    isvc = kube.get(INFERENCE_SERVICE, "iris", namespace) or {}
+    assert isvc["spec"]["predictor"].get("canaryTrafficPercent") == 0
+    # Clients saw v3's failures while it had a share, and none once it had none.
+    assert total.failed > 0
+    assert after.failed == 0 and after.errors == 0 and after.by_version.keys() == {"v2"}

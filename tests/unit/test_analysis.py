@@ -125,6 +125,59 @@ def test_predict_latency_reads_the_model_server() -> None:
     assert "request_predict_seconds_bucket" in query and 'inferenceservice="iris-v2"' in query
 
 
+def knative_model(*metrics: dict[str, Any]) -> ManagedModel:
+    document = copy.deepcopy(BASE)
+    del document["spec"]["traffic"]
+    document["spec"]["serving"] = {"deploymentMode": "Knative"}
+    document["spec"]["rollout"] = {"target": "v2", "analysis": {"metrics": list(metrics)}}
+    return parse_managed_model(document)
+
+
+REVISIONS = {
+    "iris-predictor-00001": "v1",
+    "iris-predictor-00002": "v2",
+    "iris-predictor-00003": "v2",
+}
+
+
+@pytest.mark.parametrize("flavor", ["traefik", "envoy-gateway", "generic"])
+def test_knative_templates_read_the_versions_revisions_at_queue_proxy(flavor: str) -> None:
+    mm = knative_model(RATE, P99, {"name": "predict", "template": "predict-latency-p99", "max": 9})
+    rate, p99, predict = mm.spec.rollout.analysis.metrics  # type: ignore[union-attr]
+    target = target_of(mm, "v2", "30s", None, revisions=REVISIONS)
+    revisions = 'revision_name=~"iris-predictor-00002|iris-predictor-00003"'
+    for query in (metric_query(rate, flavor, target), requests_query(flavor, target)):
+        assert "revision_request_count{" in query and revisions in query
+        assert 'namespace_name="ml"' in query
+    assert 'response_code_class="5xx"' in metric_query(rate, flavor, target)
+    latency = metric_query(p99, flavor, target)
+    assert "revision_request_latencies_bucket{" in latency and revisions in latency
+    assert 'revision=~"iris-predictor-00002|iris-predictor-00003"' in metric_query(
+        predict, flavor, target
+    )
+    stable = target_of(mm, "v1", "30s", None, revisions=REVISIONS)
+    assert 'revision_name=~"iris-predictor-00001"' in metric_query(rate, flavor, stable)
+
+
+def test_the_revision_placeholder_and_a_version_without_revisions() -> None:
+    query = {"name": "q", "query": "x{r=~{{ revision }},v={{ version }}}", "min": 1}
+    mm = knative_model(query)
+    metric = mm.spec.rollout.analysis.metrics[0]  # type: ignore[union-attr]
+    target = target_of(mm, "v2", "1m", None, revisions=REVISIONS)
+    assert (
+        metric_query(metric, "traefik", target)
+        == 'x{r=~"iris-predictor-00002|iris-predictor-00003",v="v2"}'
+    )
+    unseen = target_of(mm, "v3", "1m", None, revisions=REVISIONS)
+    with pytest.raises(QueryError, match="no revision runs v3 yet"):
+        metric_query(metric, "traefik", unseen)
+    with pytest.raises(QueryError, match="no revision runs v3 yet"):
+        requests_query("traefik", unseen)
+    standard = target_of(model(metrics=[RATE]), "v2", "1m", ROUTE)
+    with pytest.raises(QueryError, match="only in Knative mode"):
+        fill("x{r=~{{ revision }}}", standard)
+
+
 def test_unknown_placeholder_and_missing_bound_are_refused() -> None:
     from modelpilot.api import InvalidManagedModel
 

@@ -28,9 +28,10 @@ from modelpilot.api.kinds import (
 )
 from modelpilot.k8s.knative import knative_view
 from modelpilot.render import default_render_state, render_model
+from modelpilot.rollout import CheckReport, stamp
 from modelpilot.runtimes import default_runtimes
 from modelpilot_dev.memory_cluster import MemoryCluster
-from tests.unit.test_manage import MODEL, NAME, NS, World
+from tests.unit.test_manage import MODEL, NAME, NS, ChecksTwin, World
 from tests.unit.test_model_mesh import problems
 
 KNATIVE: dict[str, Any] = copy.deepcopy(MODEL)
@@ -67,12 +68,16 @@ def test_knative_mode_has_no_route_and_only_canary_steps() -> None:
     assert "required" in problems(no_route)["spec.traffic"]
 
 
-def test_analysis_is_refused_in_knative_mode_for_now() -> None:
-    metric = {"name": "ok", "query": "up", "min": 1}
+def test_analysis_is_accepted_in_knative_mode_and_revision_only_there() -> None:
+    metric = {"name": "ok", "query": "up{revision_name=~{{ revision }}}", "min": 1}
     rollout = {**KNATIVE["spec"]["rollout"], "analysis": {"metrics": [metric]}}
+    accepted = parse_managed_model(knative(rollout=rollout)).spec.rollout.analysis
+    assert accepted is not None and accepted.metrics[0].query == metric["query"]
+    standard = copy.deepcopy(MODEL)
+    standard["spec"]["rollout"]["analysis"] = {"metrics": [metric]}
     assert (
-        "not supported in Knative mode yet"
-        in problems(knative(rollout=rollout))["spec.rollout.analysis"]
+        "only in deploymentMode Knative"
+        in (problems(standard)["spec.rollout.analysis.metrics[0].query"])
     )
 
 
@@ -321,6 +326,35 @@ def test_rollback_after_a_promotion_is_kserves_percent_zero() -> None:
     world.set_target("v3")
     world.converge()
     assert live(world) == {"v1": 50, "v3": 50}
+
+
+def test_failed_analysis_of_a_revision_sets_kserves_percent_to_zero() -> None:
+    world, _ = knative_world()
+    world.edit(
+        lambda m: m["spec"]["rollout"].update(
+            analysis={"metrics": [{"name": "ok", "template": "success-rate", "min": 95}]}
+        )
+    )
+    checks = world.checks = ChecksTwin()
+    world.set_target("v2")
+    world.converge()
+    world.reconcile(after=30)
+    check, route = checks.asked[-1]
+    assert (check.canary, check.weight, route) == ("v2", 25, None)
+    # The runner is told which revision runs which version: its queries select by them.
+    assert checks.revisions[-1] == {
+        f"{NAME}-predictor-00001": "v1",
+        f"{NAME}-predictor-00002": "v2",
+    }
+    for _ in range(2):
+        checks.report = CheckReport(
+            canary="v2", weight=25, at=stamp(world.now), result="Failed", message="ok 60 < min 95"
+        )
+        world.reconcile(after=1)
+    world.converge()
+    assert world.status()["phase"] == "Failed" and live(world) == {"v1": 100}
+    isvc = world.cluster.object(INFERENCE_SERVICE, NAME, NS)
+    assert isvc is not None and isvc["spec"]["predictor"]["canaryTrafficPercent"] == 0
 
 
 def test_a_canary_revision_not_ready_gets_nothing() -> None:

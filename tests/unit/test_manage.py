@@ -526,6 +526,7 @@ class ChecksTwin:
 
     def __init__(self) -> None:
         self.asked: list[tuple[CheckRequest, dict[str, Any] | None]] = []
+        self.revisions: list[dict[str, str] | None] = []  # Knative mode's, per request
         self.told: list[tuple[str, dict[str, Any]]] = []
         self.report: CheckReport | None = None
 
@@ -533,9 +534,15 @@ class ChecksTwin:
         return self.report
 
     def request(
-        self, key: tuple[str, str], model: Any, check: CheckRequest, route: dict[str, Any] | None
+        self,
+        key: tuple[str, str],
+        model: Any,
+        check: CheckRequest,
+        route: dict[str, Any] | None,
+        revisions: dict[str, str] | None = None,
     ) -> None:
         self.asked.append((check, route))
+        self.revisions.append(revisions)
 
     def notify(self, model: Any, hook_type: str, payload: dict[str, Any]) -> None:
         self.told.append((hook_type, payload))

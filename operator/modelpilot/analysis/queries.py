@@ -10,6 +10,7 @@ the API), which hold no regex metacharacter.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,11 +37,20 @@ class Target:
     window: str
     backend: tuple[int, int] | None = None  # (rule, backendRef) in the live route
     shadow: bool = False  # the version gets copies of requests only (Shadow)
+    # Knative mode: the revisions that run the version (None in the other modes).
+    revisions: tuple[str, ...] | None = None
 
 
 def target_of(
-    model: ManagedModel, version: str, window: str, route: Any, *, shadow: bool = False
+    model: ManagedModel,
+    version: str,
+    window: str,
+    route: Any,
+    *,
+    shadow: bool = False,
+    revisions: Mapping[str, str] | None = None,
 ) -> Target:
+    """`revisions` (revision -> version) is Knative mode's map of what each revision runs."""
     return Target(
         namespace=model.namespace,
         model=model.name,
@@ -50,7 +60,22 @@ def target_of(
         window=window,
         backend=backend_position(route, names.predictor_name(model.name, version)),
         shadow=shadow,
+        revisions=(
+            None
+            if model.spec.serving.deployment_mode != "Knative"
+            else tuple(sorted(r for r, v in (revisions or {}).items() if v == version))
+        ),
     )
+
+
+def revision_pattern(target: Target) -> str:
+    """The version's revisions as one regular expression, for `=~` (revision names are
+    DNS labels: nothing in them is a metacharacter)."""
+    if target.revisions is None:
+        raise QueryError("{{ revision }} names Knative revisions: only in Knative mode")
+    if not target.revisions:
+        raise QueryError(f"no revision runs {target.version} yet")
+    return "|".join(target.revisions)
 
 
 def backend_position(route: Any, service: str) -> tuple[int, int] | None:
@@ -70,6 +95,7 @@ def quoted(value: str) -> str:
 
 
 def fill(query: str, target: Target) -> str:
+    used = set(PLACEHOLDER.findall(query))
     values = {
         "namespace": quoted(target.namespace),
         "model": quoted(target.model),
@@ -80,6 +106,8 @@ def fill(query: str, target: Target) -> str:
         "route": quoted(target.route),
         "window": target.window,  # a validated duration, used in range selectors
     }
+    if "revision" in used:
+        values["revision"] = quoted(revision_pattern(target))
     return PLACEHOLDER.sub(lambda match: values[match.group(1)], query)
 
 
@@ -151,13 +179,41 @@ def _istio(target: Target) -> dict[str, str]:
     }
 
 
+def _knative(target: Target) -> dict[str, str]:
+    # Knative's queue-proxy, in front of every revision's pods, counts and times each
+    # request it proxies (milliseconds), labelled with the revision's name.
+    selector = (
+        f"namespace_name={quoted(target.namespace)},"
+        f"revision_name=~{quoted(revision_pattern(target))}"
+    )
+    rng = f"[{target.window}]"
+    return {
+        "requests": f"sum(increase(revision_request_count{{{selector}}}{rng})) or vector(0)",
+        "success-rate": (
+            f'100 * (1 - (sum(rate(revision_request_count{{{selector},response_code_class="5xx"}}'
+            f"{rng})) or vector(0)) / sum(rate(revision_request_count{{{selector}}}{rng})))"
+        ),
+        "latency-p99": (
+            "histogram_quantile(0.99, sum by (le) (rate("
+            f"revision_request_latencies_bucket{{{selector}}}{rng})))"
+        ),
+    }
+
+
 def _model_server(target: Target) -> dict[str, str]:
     # KServe's Python servers; their pods scraped with the pod label
-    # serving.kserve.io/inferenceservice kept as `inferenceservice`.
-    selector = (
-        f"namespace={quoted(target.namespace)},"
-        f"inferenceservice={quoted(names.inference_service_name(target.model, target.version))}"
-    )
+    # serving.kserve.io/inferenceservice kept as `inferenceservice` (in Knative mode,
+    # where every revision has the one InferenceService's name, serving.knative.dev/
+    # revision kept as `revision`).
+    if target.revisions is not None:
+        selector = (
+            f"namespace={quoted(target.namespace)},revision=~{quoted(revision_pattern(target))}"
+        )
+    else:
+        selector = (
+            f"namespace={quoted(target.namespace)},inferenceservice="
+            f"{quoted(names.inference_service_name(target.model, target.version))}"
+        )
     rng = f"[{target.window}]"
     return {
         "requests": (
@@ -181,7 +237,10 @@ def _gateway_sees(flavor: str, target: Target) -> bool:
 
 def requests_query(flavor: str, target: Target) -> str:
     """Requests the version served in the window: counted at the gateway when its
-    metrics are known (and, for a shadow, count the copies), else by the model server."""
+    metrics are known (and, for a shadow, count the copies), else by the model server;
+    in Knative mode by the revisions' queue-proxies."""
+    if target.revisions is not None:
+        return _knative(target)["requests"]
     if _gateway_sees(flavor, target):
         return GATEWAY_QUERIES[flavor](target)["requests"]
     return _model_server(target)["requests"]
@@ -191,6 +250,8 @@ def metric_query(metric: AnalysisMetric, flavor: str, target: Target) -> str:
     if metric.query is not None:
         return fill(metric.query, target)
     template = metric.template or ""
+    if template in GATEWAY_TEMPLATES and target.revisions is not None:
+        return _knative(target)[template]
     if template in GATEWAY_TEMPLATES:
         if flavor not in GATEWAY_QUERIES:
             raise QueryError(

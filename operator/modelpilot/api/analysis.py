@@ -30,6 +30,7 @@ PLACEHOLDERS = (
     "version",
     "service",
     "inference_service",
+    "revision",
     "route",
     "window",
 )
@@ -63,7 +64,8 @@ class AnalysisMetric(SpecModel):
         description="A built-in query: success-rate (percent of the version's requests "
         "not answered 5xx, at the gateway), latency-p99 (ms, at the gateway), "
         "predict-latency-p99 (ms, KServe's model server). The gateway ones follow the "
-        "operator's --gateway-flavor.",
+        "operator's --gateway-flavor; in Knative mode they read Knative's queue-proxy "
+        "metrics of the version's revisions.",
     )
     query: str | None = Field(
         default=None,
@@ -71,7 +73,9 @@ class AnalysisMetric(SpecModel):
         max_length=4096,
         description="PromQL returning one number. Placeholders {{ namespace }}, "
         "{{ model }}, {{ version }}, {{ service }} (the version's predictor Service), "
-        "{{ route }} become quoted, escaped strings; {{ window }} a duration.",
+        "{{ inference_service }}, {{ route }} become quoted, escaped strings; "
+        "{{ revision }} (Knative mode) a quoted regular expression of the version's "
+        "revisions, for =~; {{ window }} a duration.",
     )
     window: str | None = Field(
         default=None,

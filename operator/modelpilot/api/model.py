@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from modelpilot.api.analysis import PLACEHOLDERS, Analysis, unknown_placeholders
+from modelpilot.api.analysis import PLACEHOLDER, PLACEHOLDERS, Analysis, unknown_placeholders
 from modelpilot.api.kinds import KSERVE_ISVC_LABEL, MANAGED_MODEL
 from modelpilot.api.names import MANAGED_BY, inference_service_name, stable_name
 from modelpilot.api.spec import (
@@ -299,6 +299,15 @@ def _knative_problems(name: str, spec: ManagedModelSpec) -> list[Problem]:
                         "autoscaling.metrics (an HPA's)",
                     )
                 )
+        for index, metric in enumerate(rollout.analysis.metrics if rollout.analysis else []):
+            if "revision" in PLACEHOLDER.findall(metric.query or ""):
+                problems.append(
+                    Problem(
+                        f"spec.rollout.analysis.metrics[{index}].query",
+                        "the {{ revision }} placeholder names Knative revisions: only in "
+                        "deploymentMode Knative; use {{ service }} or {{ inference_service }}",
+                    )
+                )
         return problems
     if spec.traffic is not None:
         problems.append(
@@ -325,14 +334,6 @@ def _knative_problems(name: str, spec: ManagedModelSpec) -> list[Problem]:
             Problem(
                 "spec.rollout.capacity",
                 "Knative's autoscaler sizes each revision: Shared does not apply; use Surge",
-            )
-        )
-    if rollout.analysis is not None:
-        problems.append(
-            Problem(
-                "spec.rollout.analysis",
-                "is not supported in Knative mode yet (its metrics are per revision, not per "
-                "version): remove it, or use Standard mode",
             )
         )
     if len(name) > MAX_KNATIVE_MODEL_NAME:

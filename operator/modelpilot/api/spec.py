@@ -533,9 +533,12 @@ KNATIVE_RULES = (
         "weight only: use strategy Canary",
     ),
     (
-        f"!({_KNATIVE}) || !has(self.rollout) || !has(self.rollout.analysis)",
-        "analysis is not supported in Knative mode yet (its metrics are per revision, not "
-        "per version): remove rollout.analysis, or use Standard mode",
+        # RE2 through a CEL string: `\\s` arrives as `\s`.
+        f"({_KNATIVE}) || !has(self.rollout) || !has(self.rollout.analysis) || "
+        "self.rollout.analysis.metrics.all(m, !has(m.query) || "
+        r"!m.query.matches('[{][{]\\s*revision\\s*[}][}]'))",
+        "the {{ revision }} placeholder names Knative revisions: only in deploymentMode "
+        "Knative; use {{ service }} or {{ inference_service }}",
     ),
     (
         f"!({_KNATIVE}) || !has(self.rollout) || !has(self.rollout.capacity) || "

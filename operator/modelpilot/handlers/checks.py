@@ -51,7 +51,12 @@ class Checks(Protocol):
     def latest(self, key: Key) -> CheckReport | None: ...
 
     def request(
-        self, key: Key, model: ManagedModel, check: CheckRequest, route: dict[str, Any] | None
+        self,
+        key: Key,
+        model: ManagedModel,
+        check: CheckRequest,
+        route: dict[str, Any] | None,
+        revisions: dict[str, str] | None = None,
     ) -> None: ...
 
     def notify(self, model: ManagedModel, hook_type: str, payload: dict[str, Any]) -> None: ...
@@ -99,6 +104,7 @@ class Job:
     model: ManagedModel
     check: CheckRequest
     route: dict[str, Any] | None
+    revisions: dict[str, str] | None = None  # Knative mode: revision -> version
 
 
 def window_of(analysis: Analysis, rollout_interval: str, explicit: str | None) -> str:
@@ -156,7 +162,7 @@ async def run_check(
     def target(version: str, window: str) -> Target:
         # In a shadow only the candidate sees copies; stable serves as always.
         shadow = check.shadow and version == check.canary
-        return target_of(model, version, window, job.route, shadow=shadow)
+        return target_of(model, version, window, job.route, shadow=shadow, revisions=job.revisions)
 
     def query_for(metric_index: int) -> Callable[[str], str]:
         metric = analysis.metrics[metric_index]
@@ -245,14 +251,19 @@ class CheckRunner:
             return self._reports.get(key)
 
     def request(
-        self, key: Key, model: ManagedModel, check: CheckRequest, route: dict[str, Any] | None
+        self,
+        key: Key,
+        model: ManagedModel,
+        check: CheckRequest,
+        route: dict[str, Any] | None,
+        revisions: dict[str, str] | None = None,
     ) -> None:
         """Called from a reconcile thread."""
         with self._lock:
             if key in self._running or self._loop is None:
                 return
             self._running[key] = check
-        self._submit(self._run(key, Job(model, check, route)))
+        self._submit(self._run(key, Job(model, check, route, revisions)))
 
     async def _call(self, hook: Webhook, payload: dict[str, Any]) -> tuple[bool, str]:
         assert self._session is not None
