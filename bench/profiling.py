@@ -12,7 +12,12 @@ from pathlib import Path
 
 
 class PySpy:
-    """py-spy attached to a running process, writing collapsed stacks to a file."""
+    """py-spy attached to a running process, writing collapsed stacks to a file. Only
+    the thread holding the GIL is sampled: the operator's Python CPU. Without --gil,
+    threads blocked in a socket read were sampled as busy (a third of the samples in
+    SSLSocket.read, and the event loop's select), which is waiting, not CPU; C code
+    that releases the GIL (TLS, the kernel) is left out instead, and is priced by
+    `python -m bench.requests`."""
 
     def __init__(self, pid: int, output: Path, rate: int = 50) -> None:
         if shutil.which("py-spy") is None:
@@ -21,7 +26,7 @@ class PySpy:
         self.process = subprocess.Popen(
             [
                 *("py-spy", "record", "--pid", str(pid), "--rate", str(rate)),
-                *("--format", "raw", "--output", str(output), "--nonblocking"),
+                *("--format", "raw", "--output", str(output), "--nonblocking", "--gil"),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
