@@ -95,7 +95,6 @@ def quoted(value: str) -> str:
 
 
 def fill(query: str, target: Target) -> str:
-    used = set(PLACEHOLDER.findall(query))
     values = {
         "namespace": quoted(target.namespace),
         "model": quoted(target.model),
@@ -106,9 +105,12 @@ def fill(query: str, target: Target) -> str:
         "route": quoted(target.route),
         "window": target.window,  # a validated duration, used in range selectors
     }
-    if "revision" in used:
-        values["revision"] = quoted(revision_pattern(target))
-    return PLACEHOLDER.sub(lambda match: values[match.group(1)], query)
+
+    def value(name: str) -> str:
+        # A version's revisions exist only in Knative mode: asked for only where used.
+        return quoted(revision_pattern(target)) if name == "revision" else values[name]
+
+    return PLACEHOLDER.sub(lambda match: value(match.group(1)), query)
 
 
 def _traefik(target: Target) -> dict[str, str]:

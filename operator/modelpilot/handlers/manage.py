@@ -338,8 +338,9 @@ class Reconcile:
         ]
         self._write(plan, seen, rendered.runtimes, warnings, writes)
         if plan.check is not None and self.checks is not None:
-            knative = seen.knative.revisions if seen.knative is not None else None
-            self.checks.request(self.key, model, plan.check, seen.route, knative)
+            # Knative mode: which revision runs which version, for the queries.
+            runs = seen.knative.revisions if seen.knative is not None else None
+            self.checks.request(self.key, model, plan.check, seen.route, runs)
         return self.outcome
 
     def _live_weights(self, seen: Snapshot) -> dict[str, int]:

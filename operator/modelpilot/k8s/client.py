@@ -155,13 +155,10 @@ class Kube:
         must land."""
         resource = self.resource(kind.api_version, kind.kind)
         namespace = obj["metadata"].get("namespace")
-        with self.fenced():
-            try:
-                created: dict[str, Any] = resource.create(
-                    body=dict(obj), namespace=namespace, serializer=_plain
-                )
-            except DynamicApiError as err:
-                raise ApiError(int(getattr(err, "status", 0) or 0), _reason(err)) from None
+        created: dict[str, Any] = self._write(
+            lambda: resource.create(body=dict(obj), namespace=namespace, serializer=_plain),
+            attempts=1,
+        )
         return created
 
     def delete(self, kind: Kind, name: str, namespace: str | None) -> None:
@@ -204,24 +201,26 @@ class Kube:
         """Around one write request (raises NotLeading where the fence refuses)."""
         return self.fence.writing() if self.fence is not None else contextlib.nullcontext()
 
-    def _write(self, call: Callable[[], T]) -> T:
+    def _write(self, call: Callable[[], T], attempts: int | None = None) -> T:
         # Fenced per attempt: a retry after backoff may come after the lease is lost.
         def attempt() -> T:
             with self.fenced():
                 return call()
 
-        return self._retry(attempt)
+        return self._retry(attempt, attempts)
 
-    def _retry(self, call: Callable[[], T]) -> T:
+    def _retry(self, call: Callable[[], T], attempts: int | None = None) -> T:
+        """attempts: tries in all (default the client's)."""
+        attempts = attempts or self.attempts
         delay = 0.2
-        for attempt in range(1, self.attempts + 1):
+        for attempt in range(1, attempts + 1):
             try:
                 return call()
             except NotFoundError:
                 raise
             except DynamicApiError as err:
                 status = int(getattr(err, "status", 0) or 0)
-                if status not in RETRYABLE or attempt == self.attempts:
+                if status not in RETRYABLE or attempt == attempts:
                     raise ApiError(status, _reason(err)) from None
                 log.info("API %s, retrying in %.1fs: %s", status, delay, _reason(err))
             time.sleep(delay * (1 + random.random() / 2))
