@@ -551,8 +551,11 @@ class KnativeStandIn(_Controller):
         return running.ready
 
     def _has_pod(self, namespace: str, revision: _Revision) -> bool:
-        """An available pod, as the routing sees it: with a real server, one that answers."""
-        if not revision.available:
+        """An available pod, as the routing sees it: with a real server, one that answers.
+        A revision scaled to zero has none, even while its Deployment's status still
+        counts the pod being removed: the activator must wake it, not send to a pod on
+        its way out."""
+        if not revision.replicas or not revision.available:
             return False
         return self._store_model(revision) is None or self._server_ready((namespace, revision.name))
 
