@@ -13,11 +13,15 @@ which a route may name as a backend.
 
 from __future__ import annotations
 
+import json
 import os
+import threading
+import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Self, cast
 
 from kubernetes import client
 
@@ -66,6 +70,9 @@ class LocalGateway:
             f"--entryPoints.web.address=127.0.0.1:{self.port}",
             f"--entryPoints.traefik.address=127.0.0.1:{self.admin_port}",
             "--ping=true",
+            # Its API (loopback, admin port) tells what it applied: see applied_weights.
+            "--api.insecure=true",
+            "--api.dashboard=false",  # its web UI is not in a build from the Go module
             "--metrics.prometheus=true",
             "--metrics.prometheus.addServicesLabels=true",
             # Traefik's default buckets (0.1, 0.3, 1.2, 5 s) put every model answer in
@@ -174,6 +181,29 @@ class LocalGateway:
         conditions = (found.get("status") or {}).get("conditions") or []
         return any(c.get("type") == "Programmed" and c.get("status") == "True" for c in conditions)
 
+    def applied_weights(self, host: str) -> dict[str, int]:
+        """The weights Traefik routes `host`'s catch-all by right now, per backend
+        (`<namespace>-<service>-<port name>-<port>`), weight 0 left out; {} when it routes
+        nothing for the host. Read from its API, which is rebuilt with the routers on
+        every configuration switch: what it says is what requests get from then on."""
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{self.admin_port}/api/rawdata", timeout=5
+        ) as response:
+            applied = json.load(response)
+        routers = [
+            router
+            for name, router in (applied.get("routers") or {}).items()
+            if name.endswith("@kubernetesgateway") and f'Host("{host}")' in router.get("rule", "")
+        ]
+        if not routers:
+            return {}
+        # Priorities follow rule length: the least specific rule (no header or query
+        # match) is the one Traefik tries last, the host's default split.
+        catch_all = min(routers, key=lambda router: int(router.get("priority", 0)))
+        service = (applied.get("services") or {}).get(f"{catch_all['service']}@kubernetesgateway")
+        backends = ((service or {}).get("weighted") or {}).get("services") or []
+        return {b["name"]: int(b.get("weight", 1)) for b in backends if b.get("weight", 1)}
+
     def request(
         self, path: str, body: bytes | None = None, host: str | None = None, timeout: float = 10
     ) -> tuple[int, bytes]:
@@ -193,6 +223,57 @@ class LocalGateway:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
+
+
+@dataclass(frozen=True)
+class Applied:
+    """A split the gateway routed by: from `since` at the latest (a sample showing it had
+    been answered) to `until` at least (a later sample showing it was sent)."""
+
+    since: float
+    until: float
+    weights: dict[str, int]
+
+
+class AppliedWeights:
+    """The data plane's own timeline for one host, beside the route writes the apiserver
+    saw: the gateway's API sampled every `every` seconds from a thread, one Applied per
+    split in the order applied. A request sent after a split's `since` is routed by it
+    (or a later one), however long the gateway took to apply it."""
+
+    def __init__(self, gateway: LocalGateway, host: str, every: float = 0.05) -> None:
+        self.gateway, self.host, self.every = gateway, host, every
+        self._spans: list[Applied] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+
+    def start(self) -> Self:
+        threading.Thread(target=self._run, name=f"applied-{self.host}", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def spans(self) -> list[Applied]:
+        with self._lock:
+            return list(self._spans)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            sent = time.monotonic()
+            try:
+                weights = self.gateway.applied_weights(self.host)
+            except (OSError, ValueError):
+                weights = None  # mid-restart or a torn answer: the next sample tells
+            answered = time.monotonic()
+            with self._lock:
+                if weights is None:
+                    pass
+                elif self._spans and self._spans[-1].weights == weights:
+                    self._spans[-1] = replace(self._spans[-1], until=sent)
+                else:
+                    self._spans.append(Applied(since=answered, until=answered, weights=weights))
+            self._stop.wait(self.every)
 
 
 def _create(call: Any) -> None:
