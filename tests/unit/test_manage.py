@@ -666,6 +666,22 @@ def test_a_first_version_past_its_deadline_degrades_once_and_recovers() -> None:
     assert world.condition("Degraded")["status"] == "False"
 
 
+def test_a_waiting_model_looks_again_only_while_short_of_pods() -> None:
+    """Readiness arrives as watched children's events, except the scheduler's reason,
+    read from pods: only a version short of pods is looked at again on a timer."""
+    world = World()
+    outcome = world.reconcile()  # nothing reported yet: the progress deadline's wake
+    assert world.status()["phase"] == "Pending" and outcome.requeue_after == 600
+    world.controllers.serve("v1")
+    deployment = names.predictor_name(NAME, "v1")
+    world.cluster.set_status(
+        DEPLOYMENT, deployment, NS, {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1}
+    )
+    outcome = world.reconcile(after=10)
+    assert world.status()["phase"] == "Pending"
+    assert outcome.requeue_after == 30  # its pods' reason can change with no event
+
+
 # --- shadows ---------------------------------------------------------------------------
 
 

@@ -115,7 +115,8 @@ def test_new_model_waits_for_target_without_route() -> None:
     plan = run.step(versions={"v2": VersionObservation(message="0/1 pods available")})
     assert (run.phase, plan.weights) == ("Pending", {})
     assert plan.message == "waiting for v2 to become ready: 0/1 pods available"
-    assert plan.requeue_after == 30.0
+    # Its children's events wake it; the machine's own wake is the progress deadline.
+    assert plan.requeue_after == 600.0
 
 
 def test_new_model_serves_target_once_ready() -> None:
@@ -524,7 +525,7 @@ def test_a_first_version_past_its_progress_deadline_is_reported_late_and_still_a
     run = Run(spec(progressDeadline="2m"))
     stuck = {"v2": VersionObservation(message="InferenceService not Ready: no runtime")}
     plan = run.step(versions=stuck)
-    assert (run.phase, plan.reason, plan.requeue_after) == ("Pending", None, 30.0)
+    assert (run.phase, plan.reason, plan.requeue_after) == ("Pending", None, 120.0)
     plan = run.step(121, versions=stuck)
     assert (run.phase, plan.reason) == ("Pending", "ProgressDeadlineExceeded")
     assert plan.message == "v2 was not ready within 2m: InferenceService not Ready: no runtime"

@@ -33,7 +33,6 @@ HALTED: frozenset[str] = frozenset({"Aborted", "Failed"})
 # The candidate is shown to its audience (match rules, a mirror) in these phases.
 EXPOSING: frozenset[str] = frozenset({"Progressing", "WaitingPromotion", "Paused"})
 HISTORY_LIMIT = 10
-PENDING_RESYNC = 30.0  # seconds; child events wake a model sooner
 
 
 @dataclass
@@ -177,7 +176,8 @@ def _bootstrap(w: Working) -> None:
         else:
             w.message = f"waiting for {target} to become ready: {why}"
             w.wake.append(left)
-        w.wake.append(PENDING_RESYNC)
+        # Nothing else to wake for: the target's readiness arrives as its children's
+        # events (the reconcile looks again where it cannot, see handlers.manage).
 
 
 def _start(w: Working, candidate: str) -> None:
