@@ -12,16 +12,11 @@ import argparse
 import re
 import subprocess
 import time
-from pathlib import Path
 
 from bench import scenarios
 from bench.harness import World
 from modelpilot_dev import tools
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / 100
+from modelpilot_dev.operator_process import cpu_seconds
 
 
 def apiserver_requests(world: World) -> dict[tuple[str, str], float]:

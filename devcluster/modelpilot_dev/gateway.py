@@ -265,15 +265,16 @@ class AppliedWeights:
                 weights = self.gateway.applied_weights(self.host)
             except (OSError, ValueError):
                 weights = None  # mid-restart or a torn answer: the next sample tells
-            answered = time.monotonic()
-            with self._lock:
-                if weights is None:
-                    pass
-                elif self._spans and self._spans[-1].weights == weights:
-                    self._spans[-1] = replace(self._spans[-1], until=sent)
-                else:
-                    self._spans.append(Applied(since=answered, until=answered, weights=weights))
+            if weights is not None:
+                self._record(sent, time.monotonic(), weights)
             self._stop.wait(self.every)
+
+    def _record(self, sent: float, answered: float, weights: dict[str, int]) -> None:
+        with self._lock:
+            if self._spans and self._spans[-1].weights == weights:
+                self._spans[-1] = replace(self._spans[-1], until=sent)
+            else:
+                self._spans.append(Applied(since=answered, until=answered, weights=weights))
 
 
 def _create(call: Any) -> None:

@@ -77,11 +77,16 @@ GATEWAY_REQUESTS = (
 )
 
 
+def version_of(backend: str) -> str:
+    """The iris version a gateway backend name stands for (<namespace>-iris-<version>-...)."""
+    return backend.split("-iris-")[1].split("-")[0]
+
+
 def per_version(prometheus: LocalPrometheus, promql: str) -> dict[str, int]:
     found: dict[str, int] = {}
     for series in prometheus.query(promql):
         labels = series["metric"]
-        version = labels.get("version") or labels["service"].split("-iris-")[1].split("-")[0]
+        version = labels.get("version") or version_of(labels["service"])
         found[version] = found.get(version, 0) + int(float(series["value"][1]))
     return found
 
@@ -109,9 +114,7 @@ def propagation(load: Load, changes: list[tuple[float, dict[str, int]]]) -> list
 def applied_spans(applied: AppliedWeights) -> list[Applied]:
     """The splits the gateway applied for iris, by version."""
     return [
-        replace(
-            span, weights={b.split("-iris-")[1].split("-")[0]: w for b, w in span.weights.items()}
-        )
+        replace(span, weights={version_of(backend): w for backend, w in span.weights.items()})
         for span in applied.spans()
     ]
 
