@@ -101,8 +101,8 @@ def children_of(world: World, names: set[str], kinds: tuple[Kind, ...] = CHILD_K
 
 
 def per_model_costs(before: dict[str, float], after: dict[str, float], n: int) -> dict[str, float]:
-    """Reconciles, API requests (per HTTP method) and wakes (per source: what changed)
-    per model, from two scrapes."""
+    """Reconciles, API requests (per HTTP method), wakes (per source: what changed) and
+    the reconciles' own CPU per model, from two scrapes."""
     prefix = 'modelpilot_api_requests_total{method="'
     wanted = {"reconciles": ["modelpilot_reconciles_total"]} | {
         series[len(prefix) : -2]: [series] for series in after if series.startswith(prefix)
@@ -112,10 +112,14 @@ def per_model_costs(before: dict[str, float], after: dict[str, float], n: int) -
         if series.startswith(wakes):
             source = series[len(wakes) :].split('"', 1)[0]
             wanted.setdefault(f"wakes by {source}", []).append(series)
-    return {
+    costs = {
         label: round(sum(after.get(s, 0) - before.get(s, 0) for s in series) / n, 1)
         for label, series in sorted(wanted.items())
     }
+    cpu = "modelpilot_reconcile_cpu_seconds_total"
+    if cpu in after:
+        costs["reconcile CPU ms"] = round(1000 * (after[cpu] - before.get(cpu, 0)) / n, 1)
+    return costs
 
 
 def convergence(world: World, n: int, run: int = 0) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from kubernetes import client
 
@@ -18,6 +20,8 @@ def test_metrics_exposition() -> None:
     metrics = Metrics()
     metrics.observe(0.03, writes=2, error=False)
     metrics.observe(3.0, writes=0, error=True)
+    metrics.observe_cpu(0.004)
+    metrics.observe_cpu(0.0015)
     metrics.set_phase("ml", "iris", "Progressing")
     metrics.set_phase("ml", "churn", "Stable")
     metrics.set_phase("ml", "gone", "Stable")
@@ -26,6 +30,7 @@ def test_metrics_exposition() -> None:
     assert "modelpilot_reconciles_total 2\n" in text
     assert "modelpilot_reconcile_errors_total 1\n" in text
     assert "modelpilot_child_writes_total 2\n" in text
+    assert "modelpilot_reconcile_cpu_seconds_total 0.005500\n" in text
     assert 'modelpilot_reconcile_duration_seconds_bucket{le="0.05"} 1\n' in text
     assert 'modelpilot_reconcile_duration_seconds_bucket{le="+Inf"} 2\n' in text
     assert 'modelpilot_models{phase="Stable"} 1\n' in text
@@ -255,20 +260,14 @@ def test_listed_items_carry_their_kind_as_the_dynamic_client_gave_them() -> None
 
 
 def test_child_events_wake_a_model_only_for_news_and_a_relisting_forgets_the_vanished() -> None:
-    from types import SimpleNamespace
-
     from modelpilot.api.kinds import AUTOSCALER
     from modelpilot.handlers.wiring import child_event, children_relisted
     from modelpilot.k8s.cache import ChildCache
     from modelpilot.k8s.watch import Scope
 
-    pokes: list[tuple[str | None, str | None, str]] = []
-    state = SimpleNamespace(
-        children=ChildCache(),
-        poke=lambda ns, name, source="": pokes.append((ns, name, source)),
-    )
+    children = ChildCache()
 
-    def hpa(name: str, rv: str, max_replicas: int = 2) -> dict[str, object]:
+    def hpa(name: str, rv: str, max_replicas: int = 2) -> dict[str, Any]:
         return {
             "apiVersion": AUTOSCALER.api_version,
             "kind": AUTOSCALER.kind,
@@ -281,17 +280,20 @@ def test_child_events_wake_a_model_only_for_news_and_a_relisting_forgets_the_van
             "spec": {"maxReplicas": max_replicas},
         }
 
-    child_event(state, "ADDED", hpa("iris-v1", "1"))  # type: ignore[arg-type]
-    child_event(state, "MODIFIED", hpa("iris-v1", "2"))  # type: ignore[arg-type]  # no news
-    child_event(state, "MODIFIED", hpa("iris-v1", "3", 4))  # type: ignore[arg-type]
-    child_event(state, "ADDED", hpa("wine-v1", "4"))  # type: ignore[arg-type]
-    assert pokes == [("ml", "iris", AUTOSCALER.kind)] * 2 + [("ml", "wine", AUTOSCALER.kind)]
-    pokes.clear()
+    wakes = [
+        child_event(children, "ADDED", hpa("iris-v1", "1")),
+        child_event(children, "MODIFIED", hpa("iris-v1", "2")),  # no news
+        child_event(children, "MODIFIED", hpa("iris-v1", "3", 4)),
+        child_event(children, "ADDED", hpa("wine-v1", "4")),
+    ]
+    iris, wine = ("ml", "iris", AUTOSCALER.kind), ("ml", "wine", AUTOSCALER.kind)
+    assert wakes == [iris, None, iris, wine]
     # The watch was too old to resume: wine's HPA was deleted while no one looked.
-    children_relisted(state, Scope(AUTOSCALER, "ml", None), [hpa("iris-v1", "3", 4)])  # type: ignore[arg-type]
-    assert pokes == [("ml", "wine", "relist")]
-    assert state.children.read(AUTOSCALER, "wine-v1", "ml") is None
-    assert state.children.read(AUTOSCALER, "iris-v1", "ml") is not None
+    relisted = children_relisted(children, Scope(AUTOSCALER, "ml", None), [hpa("iris-v1", "3", 4)])
+    assert relisted == [("ml", "wine", "relist")]
+    assert children.read(AUTOSCALER, "wine-v1", "ml") is None
+    assert children.read(AUTOSCALER, "iris-v1", "ml") is not None
+    assert child_event(children, "DELETED", hpa("iris-v1", "5", 4)) == iris
 
 
 def test_wakes_are_counted_by_what_changed_and_why() -> None:

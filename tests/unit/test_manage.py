@@ -26,6 +26,7 @@ from modelpilot.api.kinds import (
 )
 from modelpilot.handlers.checks import Checks
 from modelpilot.handlers.manage import Outcome, Settings, manage
+from modelpilot.handlers.renders import RenderMemo
 from modelpilot.k8s.observe import route_weights
 from modelpilot.k8s.runtime_index import RuntimeIndex
 from modelpilot.render import manifests
@@ -121,7 +122,10 @@ class Controllers:
 class World:
     """One model in the in-memory cluster, reconciled at chosen moments."""
 
-    def __init__(self, document: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, document: dict[str, Any] | None = None, renders: RenderMemo | None = None
+    ) -> None:
+        self.renders = renders  # None: each reconcile renders afresh
         self.cluster = MemoryCluster()
         self.controllers = Controllers(self.cluster)
         self.runtimes = serving_runtimes()
@@ -134,7 +138,7 @@ class World:
         self.now += dt.timedelta(seconds=after)
         return manage(
             self.cluster, NS, NAME, self.runtimes, self.settings, now=self.now,
-            checks=self.checks, slots=slots,
+            checks=self.checks, slots=slots, renders=self.renders,
         )  # fmt: skip
 
     def writes_of(self, step: Callable[[], object]) -> list[Write]:

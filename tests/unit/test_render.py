@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from modelpilot.render import (
     parse_weights,
     render_model,
 )
+from modelpilot.render.engine import render_fragment
 from modelpilot.runtimes import default_runtimes
 
 Doc = Callable[..., dict[str, Any]]
@@ -397,6 +399,36 @@ def test_values_cannot_break_yaml(doc: Doc) -> None:
     isvc = objects[("InferenceService", "iris-v1")]
     assert isvc["metadata"]["annotations"]["note"] == nasty
     assert isvc["spec"]["predictor"]["model"]["args"][0] == nasty
+
+
+def test_values_keep_their_type_and_are_never_read_as_structure() -> None:
+    # A float YAML 1.1 would read back as a string, strings YAML would read as a bool
+    # or null, and the text that stands for a value in the template: all come back as
+    # given, because no value goes through YAML.
+    storage = {
+        "ratio": 1e-05,
+        "flag": "yes",
+        "nothing": "null",
+        "looks_like_a_slot": "<modelpilot value 0>",
+        "nested": [{"n": 3, "f": 2.5}],
+    }
+    predictor = SimpleNamespace(
+        model_format={"name": "sklearn"},
+        runtime=None,
+        runtime_version=None,
+        protocol_version="v2",
+        storage_uri=None,
+        storage=storage,
+        args=["<modelpilot value 1>"],
+        env=[],
+        resources={},
+    )
+    served = render_fragment("served_model.yaml.j2", p=predictor)
+    assert served["storage"] == storage
+    assert type(served["storage"]["ratio"]) is float
+    assert served["args"] == ["<modelpilot value 1>"]
+    assert served["protocolVersion"] == "v2"
+    assert "runtime" not in served  # a null is dropped
 
 
 def test_deterministic_output(doc: Doc) -> None:

@@ -37,8 +37,8 @@ from modelpilot.api.status import ManagedModelStatus, MirrorObject, VersionStatu
 from modelpilot.handlers.checks import Checks
 from modelpilot.handlers.conditions import condition_of, set_condition
 from modelpilot.handlers.registry import RegistryClients, mlflow_clients, resolve
+from modelpilot.handlers.renders import RenderMemo
 from modelpilot.k8s.children import contains, content_hash, foreign_controller, needs_apply, same
-from modelpilot.k8s.children import with_owner as owned
 from modelpilot.k8s.cluster import ChildRejected, Cluster, KindNotServed
 from modelpilot.k8s.observe import (
     Snapshot,
@@ -52,12 +52,11 @@ from modelpilot.k8s.observe import (
 from modelpilot.k8s.runtime_index import RuntimeIndex
 from modelpilot.probes.webhooks import DEFAULT_WEBHOOK_ALLOW, refusal
 from modelpilot.render import (
+    Rendered,
     RenderState,
     UnservableModel,
     VersionState,
     mirror_object_name,
-    plan_serving,
-    render_model,
 )
 from modelpilot.rollout import Observations, Plan, VersionObservation, decide, parse_commands, stamp
 from modelpilot.rollout.commands import unknown_commands
@@ -135,13 +134,15 @@ def manage(
     alive: Callable[[], bool] = lambda: True,
     registry_woken: bool = False,
     slots: RolloutSlots | None = None,
+    renders: RenderMemo | None = None,
 ) -> Outcome:
     """The ManagedModel is always read fresh (its status is the rollout's memory); its
     children come from the operator's watch cache. registries: how to reach a model
     registry (default: MLflow over its REST API). alive: False once the model's
     deletion has been seen, so a reconcile in flight stops before its next child write.
     registry_woken: a signed registry webhook asked for a poll now. slots: the
-    operator's limit on rollouts in flight, shared by every model."""
+    operator's limit on rollouts in flight, shared by every model. renders: the last
+    renders, shared by every reconcile (None: render afresh)."""
     moment = now or dt.datetime.now(dt.UTC)
     body = cluster.get(MANAGED_MODEL, name, namespace)
     if body is None or body["metadata"].get("deletionTimestamp"):
@@ -171,8 +172,9 @@ def manage(
             return held
         model = resolved.model
     outcome = Reconcile(
-        cluster, body, model, status, serving_runtimes, settings, moment, checks, alive, slots
-    ).run()
+        cluster, body, model, status, serving_runtimes, settings, moment, checks, alive, slots,
+        renders,
+    ).run()  # fmt: skip
     if next_poll is not None:
         waits = [t for t in (outcome.requeue_after, next_poll) if t is not None]
         outcome.requeue_after = min(waits)
@@ -242,9 +244,11 @@ class Reconcile:
         checks: Checks | None = None,
         alive: Callable[[], bool] = lambda: True,
         slots: RolloutSlots | None = None,
+        renders: RenderMemo | None = None,
     ) -> None:
         self.cluster, self.body, self.model, self.status = cluster, body, model, status
         self.alive, self.slots = alive, slots
+        self.renders = renders if renders is not None else RenderMemo(models_kept=1)
         self.serving_runtimes, self.settings, self.now = serving_runtimes, settings, moment
         self.checks = checks  # None: no analysis runs (a rollout that needs one waits)
         self.outcome = Outcome()
@@ -294,7 +298,7 @@ class Reconcile:
             )
         runtimes = self.serving_runtimes.for_namespace(model.namespace)
         try:
-            serving = plan_serving(model, runtimes, all_runtimes=self.serving_runtimes.complete)
+            serving = self.renders.serving(model, runtimes, self.serving_runtimes.complete)
         except UnservableModel as unservable:
             return self._degrade("NoRuntime", "; ".join(str(p) for p in unservable.problems))
 
@@ -332,8 +336,8 @@ class Reconcile:
                 f"{missing}: mirroring on --gateway-flavor traefik needs Traefik's CRDs "
                 "installed and its kubernetescrd provider on",
             )
-        rendered = render_model(model, replace(state, mirror_ready=ready), serving=serving)
-        writes = self._changes(rendered.objects, seen)
+        rendered = self.renders.render(model, replace(state, mirror_ready=ready), serving)
+        writes = self._changes(rendered, seen)
         if self._may_have_leftovers(plan):
             self._prune({(o["kind"], o["metadata"]["name"]) for o in rendered.objects})
         warnings = [
@@ -520,17 +524,17 @@ class Reconcile:
             "queue": (admitted.in_flight, slots.limit),
         }
 
-    def _changes(self, objects: list[dict[str, Any]], seen: Snapshot) -> Writes:
+    def _changes(self, rendered: Rendered, seen: Snapshot) -> Writes:
         """The children that need an apply; a name someone else holds is not taken."""
         writes, conflicts = Writes(), []
-        for obj in objects:
+        owned = self.renders.owned(self.model, rendered, self.body)
+        for obj, desired in zip(rendered.objects, owned, strict=True):
             live = seen.live(obj)
             if live is not None:
                 other = foreign_controller(live, self.uid)
                 if other is not None:
                     conflicts.append(f"{obj['kind']} {obj['metadata']['name']} is held by {other}")
                     continue
-            desired = owned(obj, self.body)
             if needs_apply(desired, live):
                 writes.applies.append(desired)
                 writes.events += self._in_place_update(obj, live)

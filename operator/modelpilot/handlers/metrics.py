@@ -20,6 +20,7 @@ class Metrics:
         self.child_writes = 0
         self._buckets = [0] * len(BUCKETS)
         self._duration_sum = 0.0
+        self.reconcile_cpu = 0.0  # seconds of CPU the reconciles' threads spent in them
         self._phases: dict[tuple[str, str], str] = {}
         self._canary_weights: dict[tuple[str, str], int] = {}
         self._analysis: dict[tuple[str, str], tuple[str, int]] = {}  # last result, failed
@@ -41,6 +42,10 @@ class Metrics:
             self.child_writes += writes
             self._duration_sum += seconds
             _count(self._buckets, seconds)
+
+    def observe_cpu(self, seconds: float) -> None:
+        with self._lock:
+            self.reconcile_cpu += seconds
 
     def observe_wait(self, cause: str, seconds: float) -> None:
         with self._lock:
@@ -86,6 +91,11 @@ class Metrics:
                 "# HELP modelpilot_child_writes_total Children applied or deleted.",
                 "# TYPE modelpilot_child_writes_total counter",
                 f"modelpilot_child_writes_total {self.child_writes}",
+                "# HELP modelpilot_reconcile_cpu_seconds_total CPU time spent in reconciles"
+                " (their threads' own; the rest of the process's is watches and the event"
+                " loop).",
+                "# TYPE modelpilot_reconcile_cpu_seconds_total counter",
+                f"modelpilot_reconcile_cpu_seconds_total {self.reconcile_cpu:.6f}",
                 "# HELP modelpilot_reconcile_duration_seconds Time per reconcile.",
                 "# TYPE modelpilot_reconcile_duration_seconds histogram",
             ]

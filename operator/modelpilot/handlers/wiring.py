@@ -45,6 +45,7 @@ from modelpilot.handlers.checks import CheckRunner
 from modelpilot.handlers.manage import Outcome, Settings, manage
 from modelpilot.handlers.metrics import Metrics, serve_metrics
 from modelpilot.handlers.registry_webhook import serve_receiver
+from modelpilot.handlers.renders import RenderMemo
 from modelpilot.k8s.cache import ChildCache
 from modelpilot.k8s.client import Kube, label_selector
 from modelpilot.k8s.cluster import KubeCluster
@@ -111,6 +112,8 @@ class OperatorState:
     children: ChildCache = field(default_factory=ChildCache)
     # Every model as last watched or written: a reconcile reads its model from here.
     models: ModelCache = field(default_factory=ModelCache)
+    # The last renders of recently reconciled models, reused while their inputs hold.
+    renders: RenderMemo = field(default_factory=RenderMemo)
     # None: this process writes whenever it likes (one replica, or a test).
     elector: LeaderElector | None = None
     identity: str | None = None  # the replica's name, in its Events and the Lease
@@ -269,8 +272,9 @@ async def _resync_children(state: OperatorState, every: float = CHILD_RESYNC_SEC
 
 def _watch_children(state: OperatorState, loop: asyncio.AbstractEventLoop) -> list[KindWatch]:
     """Lists every child kind in scope into the cache, then watches each from its
-    listing on (modelpilot.k8s.watch); events reach the cache on the event loop."""
+    listing on (modelpilot.k8s.watch)."""
     lister = Lister(state.kube.api.configuration)
+    events = ChildEvents(state, loop)
     watches = []
     for kind in WATCHED_CHILD_KINDS:
         for namespace in state.namespaces or (None,):
@@ -280,10 +284,8 @@ def _watch_children(state: OperatorState, loop: asyncio.AbstractEventLoop) -> li
             watch = KindWatch(
                 lister,
                 scope,
-                on_event=lambda kind, obj: loop.call_soon_threadsafe(child_event, state, kind, obj),
-                on_listed=lambda scope, objs: loop.call_soon_threadsafe(
-                    children_relisted, state, scope, objs
-                ),
+                on_event=events.event,
+                on_listed=events.relisted,
                 since=since,
                 alive=lambda: not loop.is_closed(),
             )
@@ -292,34 +294,70 @@ def _watch_children(state: OperatorState, loop: asyncio.AbstractEventLoop) -> li
     return watches
 
 
-def child_event(state: OperatorState, kind: str, obj: dict[str, Any]) -> None:
-    """A watched child was added, changed or deleted: its model looks if what a
+Wake = tuple[str, str, str]  # namespace, model, what changed (its kind, or "relist")
+
+
+class ChildEvents:
+    """A child watch's events, taken on the watch's own thread: the cache is updated
+    there, and only a model to wake crosses to the event loop. Most events change
+    nothing a reconcile reads (the echo of our own apply, the HPA controller's status),
+    and each crossing costs the loop a wake-up of its own."""
+
+    def __init__(self, state: OperatorState, loop: asyncio.AbstractEventLoop) -> None:
+        self.state, self.loop = state, loop
+
+    def event(self, kind: str, obj: dict[str, Any]) -> None:
+        wake = child_event(self.state.children, kind, obj)
+        if wake is not None:
+            self.loop.call_soon_threadsafe(_wake, self.state, [wake])
+
+    def relisted(self, scope: Scope, listed: list[dict[str, Any]]) -> None:
+        wakes = children_relisted(self.state.children, scope, listed)
+        if wakes:
+            self.loop.call_soon_threadsafe(_wake, self.state, wakes)
+
+
+def _wake(state: OperatorState, wakes: list[Wake]) -> None:
+    for namespace, model, source in wakes:
+        state.poke(namespace, model, source=source)
+
+
+def child_event(children: ChildCache, kind: str, obj: dict[str, Any]) -> Wake | None:
+    """A watched child was added, changed or deleted: the model to wake, if what a
     reconcile reads of it changed."""
-    children = state.children
     if kind == "DELETED":
         children.deleted(obj)
     else:
         children.watched(obj)
         if not children.changed(obj):
-            return  # our own apply's echo, or a change no reconcile reads
+            return None  # our own apply's echo, or a change no reconcile reads
     meta = obj.get("metadata") or {}
     model = (meta.get("labels") or {}).get(MODEL_LABEL)
-    if model is not None:
-        state.poke(meta.get("namespace"), model, source=str(obj.get("kind")))
+    namespace = meta.get("namespace")
+    if model is None or namespace is None:
+        return None
+    return (str(namespace), str(model), str(obj.get("kind")))
 
 
-def children_relisted(state: OperatorState, scope: Scope, listed: list[dict[str, Any]]) -> None:
-    """A watch too old to resume listed its scope again: the listing is the truth."""
+def children_relisted(
+    children: ChildCache, scope: Scope, listed: list[dict[str, Any]]
+) -> list[Wake]:
+    """A watch too old to resume listed its scope again: the listing is the truth.
+    Returns the models to wake."""
     before = {
-        key: obj
-        for key, obj in state.children.of_kind(scope.kind.kind).items()
-        if scope.holds(key[0])
+        key: obj for key, obj in children.of_kind(scope.kind.kind).items() if scope.holds(key[0])
     }
-    for gone in state.children.forget_missing(before, listed):
+    wakes = []
+    for gone in children.forget_missing(before, listed):
         meta = gone["metadata"]
-        state.poke(meta["namespace"], (meta.get("labels") or {}).get(MODEL_LABEL), source="relist")
+        model = (meta.get("labels") or {}).get(MODEL_LABEL)
+        if model is not None:
+            wakes.append((str(meta["namespace"]), str(model), "relist"))
     for obj in listed:
-        child_event(state, "MODIFIED", obj)
+        wake = child_event(children, "MODIFIED", obj)
+        if wake is not None:
+            wakes.append(wake)
+    return wakes
 
 
 def _list_in_scope(
@@ -458,6 +496,8 @@ async def model_loop(
                     namespace, name, outcome.analysis_result, outcome.failed_checks
                 )
                 timeout, backoff = outcome.requeue_after, 1.0
+                if timeout is None:  # at rest until something changes
+                    state.renders.forget(namespace, name)
             await _sleep([poke, stopped], timeout)
     finally:
         if state.loops.get(key) is not None and state.loops[key].stopped is stopped:
@@ -465,6 +505,7 @@ async def model_loop(
             state.pokes.pop(key, None)
             state.seen.pop(key, None)
             state.woken.pop(key, None)
+            state.renders.forget(namespace, name)
             state.metrics.set_phase(namespace, name, None)
             state.metrics.set_analysis(namespace, name, None)
             state.checks.forget(key)
@@ -514,7 +555,11 @@ def _timed_manage(
         state.commands.before_routine()
     if woken is not None:
         state.metrics.observe_wait(woken[1], time.monotonic() - woken[0])
-    with state.commands.command() if command else contextlib.nullcontext():
+    cpu = time.thread_time()
+    with (
+        state.commands.command() if command else contextlib.nullcontext(),
+        _cpu_counted(state.metrics, cpu),
+    ):
         return manage(
             state.cluster,
             namespace,
@@ -525,7 +570,16 @@ def _timed_manage(
             alive=alive,
             registry_woken=registry_woken,
             slots=state.slots,
+            renders=state.renders,
         )
+
+
+@contextlib.contextmanager
+def _cpu_counted(metrics: Metrics, started: float) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        metrics.observe_cpu(time.thread_time() - started)
 
 
 async def _settle(

@@ -133,8 +133,9 @@ def _seen_the_same(a: Mapping[str, Any] | None, b: Mapping[str, Any]) -> bool:
 
 
 class ChildCache:
-    """Filled and cleared from the operator's event loop, read from reconcile threads:
-    single dict and set operations only, which are atomic."""
+    """Filled by the watches' threads (each kind and namespace its own keys), cleared
+    of what a watch missed from the event loop, written to and read from reconcile
+    threads: single dict and set operations only, which are atomic."""
 
     def __init__(self) -> None:
         self._watched: dict[Key, dict[str, Any]] = {}
