@@ -158,6 +158,24 @@ def test_a_deleted_child_is_forgotten_with_what_we_wrote() -> None:
     assert cache.changed(isvc("4")) is False
 
 
+def test_a_write_recorded_after_the_watch_saw_its_deletion_is_not_read_back() -> None:
+    # Seen in the churn fault suite: a reconcile's apply is answered (rv 4), the model
+    # is deleted, the garbage collector deletes the child (rv 9) and its watch delivers
+    # that before the reconcile's thread records rv 4. A model created again under the
+    # name then read the old InferenceService as ready and routed to it.
+    cache = ChildCache()
+    cache.watched(isvc("3"))
+    cache.deleted(isvc("9"))
+    cache.wrote(isvc("4"))
+    assert cache.read(INFERENCE_SERVICE, "m-v1", "ns") is None
+    # The child made again after the deletion is ours to read back before its echo.
+    cache.wrote(isvc("12", uri="s3://m/v1-again"))
+    assert cache.read(INFERENCE_SERVICE, "m-v1", "ns")["metadata"]["resourceVersion"] == "12"
+    cache.watched(isvc("12", uri="s3://m/v1-again"))
+    cache.wrote(isvc("13"))  # once watched again, the deletion no longer counts
+    assert cache.read(INFERENCE_SERVICE, "m-v1", "ns")["metadata"]["resourceVersion"] == "13"
+
+
 def test_children_are_read_by_kind_name_and_namespace() -> None:
     cache = ChildCache()
     cache.watched(isvc("1"))

@@ -58,6 +58,7 @@ class RenderMemo:
         self.models_kept = models_kept
         self._entries: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
         self._lock = threading.Lock()
+        # Renders reused and made (unlocked: a figure to read, not to decide on).
         self.hits = 0
         self.misses = 0
 

@@ -145,6 +145,11 @@ class ChildCache:
         # model's (a fleet-wide change scanned the whole cache once per model). A
         # reader checks each object's labels anyway (a label can change).
         self._by_model: dict[tuple[str, str], set[Key]] = {}
+        # The revision each child was deleted at, until it is watched again: a reconcile
+        # whose apply was answered before the deletion may record it after the watch
+        # delivered the deletion (seen with a model deleted mid-reconcile and created
+        # again: its first reconcile read the old InferenceService as ready).
+        self._gone: dict[Key, int] = {}
 
     def _index(self, key: Key, obj: Mapping[str, Any]) -> None:
         model = (obj["metadata"].get("labels") or {}).get(MODEL_LABEL)
@@ -157,6 +162,7 @@ class ChildCache:
         key, new = key_of(obj), trim(obj)
         known = self._written.pop(key, None) or self._watched.get(key)
         self._watched[key] = new
+        self._gone.pop(key, None)
         self._index(key, new)
         if news and not _seen_the_same(known, new):
             self._changed.add(key)
@@ -177,6 +183,9 @@ class ChildCache:
 
     def deleted(self, obj: Mapping[str, Any]) -> None:
         key = key_of(obj)
+        gone = revision(obj)
+        if gone is not None:
+            self._gone[key] = gone
         self._watched.pop(key, None)
         self._written.pop(key, None)
         self._changed.discard(key)
@@ -192,11 +201,15 @@ class ChildCache:
         """This process wrote obj: read it back until the watch reports on it. Unless
         the watch already has: a fast controller (a gateway's status, say) can write
         again and be watched before the thread that wrote gets here; keeping the older
-        write would hide the newer object until the next event, which may never come."""
+        write would hide the newer object until the next event, which may never come.
+        Nor once the watch has delivered the object's deletion."""
         key = key_of(obj)
         watched = self._watched.get(key)
         if watched is not None and not _older(watched, obj):
             return
+        gone, written = self._gone.get(key), revision(obj)
+        if gone is not None and (written is None or written <= gone):
+            return  # deleted since: the watch has said so already
         self._written[key] = trimmed = trim(obj)
         self._index(key, trimmed)
 
