@@ -210,6 +210,20 @@ def stable_on_v1() -> World:
     return world
 
 
+def test_a_model_created_again_never_routes_to_the_children_of_the_one_deleted() -> None:
+    """Deleted and created again under its name before the garbage collector removed
+    the old children (seen in the churn fault suite): the old InferenceService is Ready,
+    but it is the deleted model's and about to go; the new model gives it no weight."""
+    world = stable_on_v1()
+    world.cluster.delete(MANAGED_MODEL, NAME, NS)
+    world.cluster.put(copy.deepcopy(MODEL))  # a new uid; the old children all still there
+    writes = world.writes_of(world.reconcile)
+    assert ("HTTPRoute", names.route_name(NAME)) not in applied(writes)
+    assert not world.status().get("weights")
+    v1 = next(v for v in world.status()["versions"] if v["name"] == "v1")
+    assert not v1["ready"] and "not this model's" in v1["message"]
+
+
 def canary_at(weight: int) -> World:
     """v1 stable, v2 a ready canary at weight (a step of [25, 50])."""
     world = stable_on_v1()

@@ -17,6 +17,7 @@ from modelpilot.api.kinds import (
     POD,
     TRAEFIK_SERVICE,
 )
+from modelpilot.k8s.children import controller_uid
 from modelpilot.k8s.cluster import Cluster
 from modelpilot.k8s.knative import KnativeView, knative_view, predictor_status
 from modelpilot.k8s.readiness import (
@@ -79,6 +80,9 @@ def snapshot(cluster: Cluster, model: ManagedModel, versions: list[str]) -> Snap
             found.hpas[version] = hpa
         if deployment is not None:
             found.deployments[version] = deployment
+        if isvc is not None and not _ours(isvc, model):
+            found.readiness[version] = _not_ours(isvc_name)
+            continue
         pods: list[dict[str, Any]] = []
         first = version_readiness(isvc, deployment)
         if first.waiting_for_pods:
@@ -87,6 +91,23 @@ def snapshot(cluster: Cluster, model: ManagedModel, versions: list[str]) -> Snap
         found.readiness[version] = version_readiness(isvc, deployment, pods) if pods else first
     found.route = cluster.cached(HTTP_ROUTE, names.route_name(model.name), ns)
     return found
+
+
+def _ours(isvc: Mapping[str, Any], model: ManagedModel) -> bool:
+    """The InferenceService is this model's. Another's under the same name is, most
+    often, a deleted model's that the garbage collector has not removed yet while a
+    model of the same name is created again: Ready, but about to go (seen in the churn
+    fault suite: the new model routed to it)."""
+    uid = model.metadata.uid
+    return uid is None or controller_uid(isvc) == uid
+
+
+def _not_ours(isvc_name: str) -> Readiness:
+    return Readiness(
+        False,
+        f"InferenceService {isvc_name} is not this model's (a deleted model's of the same "
+        "name, not yet removed, or someone else's)",
+    )
 
 
 def _model_mesh_snapshot(cluster: Cluster, model: ManagedModel, versions: list[str]) -> Snapshot:
@@ -99,7 +120,11 @@ def _model_mesh_snapshot(cluster: Cluster, model: ManagedModel, versions: list[s
         )
         if isvc is not None:
             found.isvcs[version] = isvc
-        found.readiness[version] = model_mesh_readiness(isvc)
+        found.readiness[version] = (
+            model_mesh_readiness(isvc)
+            if isvc is None or _ours(isvc, model)
+            else _not_ours(names.inference_service_name(model.name, version))
+        )
         found.copies[version] = model_copies(isvc)
     # Whoever's it is: a name taken by another owner is refused at the write.
     found.stable_name = cluster.cached(
