@@ -17,7 +17,7 @@ from modelpilot.api.kinds import (
     POD,
     TRAEFIK_SERVICE,
 )
-from modelpilot.k8s.children import controller_uid
+from modelpilot.k8s.children import foreign_controller
 from modelpilot.k8s.cluster import Cluster
 from modelpilot.k8s.knative import KnativeView, knative_view, predictor_status
 from modelpilot.k8s.readiness import (
@@ -99,7 +99,7 @@ def _ours(isvc: Mapping[str, Any], model: ManagedModel) -> bool:
     model of the same name is created again: Ready, but about to go (seen in the churn
     fault suite: the new model routed to it)."""
     uid = model.metadata.uid
-    return uid is None or controller_uid(isvc) == uid
+    return uid is None or foreign_controller(isvc, uid) is None
 
 
 def _not_ours(isvc_name: str) -> Readiness:
