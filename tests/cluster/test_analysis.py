@@ -368,8 +368,10 @@ def test_a_slow_candidate_fails_latency_but_a_slowdown_of_both_versions_does_not
                 timeout=120,
             )
             # The 1,000-tree forest is CPU-bound (about 100 ms an answer on a slow 2-core
-            # machine, 25 ms on a faster one): clients get fewer answers a second than
-            # they ask for, so the window is long enough for 20 on the canary anywhere.
+            # machine, 25 ms on a faster one, slower still while the machine is busy):
+            # clients get fewer answers a second than they ask for. One step at half the
+            # traffic gives the canary 20 in the window even then (at 20%, a busy run
+            # once saw 16).
             document["spec"]["rollout"]["analysis"] = {
                 "metrics": [
                     {"name": "p99-vs-stable", "template": "latency-p99", "maxRatioToStable": 2}
@@ -377,7 +379,7 @@ def test_a_slow_candidate_fails_latency_but_a_slowdown_of_both_versions_does_not
                 "minRequests": 20,
                 "interval": "15s",
             }
-            document["spec"]["rollout"]["stepWeights"] = [20, 50]
+            document["spec"]["rollout"]["stepWeights"] = [50]
             document["spec"]["rollout"]["target"] = "slow-too"
             kube.apply(document, manager="test-user")
             wait_model(
