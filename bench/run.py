@@ -314,6 +314,11 @@ def markdown(result: dict[str, Any]) -> str:
                     f"| {cause} | {w['n']:.0f} | {w['within_50ms']:.0f} "
                     f"| {w['within_250ms']:.0f} | {w['within_1s']:.0f} |"
                 )
+            for cause, w in (t.get("runs") or {}).items():
+                lines.append(
+                    f"| {cause}: start -> end | {w['n']:.0f} | {w['within_50ms']:.0f} "
+                    f"| {w['within_250ms']:.0f} | {w['within_1s']:.0f} |"
+                )
     return "\n".join(lines) + "\n"
 
 

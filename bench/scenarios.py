@@ -434,10 +434,16 @@ def sharded(world: World, shards: int, n: int, rest_seconds: float = 60) -> dict
     }
 
 
-def waits(before: dict[str, float], after: dict[str, float], cause: str) -> dict[str, float]:
+def waits(
+    before: dict[str, float],
+    after: dict[str, float],
+    cause: str,
+    histogram: str = "modelpilot_reconcile_wait_seconds",
+) -> dict[str, float]:
     """The operator's reconciles woken for `cause` between two scrapes: how many, and
-    how many started within 50 ms, 250 ms and 1 s of the wake."""
-    series = 'modelpilot_reconcile_wait_seconds_bucket{cause="%s",le="%s"}'
+    how many started within 50 ms, 250 ms and 1 s of the wake (of the histogram
+    modelpilot_reconcile_duration_seconds: ran within)."""
+    series = histogram + '_bucket{cause="%s",le="%s"}'
     counts = {
         bound: after.get(series % (cause, bound), 0) - before.get(series % (cause, bound), 0)
         for bound in ("0.05", "0.25", "1.0", "+Inf")
@@ -527,6 +533,10 @@ def storm(world: World, humans: int = 20) -> dict[str, Any]:
         "decided": percentiles(decided),
         "bench_watch_gaps": len(models.gaps) + len(routes.gaps),
         "waits": {cause: waits(before, after, cause) for cause in ("command", "change", "other")},
+        "runs": {
+            cause: waits(before, after, cause, "modelpilot_reconcile_duration_seconds")
+            for cause in ("command", "change", "other")
+        },
         "patched": percentiles(patched),
         "watched": percentiles(watched),
     }

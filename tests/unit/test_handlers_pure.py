@@ -20,6 +20,7 @@ def test_metrics_exposition() -> None:
     metrics = Metrics()
     metrics.observe(0.03, writes=2, error=False)
     metrics.observe(3.0, writes=0, error=True)
+    metrics.observe(0.2, writes=1, error=False, cause="command")
     metrics.observe_cpu(0.004)
     metrics.observe_cpu(0.0015)
     metrics.set_phase("ml", "iris", "Progressing")
@@ -27,12 +28,15 @@ def test_metrics_exposition() -> None:
     metrics.set_phase("ml", "gone", "Stable")
     metrics.set_phase("ml", "gone", None)
     text = metrics.render()
-    assert "modelpilot_reconciles_total 2\n" in text
+    assert "modelpilot_reconciles_total 3\n" in text
     assert "modelpilot_reconcile_errors_total 1\n" in text
-    assert "modelpilot_child_writes_total 2\n" in text
+    assert "modelpilot_child_writes_total 3\n" in text
     assert "modelpilot_reconcile_cpu_seconds_total 0.005500\n" in text
-    assert 'modelpilot_reconcile_duration_seconds_bucket{le="0.05"} 1\n' in text
-    assert 'modelpilot_reconcile_duration_seconds_bucket{le="+Inf"} 2\n' in text
+    other = 'modelpilot_reconcile_duration_seconds_bucket{cause="other",le="%s"} %d\n'
+    assert other % ("0.05", 1) in text and other % ("+Inf", 2) in text
+    command = 'modelpilot_reconcile_duration_seconds_bucket{cause="command",le="%s"} %d\n'
+    assert command % ("0.1", 0) in text and command % ("0.25", 1) in text
+    assert 'modelpilot_reconcile_duration_seconds_sum{cause="command"} 0.200000\n' in text
     assert 'modelpilot_models{phase="Stable"} 1\n' in text
     assert 'modelpilot_models{phase="Progressing"} 1\n' in text
 

@@ -18,8 +18,10 @@ class Metrics:
         self.reconciles = 0
         self.errors = 0
         self.child_writes = 0
-        self._buckets = [0] * len(BUCKETS)
-        self._duration_sum = 0.0
+        # Reconcile run time by what woke the model, so a person's command is seen apart
+        # from the routine ones it runs beside (their threads share the GIL).
+        self._durations: dict[str, list[int]] = {}
+        self._duration_sums: dict[str, float] = {}
         self.reconcile_cpu = 0.0  # seconds of CPU the reconciles' threads spent in them
         self._phases: dict[tuple[str, str], str] = {}
         self._canary_weights: dict[tuple[str, str], int] = {}
@@ -35,13 +37,13 @@ class Metrics:
         self._wait_sums: dict[str, float] = {}
         self._wakes: Counter[tuple[str, str]] = Counter()  # (source, cause)
 
-    def observe(self, seconds: float, writes: int, error: bool) -> None:
+    def observe(self, seconds: float, writes: int, error: bool, cause: str = "other") -> None:
         with self._lock:
             self.reconciles += 1
             self.errors += int(error)
             self.child_writes += writes
-            self._duration_sum += seconds
-            _count(self._buckets, seconds)
+            self._duration_sums[cause] = self._duration_sums.get(cause, 0.0) + seconds
+            _count(self._durations.setdefault(cause, [0] * len(BUCKETS)), seconds)
 
     def observe_cpu(self, seconds: float) -> None:
         with self._lock:
@@ -96,12 +98,17 @@ class Metrics:
                 " loop).",
                 "# TYPE modelpilot_reconcile_cpu_seconds_total counter",
                 f"modelpilot_reconcile_cpu_seconds_total {self.reconcile_cpu:.6f}",
-                "# HELP modelpilot_reconcile_duration_seconds Time per reconcile.",
+                "# HELP modelpilot_reconcile_duration_seconds Time per reconcile, by what"
+                " woke it (command, change, other: a child, a timer).",
                 "# TYPE modelpilot_reconcile_duration_seconds histogram",
             ]
-            lines += _histogram(
-                "modelpilot_reconcile_duration_seconds", "", self._buckets, self._duration_sum
-            )
+            for cause, buckets in sorted(self._durations.items()):
+                lines += _histogram(
+                    "modelpilot_reconcile_duration_seconds",
+                    f'cause="{cause}"',
+                    buckets,
+                    self._duration_sums[cause],
+                )
             lines += [
                 "# HELP modelpilot_reconcile_wait_seconds From a model's wake to its reconcile"
                 " starting, by cause (command, change: a new generation, other).",

@@ -458,12 +458,12 @@ async def model_loop(
                 woken = await _settle(state, key, woken, poke, stopped)
             registry_woken = key in state.registry_wakes
             state.registry_wakes.discard(key)
-            started = time.monotonic()
+            started, cause = time.monotonic(), woken[1] if woken is not None else "other"
             try:
                 if key in state.legacy_finalizers:
                     await asyncio.to_thread(drop_legacy_finalizer, state.kube, namespace, name)
                     state.legacy_finalizers.discard(key)
-                pool = state.urgent if woken and woken[1] == "command" else state.routine
+                pool = state.urgent if cause == "command" else state.routine
                 outcome = await asyncio.get_running_loop().run_in_executor(
                     pool,
                     functools.partial(
@@ -480,14 +480,16 @@ async def model_loop(
                 log.info("%s/%s: this replica stopped leading mid-reconcile", namespace, name)
                 continue
             except Exception:
-                state.metrics.observe(time.monotonic() - started, 0, error=True)
+                state.metrics.observe(time.monotonic() - started, 0, error=True, cause=cause)
                 log.exception(
                     "reconcile of %s/%s failed; retrying in %.0fs", namespace, name, backoff
                 )
                 timeout: float | None = backoff
                 backoff = min(backoff * 2, MAX_BACKOFF)
             else:
-                state.metrics.observe(time.monotonic() - started, outcome.writes, error=False)
+                state.metrics.observe(
+                    time.monotonic() - started, outcome.writes, error=False, cause=cause
+                )
                 if outcome.phase is not None:
                     for waiting in state.slots.settle(key, outcome.phase):
                         state.poke(*waiting, source="slot")  # a slot came free: the line moves
