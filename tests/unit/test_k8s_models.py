@@ -80,3 +80,26 @@ def test_an_unordered_resource_version_is_never_trusted() -> None:
     cache.read("ns", "iris", api.get)
     cache.read("ns", "iris", api.get)
     assert api.gets == 2
+
+
+def test_managed_fields_are_not_kept_and_never_read() -> None:
+    managed = [{"manager": "kubectl", "operation": "Apply", "fieldsV1": {"f:spec": {}}}]
+
+    def with_fields(rv: str, phase: str) -> dict[str, Any]:
+        found = body(rv, phase)
+        found["metadata"]["managedFields"] = managed
+        return found
+
+    cache, api = ModelCache(), Api(with_fields("5", "Stable"))
+    fresh = cache.read("ns", "iris", api.get)
+    cache.watched(with_fields("6", "Progressing"))
+    watched = cache.read("ns", "iris", api.get)
+    cache.wrote(with_fields("7", "Promoting"))
+    written = cache.read("ns", "iris", api.get)
+    assert fresh is not None and watched is not None and written is not None
+    assert [r["status"]["phase"] for r in (fresh, watched, written)] == [
+        "Stable", "Progressing", "Promoting",
+    ]  # fmt: skip
+    assert all("managedFields" not in r["metadata"] for r in (fresh, watched, written))
+    assert written["metadata"]["resourceVersion"] == "7"
+    assert api.current is not None and "managedFields" in api.current["metadata"]  # untouched
