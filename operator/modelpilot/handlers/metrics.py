@@ -20,8 +20,7 @@ class Metrics:
         self.child_writes = 0
         # Reconcile run time by what woke the model, so a person's command is seen apart
         # from the routine ones it runs beside (their threads share the GIL).
-        self._durations: dict[str, list[int]] = {}
-        self._duration_sums: dict[str, float] = {}
+        self._durations = _ByCause()
         self.reconcile_cpu = 0.0  # seconds of CPU the reconciles' threads spent in them
         self._phases: dict[tuple[str, str], str] = {}
         self._canary_weights: dict[tuple[str, str], int] = {}
@@ -33,8 +32,7 @@ class Metrics:
         self.leading: Callable[[], bool] = lambda: True  # no leader election: always
         self.shard: tuple[int, int] = (0, 1)  # (index, count)
         # Wake -> reconcile started, by what woke the model (a person's change or else).
-        self._waits: dict[str, list[int]] = {}
-        self._wait_sums: dict[str, float] = {}
+        self._waits = _ByCause()
         self._wakes: Counter[tuple[str, str]] = Counter()  # (source, cause)
 
     def observe(self, seconds: float, writes: int, error: bool, cause: str = "other") -> None:
@@ -42,8 +40,7 @@ class Metrics:
             self.reconciles += 1
             self.errors += int(error)
             self.child_writes += writes
-            self._duration_sums[cause] = self._duration_sums.get(cause, 0.0) + seconds
-            _count(self._durations.setdefault(cause, [0] * len(BUCKETS)), seconds)
+            self._durations.observe(cause, seconds)
 
     def observe_cpu(self, seconds: float) -> None:
         with self._lock:
@@ -51,8 +48,7 @@ class Metrics:
 
     def observe_wait(self, cause: str, seconds: float) -> None:
         with self._lock:
-            self._wait_sums[cause] = self._wait_sums.get(cause, 0.0) + seconds
-            _count(self._waits.setdefault(cause, [0] * len(BUCKETS)), seconds)
+            self._waits.observe(cause, seconds)
 
     def woke(self, source: str, cause: str) -> None:
         with self._lock:
@@ -102,25 +98,13 @@ class Metrics:
                 " woke it (command, change, other: a child, a timer).",
                 "# TYPE modelpilot_reconcile_duration_seconds histogram",
             ]
-            for cause, buckets in sorted(self._durations.items()):
-                lines += _histogram(
-                    "modelpilot_reconcile_duration_seconds",
-                    f'cause="{cause}"',
-                    buckets,
-                    self._duration_sums[cause],
-                )
+            lines += self._durations.render("modelpilot_reconcile_duration_seconds")
             lines += [
                 "# HELP modelpilot_reconcile_wait_seconds From a model's wake to its reconcile"
                 " starting, by cause (command, change: a new generation, other).",
                 "# TYPE modelpilot_reconcile_wait_seconds histogram",
             ]
-            for cause, buckets in sorted(self._waits.items()):
-                lines += _histogram(
-                    "modelpilot_reconcile_wait_seconds",
-                    f'cause="{cause}"',
-                    buckets,
-                    self._wait_sums[cause],
-                )
+            lines += self._waits.render("modelpilot_reconcile_wait_seconds")
             lines += [
                 "# HELP modelpilot_wakes_total Wakes of a model's loop by what changed (a"
                 " child's kind, the model, a slot...) and cause; several may end in one"
@@ -185,10 +169,25 @@ class Metrics:
         return "\n".join(lines) + "\n"
 
 
-def _count(buckets: list[int], seconds: float) -> None:
-    for index, bound in enumerate(BUCKETS):
-        if seconds <= bound:
-            buckets[index] += 1
+class _ByCause:
+    """One histogram per cause (command, change, other); the caller holds the lock."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[str, list[int]] = {}
+        self._sums: dict[str, float] = {}
+
+    def observe(self, cause: str, seconds: float) -> None:
+        self._sums[cause] = self._sums.get(cause, 0.0) + seconds
+        buckets = self._buckets.setdefault(cause, [0] * len(BUCKETS))
+        for index, bound in enumerate(BUCKETS):
+            if seconds <= bound:
+                buckets[index] += 1
+
+    def render(self, name: str) -> list[str]:
+        lines: list[str] = []
+        for cause, buckets in sorted(self._buckets.items()):
+            lines += _histogram(name, f'cause="{cause}"', buckets, self._sums[cause])
+        return lines
 
 
 def _histogram(name: str, labels: str, buckets: list[int], total: float) -> list[str]:
