@@ -441,8 +441,8 @@ def waits(
     histogram: str = "modelpilot_reconcile_wait_seconds",
 ) -> dict[str, float]:
     """The operator's reconciles woken for `cause` between two scrapes: how many, and
-    how many started within 50 ms, 250 ms and 1 s of the wake (of the histogram
-    modelpilot_reconcile_duration_seconds: ran within)."""
+    how many started within 50 ms, 250 ms and 1 s of the wake; or, from the histogram
+    modelpilot_reconcile_duration_seconds, how many ran within those times."""
     series = histogram + '_bucket{cause="%s",le="%s"}'
     counts = {
         bound: after.get(series % (cause, bound), 0) - before.get(series % (cause, bound), 0)

@@ -27,8 +27,8 @@ def _key(obj: Mapping[str, Any]) -> Key:
 
 def _without_managed_fields(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     """The model as a reconcile reads it. Server-side apply's managedFields name every
-    field path once per manager (the user's spec, our status): about a third of a
-    model's size, kept for each of 10,000 models, and read by no reconcile."""
+    field path once per manager (the user's spec, our status): 40% of a Stable model's
+    size in memory, kept for each of 10,000 models, and read by no reconcile."""
     meta = obj.get("metadata") or {}
     if "managedFields" not in meta:
         return obj
