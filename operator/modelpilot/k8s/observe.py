@@ -80,8 +80,8 @@ def snapshot(cluster: Cluster, model: ManagedModel, versions: list[str]) -> Snap
             found.hpas[version] = hpa
         if deployment is not None:
             found.deployments[version] = deployment
-        if isvc is not None and not _ours(isvc, model):
-            found.readiness[version] = _not_ours(isvc_name)
+        if (foreign := _held_by_another(isvc, model)) is not None:
+            found.readiness[version] = foreign
             continue
         pods: list[dict[str, Any]] = []
         first = version_readiness(isvc, deployment)
@@ -93,20 +93,19 @@ def snapshot(cluster: Cluster, model: ManagedModel, versions: list[str]) -> Snap
     return found
 
 
-def _ours(isvc: Mapping[str, Any], model: ManagedModel) -> bool:
-    """The InferenceService is this model's. Another's under the same name is, most
-    often, a deleted model's that the garbage collector has not removed yet while a
-    model of the same name is created again: Ready, but about to go (seen in the churn
-    fault suite: the new model routed to it)."""
+def _held_by_another(isvc: Mapping[str, Any] | None, model: ManagedModel) -> Readiness | None:
+    """Not ready, when another owner controls the InferenceService; None when it is this
+    model's (or absent). Another's under the same name is, most often, a deleted model's
+    that the garbage collector has not removed yet while a model of the same name is
+    created again: Ready, but about to go (seen in the churn fault suite: the new model
+    routed to it)."""
     uid = model.metadata.uid
-    return uid is None or foreign_controller(isvc, uid) is None
-
-
-def _not_ours(isvc_name: str) -> Readiness:
+    if isvc is None or uid is None or foreign_controller(isvc, uid) is None:
+        return None
     return Readiness(
         False,
-        f"InferenceService {isvc_name} is not this model's (a deleted model's of the same "
-        "name, not yet removed, or someone else's)",
+        f"InferenceService {isvc['metadata']['name']} is not this model's (a deleted "
+        "model's of the same name, not yet removed, or someone else's)",
     )
 
 
@@ -120,11 +119,8 @@ def _model_mesh_snapshot(cluster: Cluster, model: ManagedModel, versions: list[s
         )
         if isvc is not None:
             found.isvcs[version] = isvc
-        found.readiness[version] = (
-            model_mesh_readiness(isvc)
-            if isvc is None or _ours(isvc, model)
-            else _not_ours(names.inference_service_name(model.name, version))
-        )
+        foreign = _held_by_another(isvc, model)
+        found.readiness[version] = foreign if foreign is not None else model_mesh_readiness(isvc)
         found.copies[version] = model_copies(isvc)
     # Whoever's it is: a name taken by another owner is refused at the write.
     found.stable_name = cluster.cached(
